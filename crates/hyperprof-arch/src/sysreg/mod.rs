@@ -1,0 +1,428 @@
+//! The system registers hyperprof models, with their encodings and Arm names.
+//!
+//! Encodings follow the Arm ARM (DDI0487, chapter D24 "AArch64 System
+//! Register Descriptions"; DDI0601 register XML).
+//!
+//! Verification (done while writing this crate, against Linux
+//! `arch/arm64/tools/sysreg` and `arch/arm64/include/asm/sysreg.h`, which
+//! are generated from / checked against the Arm register XML):
+//! - SPE: PMSCR_EL1, PMSNEVFR_EL1, PMSICR_EL1, PMSIRR_EL1, PMSFCR_EL1,
+//!   PMSEVFR_EL1, PMSLATFR_EL1, PMSIDR_EL1, PMBLIMITR_EL1, PMBPTR_EL1,
+//!   PMBSR_EL1, PMSDSFR_EL1, PMBIDR_EL1, PMSCR_EL2 (tools/sysreg);
+//!   PMSCR_EL12 `sys_reg(3, 5, 9, 9, 0)` (sysreg.h).
+//! - PMUv3: PMCR_EL0 .. PMOVSSET_EL0, PMINTENSET/CLR_EL1, PMMIR_EL1,
+//!   PMCCFILTR_EL0 and the `PMEVCNTRn`/`PMEVTYPERn` CRm/op2 formulae
+//!   (`CRm = 0b10:n[4:3]` / `0b11:n[4:3]`, `op2 = n[2:0]`) (sysreg.h).
+//! - EL2 and others: HCR_EL2, MDCR_EL2, HDFGRTR_EL2, HDFGWTR_EL2,
+//!   CONTEXTIDR_EL2, CNTVOFF_EL2, CNTPCT_EL0, CNTVCT_EL0 (sysreg.h);
+//!   ID_AA64DFR0_EL1, CONTEXTIDR_EL1 (tools/sysreg).
+//!
+//! Every encoding listed in this module was checked; none is unverified.
+
+mod counter;
+mod encoding;
+
+pub use counter::EventCounter;
+pub use encoding::Encoding;
+
+use core::fmt;
+
+macro_rules! sysregs {
+    (
+        $(
+            $(#[$doc:meta])*
+            $name:ident = ($op0:literal, $op1:literal, $crn:literal, $crm:literal, $op2:literal);
+        )*
+    ) => {
+        /// An AArch64 system register modelled by hyperprof (Arm ARM D24).
+        ///
+        /// Variant names are the Arm names. The event counter families
+        /// `PMEVCNTR<n>_EL0` and `PMEVTYPER<n>_EL0` carry their index as an
+        /// [`EventCounter`] (0..=30), so every value is a real register.
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum SysReg {
+            $(
+                $(#[$doc])*
+                $name,
+            )*
+            /// `PMEVCNTR<n>_EL0`, Performance Monitors Event Count Register n
+            /// (`3, 3, 14, 0b10:n[4:3], n[2:0]`).
+            PMEVCNTR_EL0(EventCounter),
+            /// `PMEVTYPER<n>_EL0`, Performance Monitors Event Type Register n
+            /// (`3, 3, 14, 0b11:n[4:3], n[2:0]`).
+            PMEVTYPER_EL0(EventCounter),
+        }
+
+        /// Registers without an index, in declaration order.
+        const FIXED: &[SysReg] = &[$(SysReg::$name,)*];
+
+        impl SysReg {
+            const fn fixed_encoding(self) -> Option<Encoding> {
+                match self {
+                    $(SysReg::$name => Some(Encoding::new($op0, $op1, $crn, $crm, $op2)),)*
+                    SysReg::PMEVCNTR_EL0(_) | SysReg::PMEVTYPER_EL0(_) => None,
+                }
+            }
+
+            const fn fixed_name(self) -> Option<&'static str> {
+                match self {
+                    $(SysReg::$name => Some(stringify!($name)),)*
+                    SysReg::PMEVCNTR_EL0(_) | SysReg::PMEVTYPER_EL0(_) => None,
+                }
+            }
+
+            const fn fixed_from_encoding(e: Encoding) -> Option<SysReg> {
+                match (e.op0(), e.op1(), e.crn(), e.crm(), e.op2()) {
+                    $(($op0, $op1, $crn, $crm, $op2) => Some(SysReg::$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+sysregs! {
+    // ---- Statistical Profiling Extension (Arm ARM D24.6 / ARM-FACTS §1) ----
+    /// Statistical Profiling Control Register (EL1).
+    PMSCR_EL1 = (3, 0, 9, 9, 0);
+    /// PMSCR_EL1 accessed from EL2 when `HCR_EL2.E2H == 1` (VHE alias).
+    PMSCR_EL12 = (3, 5, 9, 9, 0);
+    /// Statistical Profiling Control Register (EL2).
+    PMSCR_EL2 = (3, 4, 9, 9, 0);
+    /// Sampling Inverted Event Filter Register (FEAT_SPEv1p2).
+    PMSNEVFR_EL1 = (3, 0, 9, 9, 1);
+    /// Sampling Interval Counter Register.
+    PMSICR_EL1 = (3, 0, 9, 9, 2);
+    /// Sampling Interval Reload Register.
+    PMSIRR_EL1 = (3, 0, 9, 9, 3);
+    /// Sampling Filter Control Register.
+    PMSFCR_EL1 = (3, 0, 9, 9, 4);
+    /// Sampling Event Filter Register.
+    PMSEVFR_EL1 = (3, 0, 9, 9, 5);
+    /// Sampling Latency Filter Register.
+    PMSLATFR_EL1 = (3, 0, 9, 9, 6);
+    /// Sampling Profiling ID Register (read-only).
+    PMSIDR_EL1 = (3, 0, 9, 9, 7);
+    /// Profiling Buffer Limit Address Register.
+    PMBLIMITR_EL1 = (3, 0, 9, 10, 0);
+    /// Profiling Buffer Write Pointer Register.
+    PMBPTR_EL1 = (3, 0, 9, 10, 1);
+    /// Profiling Buffer Status/syndrome Register.
+    PMBSR_EL1 = (3, 0, 9, 10, 3);
+    /// Sampling Data Source Filter Register (FEAT_SPE_FDS).
+    PMSDSFR_EL1 = (3, 0, 9, 10, 4);
+    /// Profiling Buffer ID Register (read-only).
+    PMBIDR_EL1 = (3, 0, 9, 10, 7);
+
+    // ---- PMUv3 (Arm ARM D24.5 / ARM-FACTS §4) ----
+    /// Performance Monitors Control Register.
+    PMCR_EL0 = (3, 3, 9, 12, 0);
+    /// Performance Monitors Count Enable Set register.
+    PMCNTENSET_EL0 = (3, 3, 9, 12, 1);
+    /// Performance Monitors Count Enable Clear register.
+    PMCNTENCLR_EL0 = (3, 3, 9, 12, 2);
+    /// Performance Monitors Overflow Flag Status Clear Register.
+    PMOVSCLR_EL0 = (3, 3, 9, 12, 3);
+    /// Performance Monitors Software Increment register (write-only).
+    PMSWINC_EL0 = (3, 3, 9, 12, 4);
+    /// Performance Monitors Event Counter Selection Register.
+    PMSELR_EL0 = (3, 3, 9, 12, 5);
+    /// Performance Monitors Common Event Identification register 0.
+    PMCEID0_EL0 = (3, 3, 9, 12, 6);
+    /// Performance Monitors Common Event Identification register 1.
+    PMCEID1_EL0 = (3, 3, 9, 12, 7);
+    /// Performance Monitors Cycle Count Register.
+    PMCCNTR_EL0 = (3, 3, 9, 13, 0);
+    /// Performance Monitors Selected Event Type Register.
+    PMXEVTYPER_EL0 = (3, 3, 9, 13, 1);
+    /// Performance Monitors Selected Event Count Register.
+    PMXEVCNTR_EL0 = (3, 3, 9, 13, 2);
+    /// Performance Monitors User Enable Register.
+    PMUSERENR_EL0 = (3, 3, 9, 14, 0);
+    /// Performance Monitors Interrupt Enable Set register.
+    PMINTENSET_EL1 = (3, 0, 9, 14, 1);
+    /// Performance Monitors Interrupt Enable Clear register.
+    PMINTENCLR_EL1 = (3, 0, 9, 14, 2);
+    /// Performance Monitors Overflow Flag Status Set register.
+    PMOVSSET_EL0 = (3, 3, 9, 14, 3);
+    /// Performance Monitors Machine Identification Register.
+    PMMIR_EL1 = (3, 0, 9, 14, 6);
+    /// Performance Monitors Cycle Count Filter Register.
+    PMCCFILTR_EL0 = (3, 3, 14, 15, 7);
+
+    // ---- EL2 controls, identification, context and timers ----
+    /// Hypervisor Configuration Register.
+    HCR_EL2 = (3, 4, 1, 1, 0);
+    /// Monitor Debug Configuration Register (EL2).
+    MDCR_EL2 = (3, 4, 1, 1, 1);
+    /// Hypervisor Debug Fine-Grained Read Trap Register (FEAT_FGT).
+    HDFGRTR_EL2 = (3, 4, 3, 1, 4);
+    /// Hypervisor Debug Fine-Grained Write Trap Register (FEAT_FGT).
+    HDFGWTR_EL2 = (3, 4, 3, 1, 5);
+    /// AArch64 Debug Feature Register 0.
+    ID_AA64DFR0_EL1 = (3, 0, 0, 5, 0);
+    /// Context ID Register (EL1).
+    CONTEXTIDR_EL1 = (3, 0, 13, 0, 1);
+    /// Context ID Register (EL2).
+    CONTEXTIDR_EL2 = (3, 4, 13, 0, 1);
+    /// Counter-timer Physical Count register.
+    CNTPCT_EL0 = (3, 3, 14, 0, 1);
+    /// Counter-timer Virtual Count register.
+    CNTVCT_EL0 = (3, 3, 14, 0, 2);
+    /// Counter-timer Virtual Offset register.
+    CNTVOFF_EL2 = (3, 4, 14, 0, 3);
+}
+
+/// Number of registers without an index.
+const FIXED_COUNT: usize = FIXED.len();
+
+/// Builds [`SysReg::ALL`] at compile time.
+const fn build_all() -> [SysReg; SysReg::COUNT] {
+    let mut out = [SysReg::PMSCR_EL1; SysReg::COUNT];
+    let mut i = 0;
+    while i < FIXED_COUNT {
+        out[i] = FIXED[i];
+        i += 1;
+    }
+    let mut n = 0;
+    while n < EventCounter::COUNT {
+        let c = EventCounter::saturating(n as u8);
+        out[FIXED_COUNT + n] = SysReg::PMEVCNTR_EL0(c);
+        out[FIXED_COUNT + EventCounter::COUNT + n] = SysReg::PMEVTYPER_EL0(c);
+        n += 1;
+    }
+    out
+}
+
+impl SysReg {
+    /// Number of registers in [`SysReg::ALL`] (indexed families expanded).
+    pub const COUNT: usize = FIXED_COUNT + 2 * EventCounter::COUNT;
+
+    /// Every register, with `PMEVCNTR0..30_EL0` and `PMEVTYPER0..30_EL0`
+    /// expanded: the fixed registers in declaration order, then the 31
+    /// counters, then the 31 type registers.
+    pub const ALL: [SysReg; SysReg::COUNT] = build_all();
+
+    /// Iterates over [`SysReg::ALL`].
+    pub fn iter() -> impl Iterator<Item = SysReg> {
+        SysReg::ALL.iter().copied()
+    }
+
+    /// `PMEVCNTR<n>_EL0`, or `None` if `n > 30`.
+    pub const fn pmevcntr_el0(n: u8) -> Option<SysReg> {
+        match EventCounter::new(n) {
+            Some(c) => Some(SysReg::PMEVCNTR_EL0(c)),
+            None => None,
+        }
+    }
+
+    /// `PMEVTYPER<n>_EL0`, or `None` if `n > 30`.
+    pub const fn pmevtyper_el0(n: u8) -> Option<SysReg> {
+        match EventCounter::new(n) {
+            Some(c) => Some(SysReg::PMEVTYPER_EL0(c)),
+            None => None,
+        }
+    }
+
+    /// The register's `op0, op1, CRn, CRm, op2` encoding.
+    pub const fn encoding(self) -> Encoding {
+        match self {
+            SysReg::PMEVCNTR_EL0(c) => {
+                let n = c.index();
+                Encoding::new(3, 3, 14, 0b1000 | (n >> 3), n & 7)
+            }
+            SysReg::PMEVTYPER_EL0(c) => {
+                let n = c.index();
+                Encoding::new(3, 3, 14, 0b1100 | (n >> 3), n & 7)
+            }
+            fixed => match fixed.fixed_encoding() {
+                Some(e) => e,
+                // Unreachable: every non-indexed variant has an encoding.
+                None => Encoding::new(0, 0, 0, 0, 0),
+            },
+        }
+    }
+
+    /// The register with encoding `e`, or `None` if hyperprof does not model
+    /// it. Inverse of [`SysReg::encoding`].
+    pub const fn from_encoding(e: Encoding) -> Option<SysReg> {
+        if e.op0() == 3 && e.op1() == 3 && e.crn() == 14 && e.crm() >= 8 {
+            let n = ((e.crm() & 0b11) << 3) | e.op2();
+            let c = match EventCounter::new(n) {
+                Some(c) => c,
+                // n == 31: CRm 0b1011 op2 7 is unallocated, CRm 0b1111 op2 7
+                // is PMCCFILTR_EL0.
+                None => return SysReg::fixed_from_encoding(e),
+            };
+            return if e.crm() & 0b0100 == 0 {
+                Some(SysReg::PMEVCNTR_EL0(c))
+            } else {
+                Some(SysReg::PMEVTYPER_EL0(c))
+            };
+        }
+        SysReg::fixed_from_encoding(e)
+    }
+
+    /// The Arm name. For the indexed families this is the family name as
+    /// written in the Arm ARM (`"PMEVCNTR<n>_EL0"`); use `Display` for the
+    /// name of one instance (`PMEVCNTR5_EL0`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            SysReg::PMEVCNTR_EL0(_) => "PMEVCNTR<n>_EL0",
+            SysReg::PMEVTYPER_EL0(_) => "PMEVTYPER<n>_EL0",
+            fixed => match fixed.fixed_name() {
+                Some(n) => n,
+                None => "",
+            },
+        }
+    }
+
+    /// The event counter index for the indexed families, `None` otherwise.
+    pub const fn counter(self) -> Option<EventCounter> {
+        match self {
+            SysReg::PMEVCNTR_EL0(c) | SysReg::PMEVTYPER_EL0(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SysReg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SysReg::PMEVCNTR_EL0(c) => write!(f, "PMEVCNTR{}_EL0", c.index()),
+            SysReg::PMEVTYPER_EL0(c) => write!(f, "PMEVTYPER{}_EL0", c.index()),
+            fixed => f.write_str(fixed.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Encoding, EventCounter, SysReg};
+    use std::collections::BTreeSet;
+    use std::format;
+    use std::string::String;
+
+    #[test]
+    fn all_has_every_register_once() {
+        assert_eq!(SysReg::ALL.len(), 42 + 31 + 31);
+        let set: BTreeSet<SysReg> = SysReg::iter().collect();
+        assert_eq!(set.len(), SysReg::COUNT);
+    }
+
+    #[test]
+    fn encodings_are_distinct() {
+        let encs: BTreeSet<Encoding> = SysReg::iter().map(SysReg::encoding).collect();
+        assert_eq!(encs.len(), SysReg::COUNT);
+    }
+
+    #[test]
+    fn from_encoding_roundtrips_every_register() {
+        for r in SysReg::iter() {
+            assert_eq!(SysReg::from_encoding(r.encoding()), Some(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn from_encoding_knows_nothing_else() {
+        // Every possible encoding: either unknown, or maps to a register
+        // whose encoding is exactly it. Exactly COUNT encodings are known.
+        let mut known = 0;
+        for v in 0..=u16::MAX {
+            let e = Encoding::unpack(v);
+            if let Some(r) = SysReg::from_encoding(e) {
+                assert_eq!(r.encoding(), e);
+                known += 1;
+            }
+        }
+        assert_eq!(known, SysReg::COUNT);
+    }
+
+    #[test]
+    fn spot_check_encodings() {
+        let cases = [
+            (SysReg::PMSCR_EL1, "S3_0_C9_C9_0"),
+            (SysReg::PMSCR_EL12, "S3_5_C9_C9_0"),
+            (SysReg::PMSCR_EL2, "S3_4_C9_C9_0"),
+            (SysReg::PMBIDR_EL1, "S3_0_C9_C10_7"),
+            (SysReg::PMBSR_EL1, "S3_0_C9_C10_3"),
+            (SysReg::PMCR_EL0, "S3_3_C9_C12_0"),
+            (SysReg::PMMIR_EL1, "S3_0_C9_C14_6"),
+            (SysReg::PMCCFILTR_EL0, "S3_3_C14_C15_7"),
+            (SysReg::MDCR_EL2, "S3_4_C1_C1_1"),
+            (SysReg::HDFGWTR_EL2, "S3_4_C3_C1_5"),
+            (SysReg::ID_AA64DFR0_EL1, "S3_0_C0_C5_0"),
+            (SysReg::CNTVOFF_EL2, "S3_4_C14_C0_3"),
+        ];
+        for (r, s) in cases {
+            assert_eq!(format!("{}", r.encoding()), s, "{r}");
+        }
+    }
+
+    #[test]
+    fn indexed_encodings() {
+        let c0 = SysReg::pmevcntr_el0(0).unwrap();
+        let c5 = SysReg::pmevcntr_el0(5).unwrap();
+        let c8 = SysReg::pmevcntr_el0(8).unwrap();
+        let c30 = SysReg::pmevcntr_el0(30).unwrap();
+        let t30 = SysReg::pmevtyper_el0(30).unwrap();
+        let t9 = SysReg::pmevtyper_el0(9).unwrap();
+        assert_eq!(c0.encoding(), Encoding::new(3, 3, 14, 8, 0));
+        assert_eq!(c5.encoding(), Encoding::new(3, 3, 14, 8, 5));
+        assert_eq!(c8.encoding(), Encoding::new(3, 3, 14, 9, 0));
+        assert_eq!(c30.encoding(), Encoding::new(3, 3, 14, 11, 6));
+        assert_eq!(t30.encoding(), Encoding::new(3, 3, 14, 15, 6));
+        assert_eq!(t9.encoding(), Encoding::new(3, 3, 14, 13, 1));
+        assert_eq!(SysReg::pmevcntr_el0(31), None);
+        assert_eq!(SysReg::pmevtyper_el0(31), None);
+        // n == 31 slots: PMCCFILTR_EL0 for the type family, nothing for counters.
+        assert_eq!(
+            SysReg::from_encoding(Encoding::new(3, 3, 14, 15, 7)),
+            Some(SysReg::PMCCFILTR_EL0)
+        );
+        assert_eq!(SysReg::from_encoding(Encoding::new(3, 3, 14, 11, 7)), None);
+    }
+
+    #[test]
+    fn names_and_display() {
+        assert_eq!(SysReg::PMBLIMITR_EL1.name(), "PMBLIMITR_EL1");
+        assert_eq!(format!("{}", SysReg::PMBLIMITR_EL1), "PMBLIMITR_EL1");
+        let c5 = SysReg::pmevcntr_el0(5).unwrap();
+        assert_eq!(c5.name(), "PMEVCNTR<n>_EL0");
+        assert_eq!(format!("{c5}"), "PMEVCNTR5_EL0");
+        let t17 = SysReg::pmevtyper_el0(17).unwrap();
+        assert_eq!(t17.name(), "PMEVTYPER<n>_EL0");
+        assert_eq!(format!("{t17}"), "PMEVTYPER17_EL0");
+        assert_eq!(t17.counter(), EventCounter::new(17));
+        assert_eq!(SysReg::HCR_EL2.counter(), None);
+    }
+
+    #[test]
+    fn display_names_are_unique_and_arm_shaped() {
+        let names: BTreeSet<String> = SysReg::iter().map(|r| format!("{r}")).collect();
+        assert_eq!(names.len(), SysReg::COUNT);
+        for n in &names {
+            assert!(
+                n.ends_with("_EL0")
+                    || n.ends_with("_EL1")
+                    || n.ends_with("_EL2")
+                    || n.ends_with("_EL12"),
+                "{n}"
+            );
+            assert!(!n.is_empty());
+        }
+    }
+
+    #[test]
+    fn all_order_is_fixed_then_counters_then_types() {
+        assert_eq!(SysReg::ALL[0], SysReg::PMSCR_EL1);
+        assert_eq!(SysReg::ALL[42], SysReg::pmevcntr_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[42 + 30], SysReg::pmevcntr_el0(30).unwrap());
+        assert_eq!(SysReg::ALL[42 + 31], SysReg::pmevtyper_el0(0).unwrap());
+        assert_eq!(
+            SysReg::ALL[SysReg::COUNT - 1],
+            SysReg::pmevtyper_el0(30).unwrap()
+        );
+    }
+}
