@@ -1,0 +1,80 @@
+//! Throughput of the SPE codec on a 16 MiB trace of 64-byte records:
+//! decoding to records, perf-style formatting on one core, and the whole
+//! `spe dump` path (all cores) into a sink.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hyperprof::spe::dump::{dump, DumpOptions};
+use hyperprof::spe::input::TraceFile;
+use hyperprof::spe::synth::{synth, SynthConfig};
+use hyperprof_spe::text::{write_dump_line, DumpWalker, Sink};
+use hyperprof_spe::RecordDecoder;
+
+const RECORDS: u64 = 16 << 20 >> 6;
+
+fn trace() -> Vec<u8> {
+    synth(&SynthConfig {
+        records: RECORDS,
+        record_size: 64,
+        seed: 1,
+    })
+    .expect("valid configuration")
+}
+
+struct Bytes(Vec<u8>);
+
+impl Sink for Bytes {
+    fn put(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let raw = trace();
+    let mut g = c.benchmark_group("spe-16MiB");
+    g.throughput(Throughput::Bytes(raw.len() as u64));
+    g.sample_size(20);
+
+    g.bench_function("decode-records", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for r in RecordDecoder::new(std::hint::black_box(&raw)) {
+                let (_, rec) = r.expect("valid trace");
+                n += rec.total_latency.unwrap_or(0) as u64;
+            }
+            n
+        })
+    });
+
+    let mut text = Bytes(Vec::with_capacity(raw.len() * 16));
+    g.bench_function("dump-format-one-core", |b| {
+        b.iter(|| {
+            text.0.clear();
+            for item in DumpWalker::new(&raw, 0) {
+                write_dump_line(&mut text, &raw, &item);
+            }
+            text.0.len()
+        })
+    });
+
+    let file = TraceFile {
+        path: "bench.spe".into(),
+        bytes: raw.clone(),
+    };
+    for jobs in [1, 2] {
+        let opts = DumpOptions {
+            keep_going: false,
+            jobs,
+        };
+        g.bench_function(format!("spe-dump-command-jobs{jobs}"), |b| {
+            b.iter(|| {
+                dump(&file, std::io::sink(), opts)
+                    .expect("valid trace")
+                    .lines
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(spe_benches, benches);
+criterion_main!(spe_benches);

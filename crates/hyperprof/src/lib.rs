@@ -1,0 +1,11 @@
+//! hyperprof: SPE and partitioned-PMU virtualization for arm64, on a
+//! deterministic software model of the Arm profiling hardware.
+//!
+//! This crate is the command line's library: each subcommand is a module
+//! whose functions the `hyperprof` binary, the tests and the benchmarks call.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod rng;
+pub mod spe;

@@ -1,0 +1,214 @@
+//! The hyperprof command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use hyperprof::error::{Error, Result};
+use hyperprof::spe;
+use hyperprof::spe::input::TraceFile;
+
+/// SPE and partitioned-PMU virtualization for arm64, on a deterministic model
+/// of the Arm profiling hardware.
+#[derive(Parser)]
+#[command(name = "hyperprof", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read, write and inspect Arm SPE traces (raw buffers or perf.data).
+    #[command(subcommand)]
+    Spe(SpeCommand),
+    /// The default job: synthesise a trace, export it as perf.data, report on it.
+    Demo {
+        /// Directory for the artifacts.
+        #[arg(long, default_value = "hyperprof-out")]
+        out: PathBuf,
+        /// PRNG seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpeCommand {
+    /// Print one line per packet, exactly as `perf report -D` prints them.
+    Dump {
+        /// A raw SPE buffer or a perf.data file (detected by its magic).
+        file: PathBuf,
+        /// Print undecodable bytes as perf does ("Bad packet!") and go on,
+        /// instead of stopping with an error.
+        #[arg(long)]
+        keep_going: bool,
+        /// Threads formatting text [default: the CPUs available].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: Option<u16>,
+    },
+    /// Decode and aggregate: records, packets, ops, events, latencies, ELs.
+    Stats {
+        /// A raw SPE buffer or a perf.data file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wrap raw SPE buffers into a perf.data file that perf reads.
+    Export {
+        /// Raw SPE buffers, one AUXTRACE record each.
+        #[arg(required = true)]
+        raw: Vec<PathBuf>,
+        /// The perf.data file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// CPU the buffers are attributed to.
+        #[arg(long, default_value_t = 0)]
+        cpu: u32,
+        /// Dynamic PMU type of the SPE PMU recorded in the file.
+        #[arg(long, default_value_t = spe::export::DEFAULT_PMU_TYPE)]
+        pmu_type: u32,
+    },
+    /// Write a deterministic synthetic raw SPE trace.
+    Synth {
+        /// The raw trace to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Records to generate.
+        #[arg(long, default_value_t = 262_144)]
+        records: u64,
+        /// Bytes per record (records are padded with PAD).
+        #[arg(long, default_value_t = 64)]
+        record_size: usize,
+        /// PRNG seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
+        _ => Ok(()),
+    }
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+fn run_spe(cmd: SpeCommand) -> Result<()> {
+    match cmd {
+        SpeCommand::Dump {
+            file,
+            keep_going,
+            jobs,
+        } => {
+            let f = TraceFile::read(&file)?;
+            let mut opts = spe::dump::DumpOptions {
+                keep_going,
+                ..Default::default()
+            };
+            if let Some(jobs) = jobs {
+                opts.jobs = jobs as usize;
+            }
+            let s = spe::dump::dump(&f, std::io::stdout().lock(), opts)?;
+            if s.bad_packets > 0 {
+                eprintln!(
+                    "hyperprof: {}: {} byte(s) did not decode (printed as \"Bad packet!\")",
+                    file.display(),
+                    s.bad_packets
+                );
+            }
+            Ok(())
+        }
+        SpeCommand::Stats { file, json } => {
+            let f = TraceFile::read(&file)?;
+            let s = spe::stats::stats(&f)?;
+            if json {
+                let text =
+                    serde_json::to_string_pretty(&s).map_err(|e| Error::Usage(e.to_string()))?;
+                write_stdout(&(text + "\n"))
+            } else {
+                write_stdout(&spe::stats::render(&s))
+            }
+        }
+        SpeCommand::Export {
+            raw,
+            output,
+            cpu,
+            pmu_type,
+        } => {
+            let files = raw
+                .iter()
+                .map(|p| TraceFile::read(p))
+                .collect::<Result<Vec<_>>>()?;
+            spe::export::export(&files, &output, cpu, pmu_type)
+        }
+        SpeCommand::Synth {
+            output,
+            records,
+            record_size,
+            seed,
+        } => {
+            let bytes = spe::synth::synth(&spe::synth::SynthConfig {
+                records,
+                record_size,
+                seed,
+            })?;
+            write_file(&output, &bytes)
+        }
+    }
+}
+
+fn demo(out: PathBuf, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let raw = spe::synth::synth(&spe::synth::SynthConfig {
+        records: 65_536,
+        record_size: 64,
+        seed,
+    })?;
+    let raw_path = out.join("demo.spe");
+    let data_path = out.join("demo.perf.data");
+    write_file(&raw_path, &raw)?;
+    let file = TraceFile {
+        path: raw_path.clone(),
+        bytes: raw,
+    };
+    spe::export::export(
+        std::slice::from_ref(&file),
+        &data_path,
+        0,
+        spe::export::DEFAULT_PMU_TYPE,
+    )?;
+    let stats = spe::stats::stats(&TraceFile::read(&data_path)?)?;
+    let mut text = format!(
+        "hyperprof demo: a synthetic SPE trace (seed {seed}), exported for perf\n\
+         raw trace:  {}\nperf.data:  {}  (open with: perf report -D -i {})\n\n",
+        raw_path.display(),
+        data_path.display(),
+        data_path.display()
+    );
+    text += &spe::stats::render(&stats);
+    write_stdout(&text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Spe(cmd)) => run_spe(cmd),
+        Some(Command::Demo { out, seed }) => demo(out, seed),
+        None => demo(PathBuf::from("hyperprof-out"), 1),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hyperprof: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! `hyperprof spe …`: SPE trace tools.
+
+pub mod dump;
+pub mod export;
+pub mod input;
+pub mod out;
+pub mod stats;
+pub mod synth;
