@@ -397,7 +397,7 @@ const KINDS: [Kind; 256] = {
 ///
 /// Returns the packet and the number of bytes it occupies. An empty `buf` is
 /// reported as truncated with header 0.
-#[inline]
+#[inline(always)]
 pub fn decode(buf: &[u8], addr: usize) -> Result<(Packet, usize), PacketError> {
     let Some(&h) = buf.first() else {
         return Err(PacketError::Truncated {

@@ -130,7 +130,7 @@ fn sized(v: u64) -> u8 {
 
 impl Record {
     /// Folds one packet into the record. Returns true when the packet ends it.
-    #[inline]
+    #[inline(always)]
     pub fn apply(&mut self, p: &Packet) -> bool {
         match *p {
             Packet::End => return true,
