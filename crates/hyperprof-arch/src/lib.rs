@@ -19,6 +19,7 @@
 //!   EL2 ([`mdcr_el2`], [`hcr_el2`], [`contextidr_el1`], [`contextidr_el2`]),
 //!   identification ([`id_aa64dfr0_el1`]) and fine-grained traps
 //!   ([`hdfgrtr_el2`], [`hdfgwtr_el2`]).
+//! - [`cpu`]: the [`Cpu`] trait, the boundary between software and a PE.
 //! - [`features`]: PMSVer / PMUVer levels.
 //! - [`maxbuffsize`]: PMBIDR_EL1.MaxBuffSize encode/decode.
 //! - [`predicates`]: `ProfilingBufferOwner()`, `ProfilingBufferEnabled()`,
@@ -31,6 +32,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cpu;
 pub mod features;
 pub mod field;
 pub mod maxbuffsize;
@@ -38,6 +40,7 @@ pub mod predicates;
 mod regs;
 pub mod sysreg;
 
+pub use cpu::{AccessFault, Cpu};
 pub use features::{PmsVer, PmuVer};
 pub use field::Field;
 pub use predicates::{ExceptionLevel, ProfilingControls};

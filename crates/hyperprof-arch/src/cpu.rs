@@ -1,0 +1,51 @@
+//! The hardware boundary: what a kernel, driver or hypervisor may do to a
+//! processing element (PE). Mirrors the primitives KVM uses
+//! (`read_sysreg_s`, `write_sysreg_s`, `isb()`, `dsb(nsh)`, `psb_csync()`).
+//!
+//! The simulated PE implements it and counts every call; a real arm64
+//! backend would implement it with `mrs`/`msr` and barrier instructions.
+//! Nothing that uses this trait may depend on the PE being simulated.
+
+use crate::predicates::ExceptionLevel;
+use crate::sysreg::SysReg;
+
+/// Why a system register access did not complete: the exception it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessFault {
+    /// The access is UNDEFINED at the current Exception level (for example
+    /// an event counter at or above PMCR_EL0.N, or an EL2 register at EL1).
+    Undefined,
+    /// The access traps to a higher Exception level, which did not handle
+    /// it (a hypervisor handles its traps before this is returned).
+    Trapped {
+        /// Exception level the access traps to.
+        to: ExceptionLevel,
+    },
+}
+
+impl core::fmt::Display for AccessFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AccessFault::Undefined => write!(f, "UNDEFINED"),
+            AccessFault::Trapped { to } => write!(f, "trapped to {to}"),
+        }
+    }
+}
+
+/// A processing element as software sees it.
+pub trait Cpu {
+    /// `MRS`: reads `reg` at the current Exception level.
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault>;
+    /// `MSR`: writes `reg` at the current Exception level.
+    fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault>;
+    /// `ISB`: a context synchronization event.
+    fn isb(&mut self);
+    /// `DSB NSH`: completes earlier memory accesses, including profiling
+    /// buffer writes made architecturally visible by `PSB CSYNC`.
+    fn dsb_nsh(&mut self);
+    /// `PSB CSYNC`: profiling synchronization; records held in the profiling
+    /// unit become architecturally written.
+    fn psb_csync(&mut self);
+    /// The current Exception level.
+    fn current_el(&self) -> ExceptionLevel;
+}

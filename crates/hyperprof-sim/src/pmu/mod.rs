@@ -1,0 +1,1 @@
+//! The PMUv3 unit (being written).

@@ -1,0 +1,1 @@
+//! The SPE unit (being written).
