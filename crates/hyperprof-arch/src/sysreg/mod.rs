@@ -16,6 +16,7 @@
 //! - EL2 and others: HCR_EL2, MDCR_EL2, HDFGRTR_EL2, HDFGWTR_EL2,
 //!   CONTEXTIDR_EL2, CNTVOFF_EL2, CNTPCT_EL0, CNTVCT_EL0 (sysreg.h);
 //!   ID_AA64DFR0_EL1, CONTEXTIDR_EL1 (tools/sysreg).
+//! - Translation: TTBR0_EL1, TTBR0_EL2, VTTBR_EL2 (tools/sysreg).
 //!
 //! Every encoding listed in this module was checked; none is unverified.
 
@@ -172,6 +173,14 @@ sysregs! {
     CNTVCT_EL0 = (3, 3, 14, 0, 2);
     /// Counter-timer Virtual Offset register.
     CNTVOFF_EL2 = (3, 4, 14, 0, 3);
+
+    // ---- Translation table bases (the regimes the profiling buffer is written through) ----
+    /// Translation Table Base Register 0 (EL1): the EL1&0 stage-1 tables.
+    TTBR0_EL1 = (3, 0, 2, 0, 0);
+    /// Translation Table Base Register 0 (EL2): the EL2 (or EL2&0) stage-1 tables.
+    TTBR0_EL2 = (3, 4, 2, 0, 0);
+    /// Virtualization Translation Table Base Register: the stage-2 tables.
+    VTTBR_EL2 = (3, 4, 2, 1, 0);
 }
 
 /// Number of registers without an index.
@@ -306,7 +315,7 @@ mod tests {
 
     #[test]
     fn all_has_every_register_once() {
-        assert_eq!(SysReg::ALL.len(), 42 + 31 + 31);
+        assert_eq!(SysReg::ALL.len(), 45 + 31 + 31);
         let set: BTreeSet<SysReg> = SysReg::iter().collect();
         assert_eq!(set.len(), SysReg::COUNT);
     }
@@ -351,6 +360,9 @@ mod tests {
             (SysReg::PMMIR_EL1, "S3_0_C9_C14_6"),
             (SysReg::PMCCFILTR_EL0, "S3_3_C14_C15_7"),
             (SysReg::MDCR_EL2, "S3_4_C1_C1_1"),
+            (SysReg::TTBR0_EL1, "S3_0_C2_C0_0"),
+            (SysReg::TTBR0_EL2, "S3_4_C2_C0_0"),
+            (SysReg::VTTBR_EL2, "S3_4_C2_C1_0"),
             (SysReg::HDFGWTR_EL2, "S3_4_C3_C1_5"),
             (SysReg::ID_AA64DFR0_EL1, "S3_0_C0_C5_0"),
             (SysReg::CNTVOFF_EL2, "S3_4_C14_C0_3"),
@@ -417,9 +429,9 @@ mod tests {
     #[test]
     fn all_order_is_fixed_then_counters_then_types() {
         assert_eq!(SysReg::ALL[0], SysReg::PMSCR_EL1);
-        assert_eq!(SysReg::ALL[42], SysReg::pmevcntr_el0(0).unwrap());
-        assert_eq!(SysReg::ALL[42 + 30], SysReg::pmevcntr_el0(30).unwrap());
-        assert_eq!(SysReg::ALL[42 + 31], SysReg::pmevtyper_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[45], SysReg::pmevcntr_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[45 + 30], SysReg::pmevcntr_el0(30).unwrap());
+        assert_eq!(SysReg::ALL[45 + 31], SysReg::pmevtyper_el0(0).unwrap());
         assert_eq!(
             SysReg::ALL[SysReg::COUNT - 1],
             SysReg::pmevtyper_el0(30).unwrap()
