@@ -66,7 +66,7 @@ impl Op {
 
     /// Adds the PMU events this operation causes to `counts`.
     pub fn add_events(&self, counts: &mut EventCounts) {
-        let o = |bit: u32| (self.outcome >> bit & 1) as u64;
+        let o = |bit: u32| self.outcome >> bit & 1;
         counts.add(Event::INST_RETIRED, 1);
         counts.add(Event::INST_SPEC, 1);
         counts.add(Event::CPU_CYCLES, self.cycles as u64);
@@ -81,7 +81,10 @@ impl Op {
                 counts.add(Event::ST_RETIRED, !load as u64);
                 counts.add(Event::L1D_CACHE_REFILL, o(spe_event::L1D_REFILL));
                 counts.add(Event::L1D_TLB_REFILL, o(spe_event::TLB_WALK));
-                counts.add(Event::LL_CACHE_MISS_RD, o(spe_event::LLC_MISS) * load as u64);
+                counts.add(
+                    Event::LL_CACHE_MISS_RD,
+                    o(spe_event::LLC_MISS) * load as u64,
+                );
                 counts.add(Event::STALL_BACKEND, stall);
             }
             OpKind::Branch { .. } => {

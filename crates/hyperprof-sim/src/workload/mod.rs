@@ -31,3 +31,10 @@ pub trait Workload {
     /// `event` at least `k` times (`k >= 1`), or `limit` if they do not.
     fn ops_until(&self, event: Event, k: u64, limit: u64) -> u64;
 }
+
+mod catalog;
+mod engine;
+mod templates;
+
+pub use catalog::{by_name, ArraySum, Branchy, Mix, PointerChase, Space, StreamCopy, NAMES};
+pub use templates::{SOURCE_DRAM, SOURCE_L2, SOURCE_LLC};
