@@ -32,6 +32,19 @@ impl core::fmt::Display for AccessFault {
     }
 }
 
+/// A load from memory that did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemoryFault {
+    /// The virtual address that faulted.
+    pub va: u64,
+}
+
+impl core::fmt::Display for MemoryFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "data abort at {:#x}", self.va)
+    }
+}
+
 /// A processing element as software sees it.
 pub trait Cpu {
     /// `MRS`: reads `reg` at the current Exception level.
@@ -48,4 +61,7 @@ pub trait Cpu {
     fn psb_csync(&mut self);
     /// The current Exception level.
     fn current_el(&self) -> ExceptionLevel;
+    /// Loads `buf.len()` bytes from virtual address `va` through the current
+    /// translation regime (how a driver reads the buffer it owns).
+    fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault>;
 }

@@ -40,7 +40,7 @@ pub mod predicates;
 mod regs;
 pub mod sysreg;
 
-pub use cpu::{AccessFault, Cpu};
+pub use cpu::{AccessFault, Cpu, MemoryFault};
 pub use features::{PmsVer, PmuVer};
 pub use field::Field;
 pub use predicates::{ExceptionLevel, ProfilingControls};

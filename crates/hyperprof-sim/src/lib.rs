@@ -3,15 +3,21 @@
 //! - [`event`], [`op`]: what executes, and the PMU events it causes.
 //! - [`workload`]: operation generators with symbol tables and skip-ahead.
 //! - [`memory`], [`mmu`]: physical memory and translation tables in it.
+//! - [`machine`]: PEs sharing memory.
 //! - [`pmu`]: the PMUv3 unit.
 //! - [`spe`]: the Statistical Profiling Extension unit.
+//! - [`pe`]: a processing element: registers, strict synchronization, the
+//!   `Cpu` interface, skip-ahead execution; [`translate`]: its regimes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod event;
+pub mod machine;
 pub mod memory;
 pub mod mmu;
 pub mod op;
+pub mod pe;
 pub mod pmu;
 pub mod spe;
+pub mod translate;
 pub mod workload;

@@ -1,0 +1,79 @@
+//! The machine: processing elements sharing physical memory.
+
+use crate::memory::{FrameAllocator, MemError, PhysMem};
+use crate::pe::{Pe, PeConfig, PeCpu, RunExit};
+use crate::workload::Workload;
+
+/// How a machine is built.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// One entry per PE, in CPU number order.
+    pub pes: Vec<PeConfig>,
+    /// Base of RAM.
+    pub ram_base: u64,
+    /// Size of RAM in bytes (page multiple).
+    pub ram_size: u64,
+}
+
+/// PEs and the memory they share; the frame allocator hands out RAM pages
+/// (for translation tables and buffers) to whoever builds on the machine.
+#[derive(Debug)]
+pub struct Machine {
+    /// Physical memory.
+    pub mem: PhysMem,
+    /// Allocator of RAM frames.
+    pub alloc: FrameAllocator,
+    pes: Vec<Pe>,
+}
+
+impl Machine {
+    /// Builds the machine; every PE starts at EL2 in its reset state.
+    pub fn new(cfg: &MachineConfig) -> Result<Machine, MemError> {
+        let mut mem = PhysMem::new();
+        mem.add_ram(cfg.ram_base, cfg.ram_size)?;
+        let alloc = FrameAllocator::new(cfg.ram_base, cfg.ram_size)?;
+        let pes = cfg
+            .pes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Pe::new(i, c))
+            .collect();
+        Ok(Machine { mem, alloc, pes })
+    }
+
+    /// The PEs.
+    pub fn pes(&self) -> &[Pe] {
+        &self.pes
+    }
+
+    /// PE `i`.
+    pub fn pe(&self, i: usize) -> Option<&Pe> {
+        self.pes.get(i)
+    }
+
+    /// PE `i`, to change its state (exception entry and return).
+    pub fn pe_mut(&mut self, i: usize) -> Option<&mut Pe> {
+        self.pes.get_mut(i)
+    }
+
+    /// Software's view of PE `i`.
+    pub fn cpu(&mut self, i: usize) -> Option<PeCpu<'_>> {
+        let mem = &mut self.mem;
+        self.pes.get_mut(i).map(|pe| pe.cpu(mem))
+    }
+
+    /// Runs `workload` on PE `i` at its current Exception level (see
+    /// [`Pe::run`]); `None` if there is no PE `i`.
+    pub fn run(
+        &mut self,
+        i: usize,
+        workload: &mut dyn Workload,
+        budget: u64,
+        done: &mut u64,
+    ) -> Option<RunExit> {
+        let mem = &mut self.mem;
+        self.pes
+            .get_mut(i)
+            .map(|pe| pe.run(mem, workload, budget, done))
+    }
+}

@@ -1,0 +1,660 @@
+//! A processing element (PE): Exception levels, the system registers the
+//! profiling model needs, its SPE unit and PMU, the [`Cpu`] interface that
+//! software uses, and the skip-ahead execution of workloads.
+//!
+//! Strict mode: a system register write is visible to reads at once but
+//! reaches the profiling units only at the next context synchronization
+//! event ([`Cpu::isb`], exception entry, exception return). Profiling buffer
+//! writes that `PSB CSYNC` (or a full record queue) releases complete only at
+//! the next `DSB`; until then memory does not hold them.
+
+use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
+use hyperprof_arch::{hcr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer, SysReg};
+
+use crate::event::EventCounts;
+use crate::memory::{PhysMem, PAGE_SIZE};
+use crate::mmu::Access;
+use crate::op::{Op, OpKind};
+use crate::pmu::{Pmu, PmuConfig, View};
+use crate::spe::{BufferFault, BufferPort, Control, SampleContext, Spe, SpeConfig};
+use crate::translate::{buffer_segments, data_pa, Regime, Segment};
+use crate::workload::Workload;
+
+/// How a PE is built.
+#[derive(Clone, Debug)]
+pub struct PeConfig {
+    /// Its PMU.
+    pub pmu: PmuConfig,
+    /// Its SPE unit, if it has one (heterogeneous machines have PEs without).
+    pub spe: Option<SpeConfig>,
+}
+
+/// What software spent on a PE: every system register access and barrier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccessStats {
+    /// MRS.
+    pub reads: u64,
+    /// MSR.
+    pub writes: u64,
+    /// ISB.
+    pub isb: u64,
+    /// DSB.
+    pub dsb: u64,
+    /// PSB CSYNC.
+    pub psb: u64,
+}
+
+impl AccessStats {
+    /// Register accesses plus barriers.
+    pub fn total(&self) -> u64 {
+        self.reads + self.writes + self.isb + self.dsb + self.psb
+    }
+}
+
+/// The interrupt lines a PE's profiling units drive (level sensitive PPIs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IrqLines {
+    /// PMBIRQ (PPI 21 by convention): the SPE buffer management interrupt.
+    pub pmbirq: bool,
+    /// The PMU overflow interrupt (PPI 23 by convention).
+    pub pmuirq: bool,
+}
+
+impl IrqLines {
+    /// Whether any line is asserted.
+    pub fn any(&self) -> bool {
+        self.pmbirq || self.pmuirq
+    }
+}
+
+/// Why [`Pe::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunExit {
+    /// The budget of operations ran out.
+    Completed,
+    /// An interrupt line is asserted: software must take the interrupt.
+    Interrupt(IrqLines),
+}
+
+/// EL2 and EL1 registers the PE keeps itself (the profiling units keep theirs).
+#[derive(Clone, Copy, Debug, Default)]
+struct Regs {
+    hcr_el2: u64,
+    mdcr_el2: u64,
+    hdfgrtr_el2: u64,
+    hdfgwtr_el2: u64,
+    contextidr_el1: u64,
+    contextidr_el2: u64,
+    ttbr0_el1: u64,
+    ttbr0_el2: u64,
+    vttbr_el2: u64,
+    cntvoff_el2: u64,
+}
+
+/// A buffer write released by the SPE unit, waiting for a DSB.
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    pa: u64,
+    bytes: Vec<u8>,
+}
+
+/// One processing element.
+#[derive(Clone, Debug)]
+pub struct Pe {
+    id: usize,
+    el: ExceptionLevel,
+    regs: Regs,
+    /// HCR_EL2 and MDCR_EL2 as the units last synchronized them.
+    synced_hcr: u64,
+    synced_mdcr: u64,
+    spe: Option<Spe>,
+    pmu: Pmu,
+    pmu_version: PmuVer,
+    stats: AccessStats,
+    ops: u64,
+    cycles: u64,
+    pending: Vec<PendingWrite>,
+    events: EventCounts,
+}
+
+fn undefined<T>() -> Result<T, AccessFault> {
+    Err(AccessFault::Undefined)
+}
+
+fn trap_to_el2<T>() -> Result<T, AccessFault> {
+    Err(AccessFault::Trapped {
+        to: ExceptionLevel::EL2,
+    })
+}
+
+/// A system register of the SPE unit's sampling controls (MDCR_EL2.TPMS).
+fn is_spe_sampling_reg(reg: SysReg) -> bool {
+    matches!(
+        reg,
+        SysReg::PMSCR_EL1
+            | SysReg::PMSNEVFR_EL1
+            | SysReg::PMSICR_EL1
+            | SysReg::PMSIRR_EL1
+            | SysReg::PMSFCR_EL1
+            | SysReg::PMSEVFR_EL1
+            | SysReg::PMSLATFR_EL1
+            | SysReg::PMSIDR_EL1
+            | SysReg::PMSDSFR_EL1
+    )
+}
+
+/// A system register of the profiling buffer (MDCR_EL2.E2PB).
+fn is_spe_buffer_reg(reg: SysReg) -> bool {
+    matches!(
+        reg,
+        SysReg::PMBLIMITR_EL1 | SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1 | SysReg::PMBIDR_EL1
+    )
+}
+
+fn is_pmu_reg(reg: SysReg) -> bool {
+    matches!(
+        reg,
+        SysReg::PMCR_EL0
+            | SysReg::PMCNTENSET_EL0
+            | SysReg::PMCNTENCLR_EL0
+            | SysReg::PMOVSCLR_EL0
+            | SysReg::PMSWINC_EL0
+            | SysReg::PMSELR_EL0
+            | SysReg::PMCEID0_EL0
+            | SysReg::PMCEID1_EL0
+            | SysReg::PMCCNTR_EL0
+            | SysReg::PMXEVTYPER_EL0
+            | SysReg::PMXEVCNTR_EL0
+            | SysReg::PMUSERENR_EL0
+            | SysReg::PMINTENSET_EL1
+            | SysReg::PMINTENCLR_EL1
+            | SysReg::PMOVSSET_EL0
+            | SysReg::PMMIR_EL1
+            | SysReg::PMCCFILTR_EL0
+            | SysReg::PMEVCNTR_EL0(_)
+            | SysReg::PMEVTYPER_EL0(_)
+    )
+}
+
+impl Pe {
+    /// A PE in its reset state at EL2 (the hypervisor or VHE host boots there).
+    pub fn new(id: usize, cfg: &PeConfig) -> Pe {
+        let mut pe = Pe {
+            id,
+            el: ExceptionLevel::EL2,
+            regs: Regs::default(),
+            synced_hcr: 0,
+            synced_mdcr: 0,
+            spe: cfg.spe.clone().map(Spe::new),
+            pmu: Pmu::new(cfg.pmu),
+            pmu_version: cfg.pmu.version,
+            stats: AccessStats::default(),
+            ops: 0,
+            cycles: 0,
+            pending: Vec::new(),
+            events: EventCounts::default(),
+        };
+        // MDCR_EL2.HPMN resets to N; the units start synchronized.
+        pe.regs.mdcr_el2 = mdcr_el2::HPMN.set(0, cfg.pmu.counters as u64);
+        pe.context_sync();
+        pe
+    }
+
+    /// Its index in the machine.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+    /// The current Exception level.
+    pub fn el(&self) -> ExceptionLevel {
+        self.el
+    }
+    /// Whether it has an SPE unit.
+    pub fn has_spe(&self) -> bool {
+        self.spe.is_some()
+    }
+    /// Its SPE unit.
+    pub fn spe(&self) -> Option<&Spe> {
+        self.spe.as_ref()
+    }
+    /// Its PMU.
+    pub fn pmu(&self) -> &Pmu {
+        &self.pmu
+    }
+    /// Register accesses and barriers so far.
+    pub fn access_stats(&self) -> AccessStats {
+        self.stats
+    }
+    /// Operations executed so far.
+    pub fn ops(&self) -> u64 {
+        self.ops
+    }
+    /// Cycles so far (the generic counter's physical count, CNTPCT_EL0).
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+    /// Every PMU event the PE's operations caused, at any Exception level.
+    pub fn events(&self) -> &EventCounts {
+        &self.events
+    }
+    /// Buffer writes waiting for a DSB.
+    pub fn pending_buffer_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The levels of the interrupt lines now.
+    pub fn irq_lines(&self) -> IrqLines {
+        IrqLines {
+            pmbirq: self.spe.as_ref().is_some_and(|s| s.irq_level()),
+            pmuirq: self.pmu.irq_level(self.synced_mdcr),
+        }
+    }
+
+    /// A context synchronization event: the units take the registers written since.
+    fn context_sync(&mut self) {
+        self.synced_hcr = self.regs.hcr_el2;
+        self.synced_mdcr = self.regs.mdcr_el2;
+        let ctl = Control {
+            el2_implemented: true,
+            hcr_el2: self.synced_hcr,
+            mdcr_el2: self.synced_mdcr,
+        };
+        if let Some(spe) = self.spe.as_mut() {
+            spe.sync(&ctl);
+        }
+        self.pmu.sync(self.synced_mdcr);
+    }
+
+    /// Exception return to `el` (a context synchronization event).
+    pub fn eret(&mut self, el: ExceptionLevel) {
+        self.el = el;
+        self.context_sync();
+    }
+
+    /// Exception entry to `el`, e.g. to take an interrupt (a context
+    /// synchronization event).
+    pub fn exception_entry(&mut self, el: ExceptionLevel) {
+        self.el = el;
+        self.context_sync();
+    }
+
+    fn e2h(&self) -> bool {
+        hcr_el2::E2H.is_set(self.regs.hcr_el2)
+    }
+
+    /// The access as the PE routes it: VHE redirection of `*_EL1` to
+    /// `*_EL2` at EL2, `*_EL12` to the EL1 register, and the EL and trap
+    /// checks of the profiling registers.
+    fn route(&self, reg: SysReg) -> Result<SysReg, AccessFault> {
+        let el = self.el;
+        let at_el2 = el == ExceptionLevel::EL2;
+        let mdcr = self.regs.mdcr_el2;
+        match reg {
+            SysReg::PMSCR_EL1 if at_el2 && self.e2h() => Ok(SysReg::PMSCR_EL2),
+            SysReg::CONTEXTIDR_EL1 if at_el2 && self.e2h() => Ok(SysReg::CONTEXTIDR_EL2),
+            SysReg::TTBR0_EL1 if at_el2 && self.e2h() => Ok(SysReg::TTBR0_EL2),
+            SysReg::PMSCR_EL12 => {
+                if at_el2 && self.e2h() {
+                    Ok(SysReg::PMSCR_EL1)
+                } else {
+                    undefined()
+                }
+            }
+            SysReg::PMSCR_EL2
+            | SysReg::HCR_EL2
+            | SysReg::MDCR_EL2
+            | SysReg::HDFGRTR_EL2
+            | SysReg::HDFGWTR_EL2
+            | SysReg::CONTEXTIDR_EL2
+            | SysReg::TTBR0_EL2
+            | SysReg::VTTBR_EL2
+            | SysReg::CNTVOFF_EL2 => {
+                if at_el2 {
+                    Ok(reg)
+                } else {
+                    undefined()
+                }
+            }
+            r if is_spe_sampling_reg(r) || is_spe_buffer_reg(r) => {
+                if self.spe.is_none() || el == ExceptionLevel::EL0 {
+                    return undefined();
+                }
+                if el == ExceptionLevel::EL1 {
+                    if is_spe_buffer_reg(r) && mdcr_el2::e2pb_traps_el1(mdcr) {
+                        return trap_to_el2();
+                    }
+                    if is_spe_sampling_reg(r) && mdcr_el2::TPMS.is_set(mdcr) {
+                        return trap_to_el2();
+                    }
+                }
+                Ok(r)
+            }
+            // The PMU applies its own EL, PMUSERENR and MDCR_EL2.TPM/TPMCR
+            // checks, in the architected order.
+            r if is_pmu_reg(r) => Ok(r),
+            SysReg::CONTEXTIDR_EL1 | SysReg::TTBR0_EL1 | SysReg::ID_AA64DFR0_EL1 => {
+                if el == ExceptionLevel::EL0 {
+                    undefined()
+                } else {
+                    Ok(reg)
+                }
+            }
+            SysReg::CNTPCT_EL0 | SysReg::CNTVCT_EL0 => Ok(reg),
+            _ => undefined(),
+        }
+    }
+
+    fn id_aa64dfr0(&self) -> u64 {
+        use hyperprof_arch::id_aa64dfr0_el1 as id;
+        let pms = self
+            .spe
+            .as_ref()
+            .map_or(PmsVer::NotImplemented, |s| s.config().pms_ver);
+        let v = id::PMUVer.set(0, self.pmu_version.to_field());
+        id::PMSVer.set(v, pms.to_field())
+    }
+
+    /// The virtual count: CNTPCT_EL0 - CNTVOFF_EL2.
+    fn cntvct(&self) -> u64 {
+        self.cycles.wrapping_sub(self.regs.cntvoff_el2)
+    }
+
+    fn read_reg(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        let reg = self.route(reg)?;
+        let r = &self.regs;
+        Ok(match reg {
+            SysReg::HCR_EL2 => r.hcr_el2,
+            SysReg::MDCR_EL2 => r.mdcr_el2,
+            SysReg::HDFGRTR_EL2 => r.hdfgrtr_el2,
+            SysReg::HDFGWTR_EL2 => r.hdfgwtr_el2,
+            SysReg::CONTEXTIDR_EL1 => r.contextidr_el1,
+            SysReg::CONTEXTIDR_EL2 => r.contextidr_el2,
+            SysReg::TTBR0_EL1 => r.ttbr0_el1,
+            SysReg::TTBR0_EL2 => r.ttbr0_el2,
+            SysReg::VTTBR_EL2 => r.vttbr_el2,
+            SysReg::CNTVOFF_EL2 => r.cntvoff_el2,
+            SysReg::CNTPCT_EL0 => self.cycles,
+            SysReg::CNTVCT_EL0 => self.cntvct(),
+            SysReg::ID_AA64DFR0_EL1 => self.id_aa64dfr0(),
+            r if is_pmu_reg(r) => self.pmu.read(
+                r,
+                View {
+                    el: self.el,
+                    mdcr_el2: self.regs.mdcr_el2,
+                },
+            )?,
+            // PMBIDR_EL1.P depends on who asks.
+            r => match self.spe.as_ref() {
+                Some(spe) => spe.read_at(r, self.el),
+                None => return undefined(),
+            },
+        })
+    }
+
+    fn write_reg(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        let reg = self.route(reg)?;
+        let r = &mut self.regs;
+        match reg {
+            SysReg::HCR_EL2 => r.hcr_el2 = val,
+            SysReg::MDCR_EL2 => r.mdcr_el2 = val & !mdcr_el2::RES0,
+            SysReg::HDFGRTR_EL2 => r.hdfgrtr_el2 = val,
+            SysReg::HDFGWTR_EL2 => r.hdfgwtr_el2 = val,
+            SysReg::CONTEXTIDR_EL1 => r.contextidr_el1 = val & 0xFFFF_FFFF,
+            SysReg::CONTEXTIDR_EL2 => r.contextidr_el2 = val & 0xFFFF_FFFF,
+            SysReg::TTBR0_EL1 => r.ttbr0_el1 = val,
+            SysReg::TTBR0_EL2 => r.ttbr0_el2 = val,
+            SysReg::VTTBR_EL2 => r.vttbr_el2 = val,
+            SysReg::CNTVOFF_EL2 => r.cntvoff_el2 = val,
+            SysReg::CNTPCT_EL0 | SysReg::CNTVCT_EL0 | SysReg::ID_AA64DFR0_EL1 => {
+                return undefined()
+            }
+            r if is_pmu_reg(r) => self.pmu.write(
+                r,
+                val,
+                View {
+                    el: self.el,
+                    mdcr_el2: self.regs.mdcr_el2,
+                },
+            )?,
+            r => match self.spe.as_mut() {
+                Some(spe) => spe.write(r, val),
+                None => return undefined(),
+            },
+        }
+        Ok(())
+    }
+
+    /// The Exception level owning the profiling buffer, from the registers
+    /// the SPE unit last synchronized.
+    fn buffer_owner(&self) -> ExceptionLevel {
+        profiling_buffer_owner(true, self.synced_mdcr)
+    }
+
+    /// Runs `workload` at the current Exception level for up to `budget`
+    /// operations, skipping ahead between sampling points and counter
+    /// overflows. Returns early when an interrupt line is asserted; `done`
+    /// receives the operations executed.
+    pub fn run(
+        &mut self,
+        mem: &mut PhysMem,
+        workload: &mut dyn Workload,
+        budget: u64,
+        done: &mut u64,
+    ) -> RunExit {
+        *done = 0;
+        let el = self.el;
+        let mut counts = EventCounts::default();
+        while *done < budget {
+            let lines = self.irq_lines();
+            if lines.any() {
+                return RunExit::Interrupt(lines);
+            }
+            let remaining = budget - *done;
+            let sampling = self.spe.as_ref().is_some_and(|s| s.sampling_at(el));
+            // Operations before the next sample point.
+            let mut chunk = remaining;
+            if sampling {
+                let to_sample = self.spe.as_ref().map_or(u64::MAX, |s| s.ops_to_sample());
+                chunk = chunk.min(to_sample.saturating_sub(1));
+            }
+            // Stop exactly at the operation that overflows a counter.
+            for (event, k) in self.pmu.events_until_overflow(el) {
+                if chunk == 0 {
+                    break;
+                }
+                chunk = chunk.min(workload.ops_until(event, k, chunk));
+            }
+            if chunk > 0 {
+                counts = EventCounts::default();
+                workload.skip(chunk, &mut counts);
+                self.account(&counts, el, chunk);
+                if sampling {
+                    if let Some(spe) = self.spe.as_mut() {
+                        spe.skip(chunk);
+                    }
+                }
+                *done += chunk;
+                continue;
+            }
+            // chunk == 0 and budget left: the next operation is the sample point.
+            let op = workload.step();
+            counts = EventCounts::default();
+            op.add_events(&mut counts);
+            self.account(&counts, el, 1);
+            *done += 1;
+            self.sample(mem, &op);
+        }
+        let _ = counts;
+        RunExit::Completed
+    }
+
+    fn account(&mut self, counts: &EventCounts, el: ExceptionLevel, ops: u64) {
+        self.pmu.count(counts, el);
+        self.events.add_all(counts);
+        self.ops += ops;
+        self.cycles += counts.get(crate::event::Event::CPU_CYCLES);
+    }
+
+    /// The regime of data accesses at the current Exception level: EL2, and
+    /// EL0 under a VHE host (E2H and TGE), use the EL2&0 tables.
+    fn data_regime(&self) -> Regime {
+        let host_el0 =
+            self.el == ExceptionLevel::EL0 && self.e2h() && hcr_el2::TGE.is_set(self.regs.hcr_el2);
+        if self.el == ExceptionLevel::EL2 || host_el0 {
+            Regime::from_bases(self.regs.ttbr0_el2, None)
+        } else {
+            Regime::from_bases(self.regs.ttbr0_el1, self.stage2())
+        }
+    }
+
+    /// The regime of the profiling buffer: the owning Exception level's.
+    fn buffer_regime(&self) -> Regime {
+        if self.buffer_owner() == ExceptionLevel::EL2 {
+            Regime::from_bases(self.regs.ttbr0_el2, None)
+        } else {
+            Regime::from_bases(self.regs.ttbr0_el1, self.stage2())
+        }
+    }
+
+    /// The VTTBR_EL2 value when HCR_EL2.VM enables stage 2.
+    fn stage2(&self) -> Option<u64> {
+        (self.synced_hcr & 1 != 0).then_some(self.regs.vttbr_el2)
+    }
+
+    fn sample(&mut self, mem: &mut PhysMem, op: &Op) {
+        let data_pa = match op.kind {
+            OpKind::Load | OpKind::Store => data_pa(
+                mem,
+                &self.data_regime(),
+                op.data_va,
+                self.el,
+                op.kind == OpKind::Store,
+            ),
+            _ => None,
+        };
+        let ctx = SampleContext {
+            el: self.el,
+            ns: true,
+            op_index: self.ops,
+            data_pa,
+            contextidr_el1: self.regs.contextidr_el1 as u32,
+            contextidr_el2: self.regs.contextidr_el2 as u32,
+            cntvct: self.cntvct(),
+            cntpct: self.cycles,
+        };
+        let regime = self.buffer_regime();
+        let mut port = Port {
+            mem,
+            pending: &mut self.pending,
+            regime,
+            segments: Vec::new(),
+        };
+        if let Some(spe) = self.spe.as_mut() {
+            spe.sample(op, &ctx, &mut port);
+        }
+    }
+
+    fn psb_csync_now(&mut self, mem: &mut PhysMem) {
+        let regime = self.buffer_regime();
+        let mut port = Port {
+            mem,
+            pending: &mut self.pending,
+            regime,
+            segments: Vec::new(),
+        };
+        if let Some(spe) = self.spe.as_mut() {
+            spe.psb_csync(&mut port);
+        }
+    }
+
+    fn dsb_now(&mut self, mem: &mut PhysMem) {
+        for w in self.pending.drain(..) {
+            // The port checked the whole range is RAM when it accepted the write.
+            let _ = mem.write(w.pa, &w.bytes);
+        }
+    }
+
+    /// Software's view of this PE, with the memory its barriers act on.
+    pub fn cpu<'a>(&'a mut self, mem: &'a mut PhysMem) -> PeCpu<'a> {
+        PeCpu { pe: self, mem }
+    }
+}
+
+/// The SPE unit's path to memory: the owning regime's translation; the data
+/// lands at the next DSB.
+struct Port<'a> {
+    mem: &'a mut PhysMem,
+    pending: &'a mut Vec<PendingWrite>,
+    regime: Regime,
+    segments: Vec<Segment>,
+}
+
+impl BufferPort for Port<'_> {
+    fn write(&mut self, va: u64, bytes: &[u8]) -> Result<(), BufferFault> {
+        buffer_segments(self.mem, &self.regime, va, bytes.len(), &mut self.segments)?;
+        for seg in &self.segments {
+            self.pending.push(PendingWrite {
+                pa: seg.pa,
+                bytes: bytes[seg.offset..seg.offset + seg.len].to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A PE as software sees it through the [`Cpu`] trait; every call is counted.
+pub struct PeCpu<'a> {
+    pe: &'a mut Pe,
+    mem: &'a mut PhysMem,
+}
+
+impl PeCpu<'_> {
+    /// The PE behind the interface (for the machine, not for software).
+    pub fn pe(&mut self) -> &mut Pe {
+        self.pe
+    }
+}
+
+impl Cpu for PeCpu<'_> {
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        self.pe.stats.reads += 1;
+        self.pe.read_reg(reg)
+    }
+    fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        self.pe.stats.writes += 1;
+        self.pe.write_reg(reg, val)
+    }
+    fn isb(&mut self) {
+        self.pe.stats.isb += 1;
+        self.pe.context_sync();
+    }
+    fn dsb_nsh(&mut self) {
+        self.pe.stats.dsb += 1;
+        self.pe.dsb_now(self.mem);
+    }
+    fn psb_csync(&mut self) {
+        self.pe.stats.psb += 1;
+        self.pe.psb_csync_now(self.mem);
+    }
+    fn current_el(&self) -> ExceptionLevel {
+        self.pe.el
+    }
+    fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault> {
+        let regime = self.pe.data_regime();
+        let access = Access {
+            write: false,
+            el0: self.pe.el == ExceptionLevel::EL0,
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = va.wrapping_add(done as u64);
+            let n = ((PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize).min(buf.len() - done);
+            let fault = MemoryFault { va: at };
+            let pa = regime.translate(self.mem, at, access).map_err(|_| fault)?;
+            self.mem
+                .read(pa, &mut buf[done..done + n])
+                .map_err(|_| fault)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
