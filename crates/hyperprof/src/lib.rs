@@ -8,4 +8,5 @@
 
 pub mod error;
 pub mod rng;
+pub mod run;
 pub mod spe;

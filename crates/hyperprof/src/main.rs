@@ -24,7 +24,29 @@ enum Command {
     /// Read, write and inspect Arm SPE traces (raw buffers or perf.data).
     #[command(subcommand)]
     Spe(SpeCommand),
-    /// The default job: synthesise a trace, export it as perf.data, report on it.
+    /// Run a scenario on the simulated machine and report what it measured.
+    Run {
+        /// The scenario.
+        #[arg(long, value_enum, default_value_t = Scenario::BareMetal)]
+        scenario: Scenario,
+        /// Seed of every random choice: equal seeds give equal results.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// User operations per CPU.
+        #[arg(long, default_value_t = 20_000_000)]
+        ops: u64,
+        /// CPUs.
+        #[arg(long, default_value_t = 4)]
+        cpus: usize,
+        /// Write the host's SPE data as DIR/host.perf.data.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Synthesise an SPE trace, export it as perf.data and report on it
+    /// (the codec alone, without the machine).
     Demo {
         /// Directory for the artifacts.
         #[arg(long, default_value = "hyperprof-out")]
@@ -33,6 +55,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// Scenarios `hyperprof run` knows.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Scenario {
+    /// The host alone, profiling itself with SPE and the PMU on every CPU.
+    BareMetal,
 }
 
 #[derive(Subcommand)]
@@ -197,12 +226,82 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     write_stdout(&text)
 }
 
+fn run_scenario(
+    scenario: Scenario,
+    seed: u64,
+    ops: u64,
+    cpus: usize,
+    out: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    use hyperprof::run::{bare_metal, report};
+    let name = match scenario {
+        Scenario::BareMetal => "bare-metal",
+    };
+    let opts = bare_metal::Options { seed, ops, cpus };
+    let pes = bare_metal::run(&opts)?;
+    let rep = report::from_pe_reports(name, seed, &pes);
+    let mut wrote = None;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let buffers: Vec<_> = pes
+            .iter()
+            .filter(|p| !p.spe_data.is_empty())
+            .map(|p| hyperprof_spe::perf_data::AuxBuffer {
+                cpu: p.cpu as u32,
+                aux_offset: 0,
+                data: &p.spe_data,
+            })
+            .collect();
+        let bytes = spe::export::perf_data_bytes(&buffers, spe::export::DEFAULT_PMU_TYPE);
+        let path = dir.join("host.perf.data");
+        spe::export::write_atomically(&path, &bytes)?;
+        wrote = Some(path);
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+    } else {
+        let mut t = report::render(&rep);
+        if let Some(p) = wrote {
+            t += &format!(
+                "\nhost SPE data: {}  (perf report -D -i {})\n",
+                p.display(),
+                p.display()
+            );
+        }
+        t
+    };
+    write_stdout(&text)?;
+    if rep.invariants.iter().any(|v| !v.holds) {
+        return Err(Error::Usage(
+            "an invariant did not hold (see the report)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
-        None => demo(PathBuf::from("hyperprof-out"), 1),
+        Some(Command::Run {
+            scenario,
+            seed,
+            ops,
+            cpus,
+            out,
+            json,
+        }) => run_scenario(scenario, seed, ops, cpus, out, json),
+        // The main job: the built-in default scenario, artifacts in ./hyperprof-out.
+        None => run_scenario(
+            Scenario::BareMetal,
+            1,
+            20_000_000,
+            4,
+            Some(PathBuf::from("hyperprof-out")),
+            false,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -357,3 +357,40 @@ fn undecodable_bytes_print_as_perf_prints_them_with_keep_going() {
         .unwrap();
     assert_eq!(printed.lines().count(), first_bad);
 }
+
+#[test]
+fn bare_metal_run_writes_host_data_perf_decodes_record_for_record() {
+    if !perf_available() {
+        return;
+    }
+    let dir = scratch("run");
+    let out = ok(
+        hyperprof()
+            .args([
+                "run",
+                "--scenario",
+                "bare-metal",
+                "--cpus",
+                "2",
+                "--ops",
+                "3000000",
+                "--json",
+                "--out",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+        "hyperprof run",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reported = report["total_records"].as_u64().unwrap();
+    assert!(reported > 4000, "{reported}");
+    let data = dir.join("host.perf.data");
+    let perf = perf_packet_lines(&data);
+    let decoded = perf
+        .iter()
+        .filter(|l| l.contains(" TS ") || l.ends_with(" END"))
+        .count() as u64;
+    assert_eq!(decoded, reported);
+    assert_same(&perf, &hyperprof_dump(&data, false));
+}

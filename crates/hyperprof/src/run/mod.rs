@@ -1,0 +1,4 @@
+//! `hyperprof run`: scenarios on the simulated machine, and their reports.
+
+pub mod bare_metal;
+pub mod report;

@@ -1,0 +1,66 @@
+//! `hyperprof run`: the bare-metal scenario through the command line.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_report_is_deterministic_and_its_invariants_hold() {
+    let a = run(&["--cpus", "2", "--ops", "2000000", "--seed", "5", "--json"]);
+    let b = run(&["--cpus", "2", "--ops", "2000000", "--seed", "5", "--json"]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(a.stdout, b.stdout);
+    let r: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(r["scenario"], "bare-metal");
+    assert_eq!(r["cpus"].as_array().unwrap().len(), 2);
+    for v in r["invariants"].as_array().unwrap() {
+        assert_eq!(v["holds"], true, "{v}");
+    }
+    let cpu = &r["cpus"][0];
+    let spe = &cpu["spe"];
+    assert_eq!(spe["written"], spe["records_decoded"]);
+    assert!(spe["written"].as_u64().unwrap() > 1000);
+    let inst = cpu["pmu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["event"] == "INST_RETIRED")
+        .unwrap();
+    assert_eq!(inst["count"], cpu["ops"]);
+    assert!(cpu["kernel_cost"]["total"].as_u64().unwrap() > 0);
+    let c = run(&["--cpus", "2", "--ops", "2000000", "--seed", "6", "--json"]);
+    assert_ne!(a.stdout, c.stdout);
+}
+
+#[test]
+fn the_text_report_names_what_it_measured() {
+    let out = run(&["--cpus", "1", "--ops", "1000000"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "spe    sampled",
+        "buffer-full interrupts",
+        "pmu    INST_RETIRED",
+        "PMBIRQ",
+        "register reads",
+        "ok   conservation",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn bad_options_fail_with_one_line() {
+    let out = run(&["--cpus", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--cpus 0"), "{err}");
+    let out = run(&["--scenario", "no-such"]);
+    assert_eq!(out.status.code(), Some(2));
+}
