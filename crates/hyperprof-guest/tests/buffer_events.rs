@@ -5,59 +5,26 @@
 mod common;
 
 use hyperprof_arch::{pmbsr_el1, Cpu, PmbsrEc, SysReg};
-use hyperprof_guest::drivers::spe::{probe, Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
+use hyperprof_guest::drivers::spe::{IrqOutcome, Mistakes, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::host::BUFFER_VA;
 use hyperprof_sim::machine::Machine;
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::pe::RunExit;
 use hyperprof_sim::workload::by_name;
 
-/// A VHE host session over a `pages`-page buffer of which the pages in
-/// `mapped` are mapped (to RAM, or to `pa_override` for one page).
+/// A session sampling every 256 operations over a `pages`-page buffer.
 fn session(
     m: &mut Machine,
     pages: u64,
     mapped: impl Fn(u64) -> bool,
     bad_pa: Option<(u64, u64)>,
 ) -> SpeDriver {
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    for p in (0..pages).filter(|p| mapped(*p)) {
-        let pa = match bad_pa {
-            Some((page, pa)) if page == p => pa,
-            _ => m.alloc.alloc(&mut m.mem).unwrap(),
-        };
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                BUFFER_VA + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(0).unwrap();
-    c.write(SysReg::HCR_EL2, (1 << 34) | (1 << 27)).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let mut d = SpeDriver::new(
-        SpeSessionConfig {
-            interval: 256,
-            jitter: false,
-            ..SpeSessionConfig::default()
-        },
-        caps,
-        Buffer {
-            va: BUFFER_VA,
-            size: pages * PAGE_SIZE,
-        },
-    )
-    .unwrap();
-    d.start(&mut c).unwrap();
-    d
+    let cfg = SpeSessionConfig {
+        interval: 256,
+        jitter: false,
+        ..SpeSessionConfig::default()
+    };
+    common::el2_session(m, pages, mapped, bad_pa, cfg, Mistakes::default())
 }
 
 /// Runs kernel work at EL2 until PMBIRQ or `budget` operations.

@@ -3,12 +3,10 @@
 
 mod common;
 
-use hyperprof_arch::{Cpu, ExceptionLevel, SysReg};
-use hyperprof_guest::drivers::spe::{probe, Buffer, Mistakes, SpeDriver, SpeSessionConfig};
-use hyperprof_guest::host::{self, BUFFER_VA};
+use hyperprof_arch::ExceptionLevel;
+use hyperprof_guest::drivers::spe::{Mistakes, SpeDriver, SpeSessionConfig};
+use hyperprof_guest::host;
 use hyperprof_sim::machine::Machine;
-use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::workload::by_name;
 use hyperprof_spe::RecordDecoder;
 
@@ -47,44 +45,14 @@ fn forgetting_the_drain_before_reading_pmbptr_loses_records() {
     );
 }
 
-/// Sets up one PE as a VHE host at EL2 with a mapped buffer; returns the driver.
+/// A 16-page session sampling every 1024 operations without jitter.
 fn el2_session(m: &mut Machine, mistakes: Mistakes) -> SpeDriver {
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    let size = 16 * PAGE_SIZE;
-    for p in 0..16 {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                BUFFER_VA + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(0).unwrap();
-    c.write(SysReg::HCR_EL2, (1 << 34) | (1 << 27)).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let mut d = SpeDriver::new(
-        SpeSessionConfig {
-            interval: 1024,
-            jitter: false,
-            ..SpeSessionConfig::default()
-        },
-        caps,
-        Buffer {
-            va: BUFFER_VA,
-            size,
-        },
-    )
-    .unwrap()
-    .with_mistakes(mistakes);
-    d.start(&mut c).unwrap();
-    d
+    let cfg = SpeSessionConfig {
+        interval: 1024,
+        jitter: false,
+        ..SpeSessionConfig::default()
+    };
+    common::el2_session(m, 16, |_| true, None, cfg, mistakes)
 }
 
 /// Runs kernel code at EL2 right after the driver enabled sampling, with no

@@ -11,7 +11,7 @@
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{hcr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer, SysReg};
 
-use crate::event::EventCounts;
+use crate::event::{Event, EventCounts};
 use crate::memory::{PhysMem, PAGE_SIZE};
 use crate::mmu::Access;
 use crate::op::{Op, OpKind};
@@ -442,7 +442,6 @@ impl Pe {
     ) -> RunExit {
         *done = 0;
         let el = self.el;
-        let mut counts = EventCounts::default();
         while *done < budget {
             let lines = self.irq_lines();
             if lines.any() {
@@ -464,7 +463,7 @@ impl Pe {
                 chunk = chunk.min(workload.ops_until(event, k, chunk));
             }
             if chunk > 0 {
-                counts = EventCounts::default();
+                let mut counts = EventCounts::default();
                 workload.skip(chunk, &mut counts);
                 self.account(&counts, el, chunk);
                 if sampling {
@@ -477,13 +476,12 @@ impl Pe {
             }
             // chunk == 0 and budget left: the next operation is the sample point.
             let op = workload.step();
-            counts = EventCounts::default();
+            let mut counts = EventCounts::default();
             op.add_events(&mut counts);
             self.account(&counts, el, 1);
             *done += 1;
             self.sample(mem, &op);
         }
-        let _ = counts;
         RunExit::Completed
     }
 
@@ -491,7 +489,7 @@ impl Pe {
         self.pmu.count(counts, el);
         self.events.add_all(counts);
         self.ops += ops;
-        self.cycles += counts.get(crate::event::Event::CPU_CYCLES);
+        self.cycles += counts.get(Event::CPU_CYCLES);
     }
 
     /// The regime of data accesses at the current Exception level: EL2, and
@@ -541,29 +539,25 @@ impl Pe {
             cntvct: self.cntvct(),
             cntpct: self.cycles,
         };
+        self.with_spe_port(mem, |spe, port| spe.sample(op, &ctx, port));
+    }
+
+    /// Lends the SPE unit and its path to memory (the owning regime) to `f`.
+    fn with_spe_port(&mut self, mem: &mut PhysMem, f: impl FnOnce(&mut Spe, &mut Port<'_>)) {
         let regime = self.buffer_regime();
-        let mut port = Port {
-            mem,
-            pending: &mut self.pending,
-            regime,
-            segments: Vec::new(),
-        };
         if let Some(spe) = self.spe.as_mut() {
-            spe.sample(op, &ctx, &mut port);
+            let mut port = Port {
+                mem,
+                pending: &mut self.pending,
+                regime,
+                segments: Vec::new(),
+            };
+            f(spe, &mut port);
         }
     }
 
     fn psb_csync_now(&mut self, mem: &mut PhysMem) {
-        let regime = self.buffer_regime();
-        let mut port = Port {
-            mem,
-            pending: &mut self.pending,
-            regime,
-            segments: Vec::new(),
-        };
-        if let Some(spe) = self.spe.as_mut() {
-            spe.psb_csync(&mut port);
-        }
+        self.with_spe_port(mem, |spe, port| spe.psb_csync(port));
     }
 
     fn dsb_now(&mut self, mem: &mut PhysMem) {

@@ -12,23 +12,19 @@ use proptest::prelude::*;
 const BASE: u64 = 0x10_0000;
 const PORT: usize = 0x4000;
 
-const REGS: [SysReg; 15] = [
-    SysReg::PMSCR_EL1,
-    SysReg::PMSCR_EL2,
-    SysReg::PMSNEVFR_EL1,
-    SysReg::PMSICR_EL1,
-    SysReg::PMSIRR_EL1,
-    SysReg::PMSFCR_EL1,
-    SysReg::PMSEVFR_EL1,
-    SysReg::PMSLATFR_EL1,
-    SysReg::PMBLIMITR_EL1,
-    SysReg::PMBPTR_EL1,
-    SysReg::PMBSR_EL1,
-    SysReg::PMSDSFR_EL1,
-    SysReg::PMSIDR_EL1,
-    SysReg::PMBIDR_EL1,
-    SysReg::PMSCR_EL12,
-];
+/// The bank registers, then the ID registers and the alias, which writes
+/// must leave alone.
+const REGS: [SysReg; 15] = {
+    let mut all = [SysReg::PMSIDR_EL1; 15];
+    let mut i = 0;
+    while i < 12 {
+        all[i] = hyperprof_sim::spe::REGISTERS[i];
+        i += 1;
+    }
+    all[13] = SysReg::PMBIDR_EL1;
+    all[14] = SysReg::PMSCR_EL12;
+    all
+};
 
 #[derive(Clone, Debug)]
 enum Action {

@@ -8,20 +8,7 @@ use hyperprof_arch::{
 };
 use hyperprof_sim::spe::{filterable_events_mask, Control, Spe, SpeConfig};
 
-const SPE_REGS: [SysReg; 12] = [
-    SysReg::PMSCR_EL1,
-    SysReg::PMSCR_EL2,
-    SysReg::PMSNEVFR_EL1,
-    SysReg::PMSICR_EL1,
-    SysReg::PMSIRR_EL1,
-    SysReg::PMSFCR_EL1,
-    SysReg::PMSEVFR_EL1,
-    SysReg::PMSLATFR_EL1,
-    SysReg::PMBLIMITR_EL1,
-    SysReg::PMBPTR_EL1,
-    SysReg::PMBSR_EL1,
-    SysReg::PMSDSFR_EL1,
-];
+const SPE_REGS: [SysReg; 12] = hyperprof_sim::spe::REGISTERS;
 
 const VERSIONS: [PmsVer; 6] = [
     PmsVer::V1p0,

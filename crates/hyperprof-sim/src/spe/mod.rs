@@ -112,7 +112,7 @@ pub use config::{filterable_events_mask, reported_events_mask, SpeConfig};
 pub use filter::{FilterControls, FilterReject};
 pub use port::{BufferFault, BufferPort, VecPort};
 pub use record::{record_for, RecordControls, SampleContext, TimestampSource};
-pub use regs::Control;
+pub use regs::{Control, REGISTERS};
 
 use regs::{Bank, Reg};
 use rng::SplitMix64;

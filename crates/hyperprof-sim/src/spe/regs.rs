@@ -43,6 +43,23 @@ pub(crate) enum Reg {
 /// Number of registers in the bank.
 pub(crate) const NREGS: usize = 12;
 
+/// The unit's writable registers, one per bank slot (the ID registers
+/// PMSIDR_EL1 and PMBIDR_EL1 and the alias PMSCR_EL12 are not in the bank).
+pub const REGISTERS: [SysReg; NREGS] = [
+    SysReg::PMSCR_EL1,
+    SysReg::PMSCR_EL2,
+    SysReg::PMSNEVFR_EL1,
+    SysReg::PMSICR_EL1,
+    SysReg::PMSIRR_EL1,
+    SysReg::PMSFCR_EL1,
+    SysReg::PMSEVFR_EL1,
+    SysReg::PMSLATFR_EL1,
+    SysReg::PMBLIMITR_EL1,
+    SysReg::PMBPTR_EL1,
+    SysReg::PMBSR_EL1,
+    SysReg::PMSDSFR_EL1,
+];
+
 impl Reg {
     /// The bank register behind a system register (PMSCR_EL12 is PMSCR_EL1;
     /// the PE resolves the VHE redirection before calling, this only keeps
@@ -132,20 +149,7 @@ mod tests {
 
     #[test]
     fn every_spe_register_maps_to_a_distinct_slot() {
-        let regs = [
-            SysReg::PMSCR_EL1,
-            SysReg::PMSCR_EL2,
-            SysReg::PMSNEVFR_EL1,
-            SysReg::PMSICR_EL1,
-            SysReg::PMSIRR_EL1,
-            SysReg::PMSFCR_EL1,
-            SysReg::PMSEVFR_EL1,
-            SysReg::PMSLATFR_EL1,
-            SysReg::PMBLIMITR_EL1,
-            SysReg::PMBPTR_EL1,
-            SysReg::PMBSR_EL1,
-            SysReg::PMSDSFR_EL1,
-        ];
+        let regs = REGISTERS;
         let mut seen = [false; NREGS];
         for r in regs {
             let i = Reg::from_sysreg(r).map(Reg::index);

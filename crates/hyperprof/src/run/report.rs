@@ -19,6 +19,9 @@ pub struct SpeFigures {
     pub collided: u64,
     /// Records not written (DISCARD mode, or lost at a buffer event).
     pub discarded: u64,
+    /// The part of `discarded` lost (queued in the unit when a buffer
+    /// management event stopped profiling) rather than discarded by choice.
+    pub lost: u64,
     /// Records still held in the unit at the end.
     pub queued: u64,
     /// Records the collected data decodes to.
@@ -135,6 +138,7 @@ pub fn from_pe_reports(scenario: &str, seed: u64, pes: &[PeReport]) -> Report {
                 filtered: u.filtered,
                 collided: u.collided,
                 discarded: u.discarded,
+                lost: u.lost,
                 queued,
                 records_decoded,
                 bytes: p.spe_data.len() as u64,
@@ -243,8 +247,8 @@ pub fn render(r: &Report) -> String {
             Some(s) => {
                 let _ = writeln!(
                     o,
-                    "  spe    sampled {}  written {}  filtered {}  collided {}  discarded {}  decoded {}  bytes {}",
-                    s.sampled, s.written, s.filtered, s.collided, s.discarded, s.records_decoded, s.bytes
+                    "  spe    sampled {}  written {}  filtered {}  collided {}  discarded {} (lost {})  decoded {}  bytes {}",
+                    s.sampled, s.written, s.filtered, s.collided, s.discarded, s.lost, s.records_decoded, s.bytes
                 );
                 let _ = writeln!(
                     o,
