@@ -9,7 +9,9 @@
 //! the next `DSB`; until then memory does not hold them.
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
-use hyperprof_arch::{hcr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer, SysReg};
+use hyperprof_arch::{
+    hcr_el2, hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer, SysReg,
+};
 
 use crate::event::{Event, EventCounts};
 use crate::memory::{PhysMem, PAGE_SIZE};
@@ -27,6 +29,9 @@ pub struct PeConfig {
     pub pmu: PmuConfig,
     /// Its SPE unit, if it has one (heterogeneous machines have PEs without).
     pub spe: Option<SpeConfig>,
+    /// FEAT_FGT: HDFGRTR_EL2/HDFGWTR_EL2 trap EL0/EL1 accesses (without it
+    /// only MDCR_EL2's coarse traps exist, and ID registers cannot be trapped).
+    pub fgt: bool,
 }
 
 /// What software spent on a PE: every system register access and barrier.
@@ -110,6 +115,7 @@ pub struct Pe {
     spe: Option<Spe>,
     pmu: Pmu,
     pmu_version: PmuVer,
+    fgt: bool,
     stats: AccessStats,
     ops: u64,
     cycles: u64,
@@ -188,14 +194,19 @@ impl Pe {
             spe: cfg.spe.clone().map(Spe::new),
             pmu: Pmu::new(cfg.pmu),
             pmu_version: cfg.pmu.version,
+            fgt: cfg.fgt,
             stats: AccessStats::default(),
             ops: 0,
             cycles: 0,
             pending: Vec::new(),
             events: EventCounts::default(),
         };
-        // MDCR_EL2.HPMN resets to N; the units start synchronized.
+        // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
+        // nothing (their reset values are UNKNOWN; firmware clears them);
+        // the units start synchronized.
         pe.regs.mdcr_el2 = mdcr_el2::HPMN.set(0, cfg.pmu.counters as u64);
+        pe.regs.hdfgrtr_el2 = hdfgrtr_el2::trap_nothing();
+        pe.regs.hdfgwtr_el2 = hdfgwtr_el2::trap_nothing();
         pe.context_sync();
         pe
     }
@@ -284,17 +295,33 @@ impl Pe {
     /// The access as the PE routes it: VHE redirection of `*_EL1` to
     /// `*_EL2` at EL2, `*_EL12` to the EL1 register, and the EL and trap
     /// checks of the profiling registers.
-    fn route(&self, reg: SysReg) -> Result<SysReg, AccessFault> {
+    fn route(&self, reg: SysReg, write: bool) -> Result<SysReg, AccessFault> {
         let el = self.el;
+        // Fine-grained traps come first for EL0/EL1 accesses (FEAT_FGT).
+        if self.fgt && el < ExceptionLevel::EL2 {
+            let trapped = if write {
+                hdfgwtr_el2::traps_reg(self.regs.hdfgwtr_el2, reg)
+            } else {
+                hdfgrtr_el2::traps_reg(self.regs.hdfgrtr_el2, reg)
+            };
+            if trapped {
+                return trap_to_el2();
+            }
+        }
         let at_el2 = el == ExceptionLevel::EL2;
         let mdcr = self.regs.mdcr_el2;
         match reg {
             SysReg::PMSCR_EL1 if at_el2 && self.e2h() => Ok(SysReg::PMSCR_EL2),
             SysReg::CONTEXTIDR_EL1 if at_el2 && self.e2h() => Ok(SysReg::CONTEXTIDR_EL2),
             SysReg::TTBR0_EL1 if at_el2 && self.e2h() => Ok(SysReg::TTBR0_EL2),
-            SysReg::PMSCR_EL12 => {
+            // The *_EL12 aliases reach the EL1 registers from a VHE EL2.
+            SysReg::PMSCR_EL12 | SysReg::TTBR0_EL12 | SysReg::CONTEXTIDR_EL12 => {
                 if at_el2 && self.e2h() {
-                    Ok(SysReg::PMSCR_EL1)
+                    Ok(match reg {
+                        SysReg::PMSCR_EL12 => SysReg::PMSCR_EL1,
+                        SysReg::TTBR0_EL12 => SysReg::TTBR0_EL1,
+                        _ => SysReg::CONTEXTIDR_EL1,
+                    })
                 } else {
                     undefined()
                 }
@@ -318,7 +345,10 @@ impl Pe {
                 if self.spe.is_none() || el == ExceptionLevel::EL0 {
                     return undefined();
                 }
-                if el == ExceptionLevel::EL1 {
+                // The coarse traps cover the control registers, never the
+                // ID registers PMBIDR_EL1 and PMSIDR_EL1.
+                let id = matches!(r, SysReg::PMBIDR_EL1 | SysReg::PMSIDR_EL1);
+                if el == ExceptionLevel::EL1 && !id {
                     if is_spe_buffer_reg(r) && mdcr_el2::e2pb_traps_el1(mdcr) {
                         return trap_to_el2();
                     }
@@ -359,7 +389,7 @@ impl Pe {
     }
 
     fn read_reg(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
-        let reg = self.route(reg)?;
+        let reg = self.route(reg, false)?;
         let r = &self.regs;
         Ok(match reg {
             SysReg::HCR_EL2 => r.hcr_el2,
@@ -391,7 +421,7 @@ impl Pe {
     }
 
     fn write_reg(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
-        let reg = self.route(reg)?;
+        let reg = self.route(reg, true)?;
         let r = &mut self.regs;
         match reg {
             SysReg::HCR_EL2 => r.hcr_el2 = val,

@@ -60,6 +60,7 @@ fn machine() -> Machine {
                 queue_capacity: 2,
                 ..SpeConfig::default()
             }),
+            fgt: true,
         }],
         ram_base: 0x8000_0000,
         ram_size: 1 << 20,

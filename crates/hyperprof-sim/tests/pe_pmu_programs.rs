@@ -23,6 +23,7 @@ fn el1_machine() -> Machine {
                 el2_implemented: true,
             },
             spe: None,
+            fgt: true,
         }],
         ram_base: 0x8000_0000,
         ram_size: 1 << 20,

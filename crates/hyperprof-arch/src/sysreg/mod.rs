@@ -16,7 +16,9 @@
 //! - EL2 and others: HCR_EL2, MDCR_EL2, HDFGRTR_EL2, HDFGWTR_EL2,
 //!   CONTEXTIDR_EL2, CNTVOFF_EL2, CNTPCT_EL0, CNTVCT_EL0 (sysreg.h);
 //!   ID_AA64DFR0_EL1, CONTEXTIDR_EL1 (tools/sysreg).
-//! - Translation: TTBR0_EL1, TTBR0_EL2, VTTBR_EL2 (tools/sysreg).
+//! - Translation: TTBR0_EL1, TTBR0_EL2, VTTBR_EL2 (tools/sysreg); the VHE
+//!   aliases TTBR0_EL12 and CONTEXTIDR_EL12 (sysreg.h `SYS_TTBR0_EL12`,
+//!   `SYS_CONTEXTIDR_EL12`).
 //!
 //! Every encoding listed in this module was checked; none is unverified.
 
@@ -181,6 +183,10 @@ sysregs! {
     TTBR0_EL2 = (3, 4, 2, 0, 0);
     /// Virtualization Translation Table Base Register: the stage-2 tables.
     VTTBR_EL2 = (3, 4, 2, 1, 0);
+    /// TTBR0_EL1 as reached from EL2 with HCR_EL2.E2H = 1 (FEAT_VHE).
+    TTBR0_EL12 = (3, 5, 2, 0, 0);
+    /// CONTEXTIDR_EL1 as reached from EL2 with HCR_EL2.E2H = 1 (FEAT_VHE).
+    CONTEXTIDR_EL12 = (3, 5, 13, 0, 1);
 }
 
 /// Number of registers without an index.
@@ -315,7 +321,7 @@ mod tests {
 
     #[test]
     fn all_has_every_register_once() {
-        assert_eq!(SysReg::ALL.len(), 45 + 31 + 31);
+        assert_eq!(SysReg::ALL.len(), 47 + 31 + 31);
         let set: BTreeSet<SysReg> = SysReg::iter().collect();
         assert_eq!(set.len(), SysReg::COUNT);
     }
@@ -363,6 +369,8 @@ mod tests {
             (SysReg::TTBR0_EL1, "S3_0_C2_C0_0"),
             (SysReg::TTBR0_EL2, "S3_4_C2_C0_0"),
             (SysReg::VTTBR_EL2, "S3_4_C2_C1_0"),
+            (SysReg::TTBR0_EL12, "S3_5_C2_C0_0"),
+            (SysReg::CONTEXTIDR_EL12, "S3_5_C13_C0_1"),
             (SysReg::HDFGWTR_EL2, "S3_4_C3_C1_5"),
             (SysReg::ID_AA64DFR0_EL1, "S3_0_C0_C5_0"),
             (SysReg::CNTVOFF_EL2, "S3_4_C14_C0_3"),
@@ -429,9 +437,9 @@ mod tests {
     #[test]
     fn all_order_is_fixed_then_counters_then_types() {
         assert_eq!(SysReg::ALL[0], SysReg::PMSCR_EL1);
-        assert_eq!(SysReg::ALL[45], SysReg::pmevcntr_el0(0).unwrap());
-        assert_eq!(SysReg::ALL[45 + 30], SysReg::pmevcntr_el0(30).unwrap());
-        assert_eq!(SysReg::ALL[45 + 31], SysReg::pmevtyper_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[47], SysReg::pmevcntr_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[47 + 30], SysReg::pmevcntr_el0(30).unwrap());
+        assert_eq!(SysReg::ALL[47 + 31], SysReg::pmevtyper_el0(0).unwrap());
         assert_eq!(
             SysReg::ALL[SysReg::COUNT - 1],
             SysReg::pmevtyper_el0(30).unwrap()

@@ -21,6 +21,7 @@ pub fn pe_config(spe: Option<SpeConfig>) -> PeConfig {
             el2_implemented: true,
         },
         spe,
+        fgt: true,
     }
 }
 

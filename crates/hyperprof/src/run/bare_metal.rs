@@ -65,6 +65,7 @@ pub fn machine_config(cpus: usize) -> MachineConfig {
             el2_implemented: true,
         },
         spe: Some(SpeConfig::default()),
+        fgt: true,
     };
     MachineConfig {
         pes: vec![pe; cpus],
