@@ -10,7 +10,8 @@
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
-    hcr_el2, hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer, SysReg,
+    hcr_el2, hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer,
+    SysReg,
 };
 
 use crate::event::{Event, EventCounts};
@@ -434,9 +435,12 @@ impl Pe {
             SysReg::TTBR0_EL2 => r.ttbr0_el2 = val,
             SysReg::VTTBR_EL2 => r.vttbr_el2 = val,
             SysReg::CNTVOFF_EL2 => r.cntvoff_el2 = val,
-            SysReg::CNTPCT_EL0 | SysReg::CNTVCT_EL0 | SysReg::ID_AA64DFR0_EL1 => {
-                return undefined()
-            }
+            // Read-only registers: an MSR to them is UNDEFINED.
+            SysReg::CNTPCT_EL0
+            | SysReg::CNTVCT_EL0
+            | SysReg::ID_AA64DFR0_EL1
+            | SysReg::PMBIDR_EL1
+            | SysReg::PMSIDR_EL1 => return undefined(),
             r if is_pmu_reg(r) => self.pmu.write(
                 r,
                 val,
