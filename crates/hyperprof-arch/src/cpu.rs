@@ -65,3 +65,29 @@ pub trait Cpu {
     /// translation regime (how a driver reads the buffer it owns).
     fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault>;
 }
+
+/// A mutable reference to a CPU is a CPU, so drivers taking `&mut impl Cpu`
+/// also accept `&mut dyn ...` environments.
+impl<T: Cpu + ?Sized> Cpu for &mut T {
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        (**self).read(reg)
+    }
+    fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        (**self).write(reg, val)
+    }
+    fn isb(&mut self) {
+        (**self).isb()
+    }
+    fn dsb_nsh(&mut self) {
+        (**self).dsb_nsh()
+    }
+    fn psb_csync(&mut self) {
+        (**self).psb_csync()
+    }
+    fn current_el(&self) -> ExceptionLevel {
+        (**self).current_el()
+    }
+    fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault> {
+        (**self).load(va, buf)
+    }
+}

@@ -8,4 +8,5 @@
 #![deny(missing_docs)]
 
 pub mod drivers;
+pub mod guest;
 pub mod host;

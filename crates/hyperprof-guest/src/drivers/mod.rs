@@ -35,14 +35,17 @@ impl core::fmt::Display for DriverError {
 }
 
 /// Reads `reg`, naming it in the error.
-pub(crate) fn rd(cpu: &mut impl hyperprof_arch::Cpu, reg: SysReg) -> Result<u64, DriverError> {
+pub(crate) fn rd<C: hyperprof_arch::Cpu + ?Sized>(
+    cpu: &mut C,
+    reg: SysReg,
+) -> Result<u64, DriverError> {
     cpu.read(reg)
         .map_err(|fault| DriverError::Access { reg, fault })
 }
 
 /// Writes `reg`, naming it in the error.
-pub(crate) fn wr(
-    cpu: &mut impl hyperprof_arch::Cpu,
+pub(crate) fn wr<C: hyperprof_arch::Cpu + ?Sized>(
+    cpu: &mut C,
     reg: SysReg,
     val: u64,
 ) -> Result<(), DriverError> {

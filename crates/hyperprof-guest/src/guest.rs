@@ -1,0 +1,231 @@
+//! Guest kernels: code that runs on a vCPU. The hypervisor gives a guest an
+//! environment ([`GuestEnv`]): the [`Cpu`] interface (untrapped accesses
+//! reach the hardware, trapped ones are emulated) plus running operations
+//! and the guest's own exception-level changes.
+//!
+//! A guest program's run can end early when the hypervisor needs its VMM
+//! (an access then fails with `AccessFault::Trapped`): the program must be
+//! able to repeat what it was doing on its next run, as an instruction that
+//! trapped is re-executed after KVM_RUN returns and is called again.
+
+use hyperprof_arch::Cpu;
+use hyperprof_sim::workload::Workload;
+
+use crate::drivers::spe::{self, Buffer, IrqOutcome, SpeDriver, SpeDriverStats, SpeSessionConfig};
+use crate::drivers::DriverError;
+
+/// Why [`GuestEnv::execute`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecStop {
+    /// The budget ran out.
+    Completed,
+    /// The guest's virtual PMBIRQ is pending: take it.
+    VirtualIrq,
+    /// The hypervisor needs the VMM: stop and return.
+    Exit,
+}
+
+/// What a vCPU offers the guest running on it.
+pub trait GuestEnv: Cpu {
+    /// Runs `budget` operations of `workload` at the current Exception level.
+    fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop);
+    /// Whether the virtual PMBIRQ is pending.
+    fn virq_pending(&self) -> bool;
+    /// The guest takes the virtual interrupt (exception entry to EL1).
+    fn take_virq(&mut self);
+    /// Exception return to EL0 (user space).
+    fn to_el0(&mut self);
+    /// Exception entry to EL1 (the kernel).
+    fn to_el1(&mut self);
+}
+
+/// What a guest program's run ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestStep {
+    /// It has finished.
+    Done,
+    /// It has more to do; run it again.
+    More,
+}
+
+/// Guest code.
+pub trait GuestProgram {
+    /// Runs until done, or until it gives the CPU back.
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep;
+}
+
+/// Where a guest SPE session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Boot,
+    Run,
+    Stop,
+    Done,
+}
+
+/// A guest kernel that profiles its user space with SPE, as Linux with
+/// `perf record -e arm_spe//` would inside a VM: it installs its page
+/// tables, probes and starts the SPE driver, runs a workload at EL0 in
+/// slices, takes the virtual PMBIRQ into the driver, and stops and collects.
+pub struct SpeGuestKernel {
+    ttbr0_el1: u64,
+    session: SpeSessionConfig,
+    buffer: Buffer,
+    workload: Box<dyn Workload>,
+    ops: u64,
+    done: u64,
+    slice: u64,
+    yield_each_slice: bool,
+    driver: Option<SpeDriver>,
+    phase: Phase,
+    faults: Vec<IrqOutcome>,
+    error: Option<DriverError>,
+    data: Vec<u8>,
+}
+
+impl SpeGuestKernel {
+    /// A session over `buffer` (mapped by the tables at IPA `ttbr0_el1`)
+    /// running `ops` operations of `workload`.
+    pub fn new(
+        ttbr0_el1: u64,
+        session: SpeSessionConfig,
+        buffer: Buffer,
+        workload: Box<dyn Workload>,
+        ops: u64,
+    ) -> Self {
+        SpeGuestKernel {
+            ttbr0_el1,
+            session,
+            buffer,
+            workload,
+            ops,
+            done: 0,
+            slice: 100_000,
+            yield_each_slice: false,
+            driver: None,
+            phase: Phase::Boot,
+            faults: Vec::new(),
+            error: None,
+            data: Vec::new(),
+        }
+    }
+
+    /// Runs user space in slices of `ops` operations and gives the CPU back
+    /// after each (a timer tick: the host may then schedule something else,
+    /// or move the vCPU to another CPU).
+    pub fn with_slices(mut self, ops: u64) -> Self {
+        self.slice = ops.max(1);
+        self.yield_each_slice = true;
+        self
+    }
+
+    /// Whether the program has finished.
+    pub fn finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The SPE data collected.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+    /// Buffer management faults the driver saw.
+    pub fn faults(&self) -> &[IrqOutcome] {
+        &self.faults
+    }
+    /// The driver's record.
+    pub fn driver_stats(&self) -> Option<SpeDriverStats> {
+        self.driver.as_ref().map(|d| d.stats())
+    }
+    /// A driver error that ended the session.
+    pub fn error(&self) -> Option<DriverError> {
+        self.error
+    }
+    /// Operations run so far.
+    pub fn ops_done(&self) -> u64 {
+        self.done
+    }
+
+    fn boot(&mut self, mut env: &mut dyn GuestEnv) -> Result<(), DriverError> {
+        super::drivers::wr(env, hyperprof_arch::SysReg::TTBR0_EL1, self.ttbr0_el1)?;
+        env.isb();
+        if self.driver.is_none() {
+            let caps = spe::probe(&mut env)?;
+            self.driver = Some(SpeDriver::new(self.session, caps, self.buffer)?);
+        }
+        if let Some(d) = self.driver.as_mut() {
+            d.start(&mut env)?;
+        }
+        Ok(())
+    }
+}
+
+impl GuestProgram for SpeGuestKernel {
+    fn run(&mut self, mut env: &mut dyn GuestEnv) -> GuestStep {
+        loop {
+            match self.phase {
+                Phase::Boot => match self.boot(env) {
+                    Ok(()) => self.phase = Phase::Run,
+                    Err(e) if is_exit(&e) => return GuestStep::More,
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.phase = Phase::Done;
+                    }
+                },
+                Phase::Run => {
+                    if self.done >= self.ops {
+                        self.phase = Phase::Stop;
+                        continue;
+                    }
+                    if env.virq_pending() {
+                        env.take_virq();
+                        let Some(d) = self.driver.as_mut() else {
+                            return GuestStep::Done;
+                        };
+                        match d.handle_irq(&mut env) {
+                            Ok(f @ IrqOutcome::Fault { .. }) => self.faults.push(f),
+                            Ok(_) => {}
+                            Err(e) if is_exit(&e) => return GuestStep::More,
+                            Err(e) => {
+                                self.error = Some(e);
+                                self.phase = Phase::Done;
+                                continue;
+                            }
+                        }
+                    }
+                    env.to_el0();
+                    let budget = self.slice.min(self.ops - self.done);
+                    let (n, stop) = env.execute(self.workload.as_mut(), budget);
+                    self.done += n;
+                    env.to_el1();
+                    if stop == ExecStop::Exit
+                        || (self.yield_each_slice && stop == ExecStop::Completed)
+                    {
+                        return GuestStep::More;
+                    }
+                }
+                Phase::Stop => {
+                    if let Some(d) = self.driver.as_mut() {
+                        match d.stop(&mut env) {
+                            Ok(()) => self.data.extend(d.take_data()),
+                            Err(e) if is_exit(&e) => return GuestStep::More,
+                            Err(e) => self.error = Some(e),
+                        }
+                    }
+                    self.phase = Phase::Done;
+                }
+                Phase::Done => return GuestStep::Done,
+            }
+        }
+    }
+}
+
+/// A failed access that only means "the hypervisor went to its VMM".
+fn is_exit(e: &DriverError) -> bool {
+    matches!(
+        e,
+        DriverError::Access {
+            fault: hyperprof_arch::AccessFault::Trapped { .. },
+            ..
+        }
+    )
+}
