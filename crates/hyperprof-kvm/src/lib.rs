@@ -1,0 +1,16 @@
+//! hyperprof-kvm: a KVM-shaped arm64 hypervisor on the simulated machine.
+//!
+//! - [`uapi`]: errno values, device attribute groups, vCPU features.
+//! - [`spe_attr`]: the SPE vCPU device attributes and their error rules.
+//! - [`switch`]: the VHE SPE world switch of seed 000.
+//! - [`vm`]: the hypervisor: VMs, vCPUs, KVM_RUN, trap emulation.
+//! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
+//!   translate it, charged to the VM's memlock limit.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod pin;
+pub mod spe_attr;
+pub mod switch;
+pub mod uapi;
+pub mod vm;

@@ -1,0 +1,880 @@
+//! The hypervisor: the machine, its host, VMs and vCPUs, in KVM's shape.
+//!
+//! [`Kvm`] owns the simulated machine and every VM and vCPU; callers name
+//! them by index, as a VMM names them by file descriptor. A vCPU runs a
+//! [`GuestProgram`] (the guest kernel) through a [`GuestCpu`]: the guest's
+//! view of the physical CPU, where untrapped accesses reach the hardware
+//! and trapped ones exit to the hypervisor, which emulates them between the
+//! exit and entry halves of the world switch ([`crate::switch`]).
+//!
+//! VHE only for now: the host runs at EL2 with E2H and TGE; the guest at EL1
+//! with E2H, VM set and TGE clear.
+
+use hyperprof_arch::{
+    hcr_el2, mdcr_el2, pmblimitr_el1, pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault,
+    SysReg,
+};
+use hyperprof_sim::machine::Machine;
+use hyperprof_sim::memory::FrameAllocator;
+use hyperprof_sim::memory::PAGE_SIZE;
+use hyperprof_sim::mmu::{GuestPhysMem, Perm, S2Perm, Stage1Tables, Stage2Params, Stage2Tables};
+use hyperprof_sim::pe::{AccessStats, Pe, RunExit};
+use hyperprof_sim::translate::STAGE2_START_LEVEL;
+use hyperprof_sim::workload::Workload;
+
+use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
+
+use crate::pin::{buffer_span, collect_within, Memlock, PinError, VcpuPins};
+use crate::spe_attr::{Spu, VcpuSpe, VmSpe};
+use crate::switch::{self, Features, GuestSpe, HostSpe};
+use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_SPE_CTRL};
+
+/// HCR_EL2.VM: stage 2 on.
+const HCR_VM: u64 = 1;
+
+/// Guest RAM: where it starts in the guest's IPA space.
+pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
+
+/// Why a vCPU stopped running ([`Kvm::run`]), as KVM_RUN reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest program finished.
+    Halt,
+    /// The guest program gave the CPU back (it has more to do).
+    Yield,
+    /// Pinning the guest's buffer would pass RLIMIT_MEMLOCK
+    /// (KVM_EXIT_RLIMIT): the figures, in bytes.
+    Rlimit {
+        /// Bytes the pin needed.
+        needed: u64,
+        /// Bytes pinned already.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The vCPU cannot run as set up (KVM_RUN fails): why.
+    FailEntry(String),
+}
+
+/// How a VM is created.
+#[derive(Clone, Copy, Debug)]
+pub struct VmConfig {
+    /// Guest RAM in bytes (page multiple), at [`GUEST_RAM_IPA`].
+    pub ram_bytes: u64,
+    /// RLIMIT_MEMLOCK of the VMM, in bytes.
+    pub memlock_limit: u64,
+}
+
+/// Hypervisor-wide costs and events of one vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuStats {
+    /// Guest entries.
+    pub entries: u64,
+    /// Exits taken for trapped register accesses.
+    pub trap_exits: u64,
+    /// Exits taken for physical interrupts.
+    pub irq_exits: u64,
+    /// Register accesses and barriers of the SPE entry and exit halves.
+    pub spe_switch: AccessStats,
+    /// Register accesses and barriers of SPE load and put.
+    pub spe_load_put: AccessStats,
+    /// Loads (and puts).
+    pub loads: u64,
+    /// Virtual PMBIRQ deliveries the guest took.
+    pub virqs: u64,
+    /// Stage-2 faults of the guest's buffer turned into external aborts.
+    pub stage2_aborts: u64,
+}
+
+struct VmState {
+    slots_pa: u64,
+    ram_bytes: u64,
+    s2: Stage2Tables,
+    /// Frames of guest RAM the guest's boot code builds its page tables in.
+    guest_frames: FrameAllocator,
+    guest_s1: Option<Stage1Tables>,
+    vmid: u64,
+    spe: VmSpe,
+    memlock: Memlock,
+}
+
+struct VcpuState {
+    vm: usize,
+    features: VcpuFeatures,
+    spe_cfg: VcpuSpe,
+    spe: GuestSpe,
+    /// Guest EL1 registers the hypervisor keeps while the vCPU is not loaded.
+    ttbr0_el1: u64,
+    contextidr_el1: u64,
+    host_spe: Option<HostSpe>,
+    host_mdcr: u64,
+    loaded_on: Option<usize>,
+    pins: VcpuPins,
+    stats: VcpuStats,
+}
+
+/// The hypervisor and what it runs.
+pub struct Kvm {
+    machine: Machine,
+    spus: Vec<Spu>,
+    vms: Vec<VmState>,
+    vcpus: Vec<VcpuState>,
+}
+
+fn access(reg: SysReg) -> impl Fn(AccessFault) -> String {
+    move |f| format!("{reg}: {f}")
+}
+
+impl Kvm {
+    /// A hypervisor on `machine`, whose CPUs run a VHE host (HCR_EL2.E2H
+    /// and TGE set, the profiling buffer owned by EL2). The host's SPE
+    /// instances are found by probing every CPU (one SPU per distinct
+    /// PMSIDR/PMBIDR pair).
+    pub fn new(mut machine: Machine) -> Kvm {
+        for cpu in 0..machine.pes().len() {
+            if let Some(mut c) = machine.cpu(cpu) {
+                let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
+                let mdcr = c.read(SysReg::MDCR_EL2).unwrap_or(0);
+                let ok = c.write(SysReg::HCR_EL2, hcr).is_ok()
+                    && c.write(
+                        SysReg::MDCR_EL2,
+                        mdcr_el2::E2PB.set(mdcr, mdcr_el2::E2PB_EL2),
+                    )
+                    .is_ok();
+                debug_assert!(ok, "a PE boots at EL2");
+                c.isb();
+            }
+        }
+        let mut spus: Vec<Spu> = Vec::new();
+        for cpu in 0..machine.pes().len() {
+            if !machine.pe(cpu).is_some_and(Pe::has_spe) {
+                continue;
+            }
+            let Some(mut c) = machine.cpu(cpu) else {
+                continue;
+            };
+            let (Ok(pmsidr), Ok(pmbidr)) = (c.read(SysReg::PMSIDR_EL1), c.read(SysReg::PMBIDR_EL1))
+            else {
+                continue;
+            };
+            match spus
+                .iter_mut()
+                .find(|s| s.pmsidr == pmsidr && s.pmbidr == pmbidr)
+            {
+                Some(s) => s.cpus.push(cpu),
+                None => spus.push(Spu {
+                    id: spus.len() as u32,
+                    pmsidr,
+                    pmbidr,
+                    cpus: vec![cpu],
+                }),
+            }
+        }
+        Kvm {
+            machine,
+            spus,
+            vms: Vec::new(),
+            vcpus: Vec::new(),
+        }
+    }
+
+    /// The machine (the host kernel runs on it between vCPU runs).
+    pub fn machine(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+
+    /// The host's SPE instances.
+    pub fn spus(&self) -> &[Spu] {
+        &self.spus
+    }
+
+    /// KVM_CREATE_VM: guest RAM backed by host frames and mapped at stage 2.
+    pub fn create_vm(&mut self, cfg: VmConfig) -> Result<usize, Errno> {
+        if cfg.ram_bytes == 0 || cfg.ram_bytes % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let m = &mut self.machine;
+        let s2 = Stage2Tables::new(&mut m.mem, &mut m.alloc, STAGE2_START_LEVEL)
+            .map_err(|_| Errno::ENOMEM)?;
+        let pages = cfg.ram_bytes / PAGE_SIZE;
+        let pa = m
+            .alloc
+            .alloc_contiguous(&mut m.mem, pages)
+            .map_err(|_| Errno::ENOMEM)?;
+        s2.map(
+            &mut m.mem,
+            &mut m.alloc,
+            GUEST_RAM_IPA,
+            pa,
+            cfg.ram_bytes,
+            S2Perm::RW,
+        )
+        .map_err(|_| Errno::ENOMEM)?;
+        let vmid = self.vms.len() as u64 + 1;
+        // The top eighth of guest RAM holds the guest's page tables.
+        let table_bytes = (cfg.ram_bytes / 8).max(PAGE_SIZE) & !(PAGE_SIZE - 1);
+        let guest_frames =
+            FrameAllocator::new(GUEST_RAM_IPA + cfg.ram_bytes - table_bytes, table_bytes)
+                .map_err(|_| Errno::EINVAL)?;
+        self.vms.push(VmState {
+            slots_pa: pa,
+            ram_bytes: cfg.ram_bytes,
+            s2,
+            guest_frames,
+            guest_s1: None,
+            vmid,
+            spe: VmSpe::new(cfg.memlock_limit),
+            memlock: Memlock::new(cfg.memlock_limit),
+        });
+        Ok(self.vms.len() - 1)
+    }
+
+    /// The host physical address backing guest IPA `ipa` of VM `vm`.
+    pub fn guest_pa(&self, vm: usize, ipa: u64) -> Option<u64> {
+        let v = self.vms.get(vm)?;
+        let off = ipa.checked_sub(GUEST_RAM_IPA)?;
+        (off < v.ram_bytes).then_some(v.slots_pa + off)
+    }
+
+    /// Maps guest virtual `va..va + size` to guest IPA `ipa..` in the
+    /// guest's stage-1 tables (built in guest RAM, as the guest's boot code
+    /// would); returns the tables' root IPA, the guest's TTBR0_EL1. An `ipa`
+    /// outside guest RAM is accepted: the guest may map anything.
+    pub fn guest_map(&mut self, vm: usize, va: u64, ipa: u64, size: u64) -> Result<u64, Errno> {
+        let v = self.vms.get_mut(vm).ok_or(Errno::ENODEV)?;
+        let mut gmem = GuestPhysMem::new(&mut self.machine.mem, v.s2.params());
+        let tables = match v.guest_s1 {
+            Some(t) => t,
+            None => {
+                let t =
+                    Stage1Tables::new(&mut gmem, &mut v.guest_frames).map_err(|_| Errno::ENOMEM)?;
+                v.guest_s1 = Some(t);
+                t
+            }
+        };
+        tables
+            .map(&mut gmem, &mut v.guest_frames, va, ipa, size, Perm::RW)
+            .map_err(|_| Errno::EINVAL)?;
+        Ok(tables.root)
+    }
+
+    /// Sets VM `vm`'s RLIMIT_MEMLOCK (the VMM raising it after an Rlimit exit).
+    pub fn set_memlock_limit(&mut self, vm: usize, limit: u64) -> Result<(), Errno> {
+        let v = self.vms.get_mut(vm).ok_or(Errno::ENODEV)?;
+        // Below what is pinned already: refused, as lowering an rlimit
+        // under the locked amount would be; below the max buffer size
+        // already set: refused as that attribute would be (ENOMEM).
+        if limit < v.memlock.used() {
+            return Err(Errno::EINVAL);
+        }
+        v.spe.set_memlock_limit(limit)?;
+        v.memlock.set_limit(limit).map_err(|_| Errno::EINVAL)
+    }
+
+    /// Stage-2 walk parameters of VM `vm`.
+    pub fn stage2(&self, vm: usize) -> Option<Stage2Params> {
+        self.vms.get(vm).map(|v| v.s2.params())
+    }
+
+    /// KVM_CREATE_VCPU with KVM_ARM_VCPU_INIT's features.
+    pub fn create_vcpu(&mut self, vm: usize, features: VcpuFeatures) -> Result<usize, Errno> {
+        let v = self.vms.get(vm).ok_or(Errno::ENODEV)?;
+        if v.spe.has_run() {
+            return Err(Errno::EBUSY);
+        }
+        if features.spe && self.spus.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        self.vcpus.push(VcpuState {
+            vm,
+            features,
+            spe_cfg: VcpuSpe::default(),
+            spe: GuestSpe::default(),
+            ttbr0_el1: 0,
+            contextidr_el1: 0,
+            host_spe: None,
+            host_mdcr: 0,
+            loaded_on: None,
+            pins: VcpuPins::default(),
+            stats: VcpuStats::default(),
+        });
+        Ok(self.vcpus.len() - 1)
+    }
+
+    fn attr_ctx(&self, vcpu: usize) -> Result<(usize, crate::spe_attr::AttrCtx<'_>), Errno> {
+        let v = self.vcpus.get(vcpu).ok_or(Errno::ENODEV)?;
+        Ok((
+            v.vm,
+            crate::spe_attr::AttrCtx {
+                features: v.features,
+                host_spus: &self.spus,
+                host_supports_spe: !self.spus.is_empty(),
+            },
+        ))
+    }
+
+    /// KVM_SET_DEVICE_ATTR on a vCPU.
+    pub fn set_device_attr(
+        &mut self,
+        vcpu: usize,
+        group: u32,
+        attr: u64,
+        arg: UserPtr<u64>,
+    ) -> Result<(), Errno> {
+        if group != KVM_ARM_VCPU_SPE_CTRL {
+            return Err(Errno::ENXIO);
+        }
+        let v = self.vcpus.get(vcpu).ok_or(Errno::ENODEV)?;
+        let ctx = crate::spe_attr::AttrCtx {
+            features: v.features,
+            host_spus: &self.spus,
+            host_supports_spe: !self.spus.is_empty(),
+        };
+        let vm = &mut self.vms[v.vm].spe;
+        let vc = &mut self.vcpus[vcpu].spe_cfg;
+        vm.set_attr(vc, &ctx, attr, arg)
+    }
+
+    /// KVM_GET_DEVICE_ATTR on a vCPU.
+    pub fn get_device_attr(&self, vcpu: usize, group: u32, attr: u64) -> Result<u64, Errno> {
+        if group != KVM_ARM_VCPU_SPE_CTRL {
+            return Err(Errno::ENXIO);
+        }
+        let (vm, ctx) = self.attr_ctx(vcpu)?;
+        self.vms[vm]
+            .spe
+            .get_attr(&self.vcpus[vcpu].spe_cfg, &ctx, attr)
+    }
+
+    /// KVM_HAS_DEVICE_ATTR on a vCPU.
+    pub fn has_device_attr(&self, vcpu: usize, group: u32, attr: u64) -> Result<(), Errno> {
+        if group != KVM_ARM_VCPU_SPE_CTRL {
+            return Err(Errno::ENXIO);
+        }
+        let (vm, ctx) = self.attr_ctx(vcpu)?;
+        self.vms[vm].spe.has_attr(&ctx, attr)
+    }
+
+    /// What a vCPU's world switches cost, and its exits.
+    pub fn vcpu_stats(&self, vcpu: usize) -> Option<VcpuStats> {
+        self.vcpus.get(vcpu).map(|v| v.stats)
+    }
+
+    /// The guest's SPE registers as the hypervisor holds them (meaningful
+    /// while the vCPU is not running).
+    pub fn guest_spe(&self, vcpu: usize) -> Option<GuestSpe> {
+        self.vcpus.get(vcpu).map(|v| v.spe)
+    }
+
+    /// Bytes pinned for VM `vm`.
+    pub fn pinned_bytes(&self, vm: usize) -> Option<u64> {
+        self.vms.get(vm).map(|v| v.memlock.used())
+    }
+
+    fn spe_features(&self, vcpu: usize) -> Features {
+        let v = &self.vcpus[vcpu];
+        let vm = &self.vms[v.vm];
+        match vm
+            .spe
+            .spu()
+            .and_then(|id| self.spus.iter().find(|s| s.id == id))
+        {
+            Some(spu) => Features {
+                fne: vm.spe.guest_has_fne(spu),
+                fds: vm.spe.guest_has_fds(spu),
+            },
+            None => Features::default(),
+        }
+    }
+
+    /// vcpu_load on physical CPU `cpu`: SPE state switched (seed 000), the
+    /// buffer handed to EL1 with its accesses trapped (MDCR_EL2.E2PB =
+    /// 0b10), ID registers trapped by fine-grained traps.
+    pub fn load(&mut self, vcpu: usize, cpu: usize) -> Result<(), String> {
+        let v = self.vcpus.get(vcpu).ok_or("no such vCPU")?;
+        if let Some(on) = v.loaded_on {
+            return Err(format!("vCPU {vcpu} is already loaded on CPU {on}"));
+        }
+        let spe = v.features.spe;
+        if spe {
+            let spu = self.vms[v.vm].spe.spu();
+            let here = self.spus.iter().find(|s| Some(s.id) == spu);
+            if !here.is_some_and(|s| s.cpus.contains(&cpu)) {
+                return Err(format!("CPU {cpu} does not have the vCPU's SPU"));
+            }
+        }
+        let f = self.spe_features(vcpu);
+        let guest = self.vcpus[vcpu].spe;
+        let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+        let before = c.pe().access_stats();
+        let host_spe = if spe {
+            Some(switch::load(&mut c, &guest, f).map_err(|e| format!("SPE load: {e}"))?)
+        } else {
+            None
+        };
+        let host_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
+        let mut mdcr = mdcr_el2::TPMS.set(host_mdcr, 0);
+        if spe {
+            mdcr = mdcr_el2::E2PB.set(mdcr, mdcr_el2::E2PB_EL1_TRAP);
+        }
+        c.write(SysReg::MDCR_EL2, mdcr)
+            .map_err(access(SysReg::MDCR_EL2))?;
+        if spe {
+            // Synchronize the change of owning regime to EL1&0.
+            c.isb();
+        }
+        let mid = c.pe().access_stats();
+        let traps = hyperprof_arch::hdfgrtr_el2::value_trapping(if spe {
+            hyperprof_arch::hdfgrtr_el2::PMBIDR_EL1.mask()
+                | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask()
+        } else {
+            0
+        });
+        c.write(SysReg::HDFGRTR_EL2, traps)
+            .map_err(access(SysReg::HDFGRTR_EL2))?;
+        let (ttbr, ctx) = (self.vcpus[vcpu].ttbr0_el1, self.vcpus[vcpu].contextidr_el1);
+        c.write(SysReg::TTBR0_EL12, ttbr)
+            .map_err(access(SysReg::TTBR0_EL12))?;
+        c.write(SysReg::CONTEXTIDR_EL12, ctx)
+            .map_err(access(SysReg::CONTEXTIDR_EL12))?;
+        let v = &mut self.vcpus[vcpu];
+        v.stats.loads += 1;
+        add_stats(&mut v.stats.spe_load_put, diff(mid, before));
+        v.host_spe = host_spe;
+        v.host_mdcr = host_mdcr;
+        v.loaded_on = Some(cpu);
+        Ok(())
+    }
+
+    /// vcpu_put: the host's MDCR_EL2 back (owning regime EL2), then the host
+    /// SPE session resumed (seed 000).
+    pub fn put(&mut self, vcpu: usize) -> Result<(), String> {
+        let v = self.vcpus.get(vcpu).ok_or("no such vCPU")?;
+        let cpu = v
+            .loaded_on
+            .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
+        let f = self.spe_features(vcpu);
+        let (host_mdcr, host_spe) = (v.host_mdcr, v.host_spe);
+        let mut guest = v.spe;
+        let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+        let ttbr = c
+            .read(SysReg::TTBR0_EL12)
+            .map_err(access(SysReg::TTBR0_EL12))?;
+        let ctx = c
+            .read(SysReg::CONTEXTIDR_EL12)
+            .map_err(access(SysReg::CONTEXTIDR_EL12))?;
+        c.write(
+            SysReg::HDFGRTR_EL2,
+            hyperprof_arch::hdfgrtr_el2::trap_nothing(),
+        )
+        .map_err(access(SysReg::HDFGRTR_EL2))?;
+        let before = c.pe().access_stats();
+        c.write(SysReg::MDCR_EL2, host_mdcr)
+            .map_err(access(SysReg::MDCR_EL2))?;
+        if let Some(host) = host_spe {
+            c.isb();
+            switch::put(&mut c, &mut guest, &host, f).map_err(|e| format!("SPE put: {e}"))?;
+        }
+        let after = c.pe().access_stats();
+        let v = &mut self.vcpus[vcpu];
+        v.spe = guest;
+        v.ttbr0_el1 = ttbr;
+        v.contextidr_el1 = ctx;
+        add_stats(&mut v.stats.spe_load_put, diff(after, before));
+        v.host_spe = None;
+        v.loaded_on = None;
+        Ok(())
+    }
+
+    /// KVM_RUN: enters the guest on the CPU the vCPU is loaded on and runs
+    /// `program` until it stops or an exit needs the VMM.
+    pub fn run(&mut self, vcpu: usize, program: &mut dyn GuestProgram) -> Exit {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return Exit::FailEntry(format!("no vCPU {vcpu}"));
+        };
+        let Some(cpu) = v.loaded_on else {
+            return Exit::FailEntry(format!("vCPU {vcpu} is not loaded on a CPU"));
+        };
+        if v.features.spe {
+            let ctx = crate::spe_attr::AttrCtx {
+                features: v.features,
+                host_spus: &self.spus,
+                host_supports_spe: !self.spus.is_empty(),
+            };
+            if let Err(why) = self.vms[v.vm].spe.check_ready(&v.spe_cfg, &ctx) {
+                return Exit::FailEntry(format!("vCPU {vcpu}: SPE not ready: {why}"));
+            }
+        }
+        let vm = v.vm;
+        self.vms[vm].spe.mark_ran();
+        let mut g = GuestCpu {
+            kvm: self,
+            vcpu,
+            vm,
+            cpu,
+            exit: None,
+        };
+        if let Err(e) = g.enter() {
+            return Exit::FailEntry(e);
+        }
+        let step = program.run(&mut g);
+        let pending = g.exit.take();
+        if let Err(e) = g.leave() {
+            return Exit::FailEntry(e);
+        }
+        match (pending, step) {
+            (Some(exit), _) => exit,
+            (None, GuestStep::Done) => Exit::Halt,
+            (None, GuestStep::More) => Exit::Yield,
+        }
+    }
+}
+
+fn diff(a: AccessStats, b: AccessStats) -> AccessStats {
+    AccessStats {
+        reads: a.reads - b.reads,
+        writes: a.writes - b.writes,
+        isb: a.isb - b.isb,
+        dsb: a.dsb - b.dsb,
+        psb: a.psb - b.psb,
+    }
+}
+
+fn add_stats(to: &mut AccessStats, d: AccessStats) {
+    to.reads += d.reads;
+    to.writes += d.writes;
+    to.isb += d.isb;
+    to.dsb += d.dsb;
+    to.psb += d.psb;
+}
+
+/// The guest's view of the physical CPU while its vCPU runs.
+pub struct GuestCpu<'a> {
+    kvm: &'a mut Kvm,
+    vcpu: usize,
+    vm: usize,
+    cpu: usize,
+    exit: Option<Exit>,
+}
+
+impl GuestCpu<'_> {
+    fn pe(&mut self) -> &mut Pe {
+        self.kvm
+            .machine
+            .pe_mut(self.cpu)
+            .expect("loaded on an existing CPU")
+    }
+
+    /// Whether the hypervisor is waiting to return to the VMM.
+    pub fn exiting(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// Entry: guest HCR_EL2 and stage 2, the SPE entry half, ERET to EL1.
+    fn enter(&mut self) -> Result<(), String> {
+        let vttbr = {
+            let vm = &self.kvm.vms[self.vm];
+            vm.s2.root | vm.vmid << 48
+        };
+        let guest = self.kvm.vcpus[self.vcpu].spe;
+        let spe = self.kvm.vcpus[self.vcpu].features.spe;
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        c.write(SysReg::VTTBR_EL2, vttbr)
+            .map_err(access(SysReg::VTTBR_EL2))?;
+        let hcr = hcr_el2::E2H.set(HCR_VM, 1);
+        c.write(SysReg::HCR_EL2, hcr)
+            .map_err(access(SysReg::HCR_EL2))?;
+        let before = c.pe().access_stats();
+        if spe {
+            switch::enter(&mut c, &guest).map_err(|e| format!("SPE entry: {e}"))?;
+        }
+        let after = c.pe().access_stats();
+        let v = &mut self.kvm.vcpus[self.vcpu];
+        v.stats.entries += 1;
+        add_stats(&mut v.stats.spe_switch, diff(after, before));
+        self.pe().eret(ExceptionLevel::EL1);
+        Ok(())
+    }
+
+    /// Exit: exception entry to EL2, the SPE exit half, host HCR_EL2.
+    fn leave(&mut self) -> Result<(), String> {
+        self.pe().exception_entry(ExceptionLevel::EL2);
+        let spe = self.kvm.vcpus[self.vcpu].features.spe;
+        let mut guest = self.kvm.vcpus[self.vcpu].spe;
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        let before = c.pe().access_stats();
+        if spe {
+            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
+        }
+        let after = c.pe().access_stats();
+        // A stage-2 fault is the hypervisor's business, not the guest's: the
+        // guest sees an external abort (its buffer is not in its RAM).
+        let pmbsr = guest.buffer.pmbsr_el1;
+        let s2_fault = pmbsr_el1::S.is_set(pmbsr)
+            && hyperprof_arch::PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
+                == Some(hyperprof_arch::PmbsrEc::FAULT_S2);
+        if s2_fault {
+            guest.buffer.pmbsr_el1 = pmbsr_el1::EA.set(pmbsr_el1::S.set(0, 1), 1);
+            self.kvm.vcpus[self.vcpu].stats.stage2_aborts += 1;
+        }
+        let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
+        c.write(SysReg::HCR_EL2, hcr)
+            .map_err(access(SysReg::HCR_EL2))?;
+        c.isb();
+        let v = &mut self.kvm.vcpus[self.vcpu];
+        v.spe = guest;
+        add_stats(&mut v.stats.spe_switch, diff(after, before));
+        Ok(())
+    }
+
+    /// A trapped access: exit, emulate, enter.
+    fn trap(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
+        let fail = |_| AccessFault::Trapped {
+            to: ExceptionLevel::EL2,
+        };
+        self.kvm.vcpus[self.vcpu].stats.trap_exits += 1;
+        self.leave().map_err(fail)?;
+        let r = self.emulate(reg, write);
+        self.enter().map_err(fail)?;
+        r
+    }
+
+    fn emulate(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
+        let undef = Err(AccessFault::Undefined);
+        let vcpu = self.vcpu;
+        let vm = self.vm;
+        let spu = {
+            let id = self.kvm.vms[vm].spe.spu();
+            self.kvm.spus.iter().find(|s| Some(s.id) == id).cloned()
+        };
+        let Some(spu) = spu else { return undef };
+        match (reg, write) {
+            (SysReg::PMBIDR_EL1, None) => Ok(self.kvm.vms[vm].spe.guest_pmbidr(&spu)),
+            (SysReg::PMSIDR_EL1, None) => Ok(self.kvm.vms[vm].spe.guest_pmsidr(&spu)),
+            // Read-only ID registers: a write is UNDEFINED.
+            (SysReg::PMBIDR_EL1 | SysReg::PMSIDR_EL1, Some(_)) => undef,
+            (SysReg::PMBLIMITR_EL1, None) => Ok(self.kvm.vcpus[vcpu].spe.buffer.pmblimitr_el1),
+            (SysReg::PMBPTR_EL1, None) => Ok(self.kvm.vcpus[vcpu].spe.buffer.pmbptr_el1),
+            (SysReg::PMBSR_EL1, None) => Ok(self.kvm.vcpus[vcpu].spe.buffer.pmbsr_el1),
+            (SysReg::PMBSR_EL1, Some(v)) => {
+                self.kvm.vcpus[vcpu].spe.buffer.pmbsr_el1 = v & !pmbsr_el1::RES0;
+                Ok(0)
+            }
+            (SysReg::PMBPTR_EL1 | SysReg::PMBLIMITR_EL1, Some(v)) => {
+                let mut next = self.kvm.vcpus[vcpu].spe.buffer;
+                if reg == SysReg::PMBPTR_EL1 {
+                    next.pmbptr_el1 = v;
+                } else {
+                    next.pmblimitr_el1 = v & !pmblimitr_el1::RES0;
+                }
+                self.repin(next)?;
+                // repin may have raised an event in PMBSR: keep it.
+                let b = &mut self.kvm.vcpus[vcpu].spe.buffer;
+                b.pmbptr_el1 = next.pmbptr_el1;
+                b.pmblimitr_el1 = next.pmblimitr_el1;
+                Ok(0)
+            }
+            _ => undef,
+        }
+    }
+
+    /// Pins what the guest's buffer needs when it is (still) enabled, or
+    /// unpins; an Rlimit makes the access wait for the VMM.
+    fn repin(&mut self, next: switch::BufferRegs) -> Result<(), AccessFault> {
+        let vcpu = self.vcpu;
+        let vm = self.vm;
+        let cpu = self.cpu;
+        let k = &mut *self.kvm;
+        let enabled = pmblimitr_el1::E.is_set(next.pmblimitr_el1);
+        let limit = pmblimitr_el1::limit_address(next.pmblimitr_el1);
+        let span = if enabled {
+            buffer_span(next.pmbptr_el1, limit)
+        } else {
+            None
+        };
+        let Some((start, len)) = span else {
+            // Disabled, or no room left: nothing to keep pinned.
+            k.vcpus[vcpu].pins.unpin(&mut k.vms[vm].memlock);
+            return Ok(());
+        };
+        let max = k.vms[vm].spe.max_buffer_size().unwrap_or(0);
+        let s1_root = k.pe_ttbr0_el1(cpu);
+        let s2 = k.vms[vm].s2.params();
+        let outcome = collect_within(&k.machine.mem, s1_root, &s2, start, len, max);
+        let (v, memlock) = (&mut k.vcpus[vcpu], &mut k.vms[vm].memlock);
+        match outcome {
+            Ok(set) => match v.pins.pin(set, memlock) {
+                Ok(()) => Ok(()),
+                Err(r) => {
+                    self.exit = Some(Exit::Rlimit {
+                        needed: r.needed,
+                        used: r.used,
+                        limit: r.limit,
+                    });
+                    Err(AccessFault::Trapped {
+                        to: ExceptionLevel::EL2,
+                    })
+                }
+            },
+            // Larger than PMBIDR_EL1.MaxBuffSize advertised: a buffer
+            // management event, size error, before anything is walked.
+            Err(PinError::TooLarge { .. }) => {
+                v.pins.unpin(memlock);
+                let ev = pmbsr_el1::MSS.set(pmbsr_el1::S.set(0, 1), pmbsr_el1::BSC_SIZE);
+                v.spe.buffer.pmbsr_el1 = ev;
+                Ok(())
+            }
+            // The guest's own tables do not map the buffer: the unit will
+            // report the stage-1 fault to the guest when it writes there.
+            Err(PinError::Fault(f)) if f.stage == 1 => {
+                v.pins.unpin(memlock);
+                Ok(())
+            }
+            // The buffer is not in guest RAM: an external abort, and a warning.
+            Err(_) => {
+                v.pins.unpin(memlock);
+                v.stats.stage2_aborts += 1;
+                let mut pmbsr = pmbsr_el1::S.set(v.spe.buffer.pmbsr_el1, 1);
+                pmbsr = pmbsr_el1::EA.set(pmbsr, 1);
+                v.spe.buffer.pmbsr_el1 = pmbsr;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl GuestEnv for GuestCpu<'_> {
+    /// The guest's virtual PMBIRQ level: its PMBSR_EL1.S.
+    fn virq_pending(&self) -> bool {
+        let v = &self.kvm.vcpus[self.vcpu];
+        v.features.spe && pmbsr_el1::S.is_set(v.spe.buffer.pmbsr_el1)
+    }
+
+    fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop) {
+        if self.exit.is_some() {
+            return (0, ExecStop::Exit);
+        }
+        let mut total = 0;
+        while total < budget {
+            if self.virq_pending() {
+                return (total, ExecStop::VirtualIrq);
+            }
+            let mut done = 0;
+            let r = self
+                .kvm
+                .machine
+                .run(self.cpu, workload, budget - total, &mut done);
+            total += done;
+            match r {
+                Some(RunExit::Interrupt(_)) => {
+                    // A physical interrupt: exit to the hypervisor, which
+                    // moves a guest buffer event into the guest's PMBSR.
+                    let back = self.pe().el();
+                    self.kvm.vcpus[self.vcpu].stats.irq_exits += 1;
+                    if self.leave().and_then(|()| self.enter()).is_err() {
+                        return (total, ExecStop::Exit);
+                    }
+                    self.pe().eret(back);
+                    if self.pe().irq_lines().any() && !self.virq_pending() {
+                        // Not the guest's: it stays asserted for the host.
+                        self.exit = Some(Exit::Yield);
+                        return (total, ExecStop::Exit);
+                    }
+                }
+                Some(RunExit::Completed) => {}
+                None => return (total, ExecStop::Exit),
+            }
+        }
+        (total, ExecStop::Completed)
+    }
+
+    fn to_el0(&mut self) {
+        self.pe().eret(ExceptionLevel::EL0);
+    }
+
+    fn to_el1(&mut self) {
+        self.pe().exception_entry(ExceptionLevel::EL1);
+    }
+
+    fn take_virq(&mut self) {
+        self.kvm.vcpus[self.vcpu].stats.virqs += 1;
+        self.to_el1();
+    }
+}
+
+impl Kvm {
+    fn pe_ttbr0_el1(&mut self, cpu: usize) -> u64 {
+        // Read through the EL12 alias, as the hypervisor would at EL2.
+        self.machine
+            .cpu(cpu)
+            .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
+            .unwrap_or(0)
+            & 0x0000_FFFF_FFFF_FFFE
+    }
+}
+
+impl Cpu for GuestCpu<'_> {
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        if self.exit.is_some() {
+            return Err(AccessFault::Trapped {
+                to: ExceptionLevel::EL2,
+            });
+        }
+        let mut c = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .expect("loaded on an existing CPU");
+        match c.read(reg) {
+            Err(AccessFault::Trapped {
+                to: ExceptionLevel::EL2,
+            }) => self.trap(reg, None),
+            r => r,
+        }
+    }
+    fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        if self.exit.is_some() {
+            return Err(AccessFault::Trapped {
+                to: ExceptionLevel::EL2,
+            });
+        }
+        let mut c = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .expect("loaded on an existing CPU");
+        match c.write(reg, val) {
+            Err(AccessFault::Trapped {
+                to: ExceptionLevel::EL2,
+            }) => self.trap(reg, Some(val)).map(|_| ()),
+            r => r,
+        }
+    }
+    fn isb(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.isb();
+        }
+    }
+    fn dsb_nsh(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.dsb_nsh();
+        }
+    }
+    fn psb_csync(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.psb_csync();
+        }
+    }
+    fn current_el(&self) -> ExceptionLevel {
+        self.kvm
+            .machine
+            .pe(self.cpu)
+            .map_or(ExceptionLevel::EL1, Pe::el)
+    }
+    fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault> {
+        match self.kvm.machine.cpu(self.cpu) {
+            Some(mut c) => c.load(va, buf),
+            None => Err(MemoryFault { va }),
+        }
+    }
+}

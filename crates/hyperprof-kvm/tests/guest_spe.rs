@@ -1,0 +1,496 @@
+//! Guest SPE end to end: a guest kernel with the SPE driver on a vCPU of
+//! the KVM-shaped hypervisor (VHE), checked the way the kvm-unit-tests SPE
+//! proposals check it (ARM-FACTS §7), plus the world-switch cost and the
+//! memlock limit.
+
+use hyperprof_arch::{maxbuffsize, pmbsr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
+use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeSessionConfig};
+use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
+use hyperprof_kvm::uapi::*;
+use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::pe::PeConfig;
+use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::spe::SpeConfig;
+use hyperprof_sim::workload::by_name;
+use hyperprof_spe::RecordDecoder;
+
+const BUF_VA: u64 = 0x0000_0040_0000_0000;
+const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
+
+fn machine() -> Machine {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 6,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: Some(SpeConfig::default()),
+        fgt: true,
+    };
+    Machine::new(&MachineConfig {
+        pes: vec![pe; 2],
+        ram_base: 0x8000_0000,
+        ram_size: 512 << 20,
+    })
+    .unwrap()
+}
+
+/// A VM with one SPE vCPU (max buffer size 1 MiB), configured and loaded on
+/// CPU 0; the guest's buffer of `pages` pages mapped at BUF_VA to `ipa`.
+fn vm(memlock: u64, pages: u64, ipa: u64) -> (Kvm, usize, usize, u64) {
+    vm_with(memlock, 1 << 20, pages, ipa)
+}
+
+fn vm_with(memlock: u64, max_buffer: u64, pages: u64, ipa: u64) -> (Kvm, usize, usize, u64) {
+    let mut kvm = Kvm::new(machine());
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 64 << 20,
+            memlock_limit: memlock,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    for (attr, v) in [
+        (KVM_ARM_VCPU_SPE_SPU, 0),
+        (KVM_ARM_VCPU_SPE_IRQ, 21),
+        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, max_buffer),
+        (KVM_ARM_VCPU_SPE_INIT, 0),
+    ] {
+        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
+            .unwrap_or_else(|e| panic!("attr {attr}: {e}"));
+    }
+    let ttbr = kvm.guest_map(vm, BUF_VA, ipa, pages * 4096).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    (kvm, vm, vcpu, ttbr)
+}
+
+fn session() -> SpeSessionConfig {
+    SpeSessionConfig {
+        interval: 256,
+        jitter: false,
+        ..SpeSessionConfig::default()
+    }
+}
+
+fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
+    for _ in 0..10_000 {
+        match kvm.run(vcpu, p) {
+            Exit::Halt => return,
+            Exit::Yield => continue,
+            e => panic!("unexpected exit {e:?}"),
+        }
+    }
+    panic!("the guest never halted");
+}
+
+/// A guest program made of a closure, run once.
+struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
+impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        (self.0)(env);
+        GuestStep::Done
+    }
+}
+
+#[test]
+fn spe_introspection_shows_the_sanitised_id_registers() {
+    let (mut kvm, _, vcpu, _) = vm(u64::MAX, 16, BUF_IPA);
+    let mut seen = (0, 0);
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            seen = (
+                env.read(SysReg::PMBIDR_EL1).unwrap(),
+                env.read(SysReg::PMSIDR_EL1).unwrap(),
+            );
+            // Writes to the ID registers are refused the architected way.
+            assert!(env.write(SysReg::PMBIDR_EL1, 0).is_err());
+        }),
+    );
+    let (pmbidr, pmsidr) = seen;
+    assert_eq!(
+        maxbuffsize::size(pmbidr),
+        1 << 20,
+        "MaxBuffSize advertises the VM's limit"
+    );
+    assert_eq!(pmbidr >> 48, 0, "RES0");
+    assert_eq!(pmbidr >> 4 & 1, 0, "P: the buffer is the guest's");
+    assert_eq!(pmsidr >> 33, 0, "RES0");
+    assert_ne!(pmsidr, 0);
+    assert!(kvm.vcpu_stats(vcpu).unwrap().trap_exits >= 2);
+}
+
+#[test]
+fn the_buffer_fills_and_pmbptr_advances_with_pmbsr_clear() {
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 64 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 200_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert_eq!(k.error(), None);
+    let records = RecordDecoder::new(k.data())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    // One sample every 257 operations (the interval reload takes one).
+    assert!((700..=790).contains(&records.len()), "{}", records.len());
+    let g = kvm.guest_spe(vcpu).unwrap();
+    assert_eq!(g.buffer.pmbsr_el1, 0);
+    let stats = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(stats.virqs, 0);
+    // Every record is the guest's: EL0 PCs of its workload.
+    assert!(records
+        .iter()
+        .all(|(_, r)| r.pc.is_some_and(|pc| pc.el == 0)));
+}
+
+#[test]
+fn buffer_full_becomes_the_guests_virtual_ppi_with_bsc_full() {
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 2, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 2 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(
+        ttbr,
+        session(),
+        buf,
+        by_name("pointer-chase", 1).unwrap(),
+        300_000,
+    );
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    let d = k.driver_stats().unwrap();
+    assert!(d.buffer_full >= 2, "{d:?}");
+    assert_eq!(d.faults, 0);
+    let stats = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(
+        stats.virqs, d.irqs,
+        "every virtual PMBIRQ went to the guest driver"
+    );
+    assert!(
+        stats.irq_exits >= d.buffer_full,
+        "the physical PMBIRQ exits to the hypervisor"
+    );
+    let n = RecordDecoder::new(k.data()).filter(|r| r.is_ok()).count();
+    assert!(n > 500, "{n}");
+}
+
+#[test]
+fn a_service_bit_written_by_the_guest_keeps_the_virtual_irq_pending_until_cleared() {
+    let (mut kvm, _, vcpu, _) = vm(u64::MAX, 16, BUF_IPA);
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            assert!(!env.virq_pending());
+            env.write(SysReg::PMBSR_EL1, pmbsr_el1::S.set(0, 1))
+                .unwrap();
+            assert!(env.virq_pending());
+            let mut w = by_name("mix", 1).unwrap();
+            // Level sensitive: still pending after running.
+            let (_, stop) = env.execute(w.as_mut(), 1000);
+            assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+            assert!(env.virq_pending());
+            env.write(SysReg::PMBSR_EL1, 0).unwrap();
+            assert!(!env.virq_pending());
+        }),
+    );
+}
+
+#[test]
+fn a_guest_stage1_fault_reaches_the_guest_as_fault_s1() {
+    let mut kvm_vm = vm(u64::MAX, 1, BUF_IPA);
+    let (kvm, _, vcpu, ttbr) = (&mut kvm_vm.0, kvm_vm.1, kvm_vm.2, kvm_vm.3);
+    // The guest's buffer is 4 pages; its tables map only the first.
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 4 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 2).unwrap(), 200_000);
+    run_to_halt(kvm, vcpu, &mut k);
+    assert_eq!(k.faults().len(), 1, "{:?}", k.faults());
+    let IrqOutcome::Fault {
+        ec,
+        mss,
+        external_abort,
+    } = k.faults()[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(PmbsrEc::from_bits(ec), Some(PmbsrEc::FAULT_S1));
+    assert_eq!(mss & 0x3f, 0x07, "translation fault, level 3");
+    assert!(!external_abort);
+}
+
+#[test]
+fn a_buffer_outside_guest_ram_is_an_external_abort_for_the_guest() {
+    // The guest maps its buffer to an IPA with no memory behind it.
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 4, 0x10_0000_0000);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 4 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 2).unwrap(), 50_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert_eq!(
+        kvm.vcpu_stats(vcpu).unwrap().stage2_aborts,
+        1,
+        "the hypervisor noticed"
+    );
+    assert!(
+        matches!(
+            k.faults().first(),
+            Some(IrqOutcome::Fault {
+                external_abort: true,
+                ..
+            })
+        ),
+        "{:?}",
+        k.faults()
+    );
+    assert_eq!(kvm.pinned_bytes(0), Some(0));
+}
+
+#[test]
+fn world_switch_costs_ten_accesses_per_round_trip_while_profiling_and_none_otherwise() {
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 64 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 50_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    // The first entries ran with the buffer still disabled; count the
+    // round trips that had it enabled from the PSB CSYNCs the exits issued.
+    let trips = s.spe_switch.psb;
+    assert!(trips > 0);
+    assert_eq!(s.spe_switch.total(), 10 * trips, "{:?}", s.spe_switch);
+
+    // A guest that never enables its buffer costs nothing per round trip.
+    let (mut kvm, _, vcpu, _) = vm(u64::MAX, 4, BUF_IPA);
+    let mut w = by_name("mix", 1).unwrap();
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            env.execute(w.as_mut(), 10_000);
+        }),
+    );
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert!(s.entries >= 1);
+    assert_eq!(s.spe_switch.total(), 0);
+}
+
+#[test]
+fn pinning_past_the_memlock_limit_exits_with_rlimit_and_resumes_when_raised() {
+    // The buffer fits the limit; with the stage-1 table pages that
+    // translate it, it does not.
+    let (mut kvm, vm_id, vcpu, ttbr) = vm_with(32 * 4096, 32 * 4096, 32, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 32 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 50_000);
+    let Exit::Rlimit {
+        needed,
+        used,
+        limit,
+    } = kvm.run(vcpu, &mut k)
+    else {
+        panic!("expected an Rlimit exit");
+    };
+    assert_eq!(limit, 32 * 4096);
+    assert_eq!(used, 0);
+    assert!(
+        needed >= 32 * 4096 + 4 * 4096,
+        "buffer and its four table pages: {needed}"
+    );
+    kvm.set_memlock_limit(vm_id, 1 << 20).unwrap();
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert_eq!(k.error(), None);
+    assert!(!k.data().is_empty());
+    // The driver stopped the session: disabled buffers are unpinned.
+    assert_eq!(kvm.pinned_bytes(vm_id), Some(0));
+}
+
+#[test]
+fn run_fails_cleanly_on_a_vcpu_set_up_wrongly() {
+    let mut kvm = Kvm::new(machine());
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    let mut p = Once(|_: &mut dyn GuestEnv| {});
+    assert!(
+        matches!(kvm.run(vcpu, &mut p), Exit::FailEntry(_)),
+        "not loaded"
+    );
+    // Loading needs the SPU: not chosen yet.
+    assert!(kvm.load(vcpu, 0).is_err());
+    kvm.set_device_attr(
+        vcpu,
+        KVM_ARM_VCPU_SPE_CTRL,
+        KVM_ARM_VCPU_SPE_SPU,
+        UserPtr::Value(0),
+    )
+    .unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    let Exit::FailEntry(why) = kvm.run(vcpu, &mut p) else {
+        panic!("ran without IRQ, max buffer size or init");
+    };
+    assert!(why.contains("SPE not ready"), "{why}");
+}
+
+/// The host profiles its kernel on CPU 0 with the same driver, around a
+/// guest that profiles itself: the host's session stops at load and resumes
+/// at put where it was, nothing of it is lost, and none of the guest's
+/// records reach the host's buffer (nor the host's the guest's).
+#[test]
+fn host_profiling_resumes_after_the_guest_with_nothing_lost_or_leaked() {
+    use hyperprof_guest::drivers::spe::{probe, SpeDriver};
+    use hyperprof_sim::memory::PAGE_SIZE;
+    use hyperprof_sim::mmu::{Perm, Stage1Tables};
+
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
+    kvm.put(vcpu).unwrap();
+    // The host's own buffer, in its EL2&0 tables.
+    let host_va = 0x0000_7000_0000_0000u64;
+    let m = kvm.machine();
+    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
+    for p in 0..64 {
+        let pa = m.alloc.alloc(&mut m.mem).unwrap();
+        tables
+            .map(
+                &mut m.mem,
+                &mut m.alloc,
+                host_va + p * PAGE_SIZE,
+                pa,
+                PAGE_SIZE,
+                Perm::RW,
+            )
+            .unwrap();
+    }
+    let mut c = m.cpu(0).unwrap();
+    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
+    c.isb();
+    let caps = probe(&mut c).unwrap();
+    let host_buf = Buffer {
+        va: host_va,
+        size: 64 * PAGE_SIZE,
+    };
+    let mut host = SpeDriver::new(session(), caps, host_buf).unwrap();
+    host.start(&mut c).unwrap();
+    let mut host_work = by_name("kernel-array-sum", 9).unwrap();
+    let mut done = 0;
+    kvm.machine()
+        .run(0, host_work.as_mut(), 100_000, &mut done)
+        .unwrap();
+
+    // The guest runs on CPU 0 between load and put.
+    kvm.load(vcpu, 0).unwrap();
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 64 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 100_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    kvm.put(vcpu).unwrap();
+
+    kvm.machine()
+        .run(0, host_work.as_mut(), 100_000, &mut done)
+        .unwrap();
+    let mut c = kvm.machine().cpu(0).unwrap();
+    host.stop(&mut c).unwrap();
+    let host_records: Vec<_> = RecordDecoder::new(&host.take_data())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let guest_records: Vec<_> = RecordDecoder::new(k.data())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    // 200 000 host operations at one sample per 257: nothing lost at the switch.
+    assert!(
+        (770..=790).contains(&host_records.len()),
+        "{}",
+        host_records.len()
+    );
+    assert!(
+        host_records
+            .iter()
+            .all(|(_, r)| r.pc.is_some_and(|pc| pc.el == 2)),
+        "only host EL2 code"
+    );
+    assert!(guest_records.len() > 300);
+    assert!(
+        guest_records
+            .iter()
+            .all(|(_, r)| r.pc.is_some_and(|pc| pc.el == 0)),
+        "only guest EL0 code"
+    );
+    let unit = kvm.machine().pe(0).unwrap().spe().unwrap().stats();
+    assert_eq!(
+        unit.written as usize,
+        host_records.len() + guest_records.len()
+    );
+    assert_eq!(unit.discarded, 0);
+}
+
+#[test]
+fn a_buffer_larger_than_the_advertised_maximum_is_a_size_event_and_pins_nothing() {
+    // MaxBuffSize says 64 KiB. A correct driver refuses more...
+    let (mut kvm, vm_id, vcpu, ttbr) = vm_with(u64::MAX, 64 * 1024, 32, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 32 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 20_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert!(
+        k.error().is_some(),
+        "the guest driver refuses a buffer over MaxBuffSize"
+    );
+    // ...a hostile guest programs 128 KiB anyway.
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            env.write(SysReg::TTBR0_EL1, ttbr).unwrap();
+            env.isb();
+            env.write(SysReg::PMBPTR_EL1, BUF_VA).unwrap();
+            env.write(SysReg::PMBLIMITR_EL1, (BUF_VA + 128 * 1024) | 1)
+                .unwrap();
+            let pmbsr = env.read(SysReg::PMBSR_EL1).unwrap();
+            assert!(pmbsr_el1::S.is_set(pmbsr));
+            assert_eq!(
+                PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr)),
+                Some(PmbsrEc::BUF)
+            );
+            assert_eq!(pmbsr_el1::MSS.get(pmbsr), 0x4, "BSC: size");
+            assert!(env.virq_pending());
+        }),
+    );
+    assert_eq!(kvm.pinned_bytes(vm_id), Some(0));
+}
