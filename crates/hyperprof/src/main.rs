@@ -32,12 +32,12 @@ enum Command {
         /// Seed of every random choice: equal seeds give equal results.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// User operations per CPU.
+        /// User operations per CPU (bare-metal) or per VM (guest-spe).
         #[arg(long, default_value_t = 20_000_000)]
         ops: u64,
-        /// CPUs.
-        #[arg(long, default_value_t = 4)]
-        cpus: usize,
+        /// CPUs (bare-metal; default 4). guest-spe runs on two.
+        #[arg(long)]
+        cpus: Option<usize>,
         /// Write the host's SPE data as DIR/host.perf.data.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -62,6 +62,9 @@ enum Command {
 enum Scenario {
     /// The host alone, profiling itself with SPE and the PMU on every CPU.
     BareMetal,
+    /// Two VMs profiling themselves with guest SPE on a two-CPU host that
+    /// profiles its own kernel; the vCPUs move between CPUs.
+    GuestSpe,
 }
 
 #[derive(Subcommand)]
@@ -226,53 +229,105 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     write_stdout(&text)
 }
 
+fn write_perf_data(path: &std::path::Path, buffers: &[(u32, &[u8])]) -> Result<()> {
+    let buffers: Vec<_> = buffers
+        .iter()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|&(cpu, data)| hyperprof_spe::perf_data::AuxBuffer {
+            cpu,
+            aux_offset: 0,
+            data,
+        })
+        .collect();
+    let bytes = spe::export::perf_data_bytes(&buffers, spe::export::DEFAULT_PMU_TYPE);
+    spe::export::write_atomically(path, &bytes)
+}
+
 fn run_scenario(
     scenario: Scenario,
     seed: u64,
     ops: u64,
-    cpus: usize,
+    cpus: Option<usize>,
     out: Option<PathBuf>,
     json: bool,
 ) -> Result<()> {
-    use hyperprof::run::{bare_metal, report};
-    let name = match scenario {
-        Scenario::BareMetal => "bare-metal",
-    };
-    let opts = bare_metal::Options { seed, ops, cpus };
-    let pes = bare_metal::run(&opts)?;
-    let rep = report::from_pe_reports(name, seed, &pes);
-    let mut wrote = None;
-    if let Some(dir) = out {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let buffers: Vec<_> = pes
-            .iter()
-            .filter(|p| !p.spe_data.is_empty())
-            .map(|p| hyperprof_spe::perf_data::AuxBuffer {
-                cpu: p.cpu as u32,
-                aux_offset: 0,
-                data: &p.spe_data,
-            })
-            .collect();
-        let bytes = spe::export::perf_data_bytes(&buffers, spe::export::DEFAULT_PMU_TYPE);
-        let path = dir.join("host.perf.data");
-        spe::export::write_atomically(&path, &bytes)?;
-        wrote = Some(path);
+    use hyperprof::run::{bare_metal, guest_spe, report};
+    if let Some(dir) = &out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let text = if json {
-        serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
-    } else {
-        let mut t = report::render(&rep);
-        if let Some(p) = wrote {
-            t += &format!(
-                "\nhost SPE data: {}  (perf report -D -i {})\n",
+    let mut wrote = Vec::new();
+    let (text, holds) = match scenario {
+        Scenario::BareMetal => {
+            let opts = bare_metal::Options {
+                seed,
+                ops,
+                cpus: cpus.unwrap_or(4),
+            };
+            let pes = bare_metal::run(&opts)?;
+            let rep = report::from_pe_reports("bare-metal", seed, &pes);
+            if let Some(dir) = &out {
+                let path = dir.join("host.perf.data");
+                let bufs: Vec<_> = pes
+                    .iter()
+                    .map(|p| (p.cpu as u32, p.spe_data.as_slice()))
+                    .collect();
+                write_perf_data(&path, &bufs)?;
+                wrote.push(path);
+            }
+            let holds = rep.invariants.iter().all(|v| v.holds);
+            let text = if json {
+                serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+            } else {
+                report::render(&rep)
+            };
+            (text, holds)
+        }
+        Scenario::GuestSpe => {
+            if cpus.is_some() {
+                return Err(Error::Usage(
+                    "--cpus applies to the bare-metal scenario; guest-spe runs on two CPUs".into(),
+                ));
+            }
+            let o = guest_spe::run(&guest_spe::Options { seed, ops })?;
+            if let Some(dir) = &out {
+                let path = dir.join("host.perf.data");
+                let bufs: Vec<_> = o
+                    .host_data
+                    .iter()
+                    .enumerate()
+                    .map(|(c, d)| (c as u32, d.as_slice()))
+                    .collect();
+                write_perf_data(&path, &bufs)?;
+                wrote.push(path);
+                for (i, d) in o.vm_data.iter().enumerate() {
+                    let path = dir.join(format!("vm{i}.perf.data"));
+                    write_perf_data(&path, &[(0, d.as_slice())])?;
+                    wrote.push(path);
+                }
+            }
+            let holds = o.report.invariants.iter().all(|v| v.holds);
+            let text = if json {
+                serde_json::to_string_pretty(&o.report).map_err(|e| Error::Usage(e.to_string()))?
+                    + "\n"
+            } else {
+                guest_spe::render(&o.report)
+            };
+            (text, holds)
+        }
+    };
+    let mut text = text;
+    if !json && !wrote.is_empty() {
+        text += "\n";
+        for p in &wrote {
+            text += &format!(
+                "SPE data: {}  (perf report -D -i {})\n",
                 p.display(),
                 p.display()
             );
         }
-        t
-    };
+    }
     write_stdout(&text)?;
-    if rep.invariants.iter().any(|v| !v.holds) {
+    if !holds {
         return Err(Error::Usage(
             "an invariant did not hold (see the report)".into(),
         ));
@@ -298,7 +353,7 @@ fn main() -> ExitCode {
             Scenario::BareMetal,
             1,
             20_000_000,
-            4,
+            None,
             Some(PathBuf::from("hyperprof-out")),
             false,
         ),

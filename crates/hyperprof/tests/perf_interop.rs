@@ -394,3 +394,47 @@ fn bare_metal_run_writes_host_data_perf_decodes_record_for_record() {
     assert_eq!(decoded, reported);
     assert_same(&perf, &hyperprof_dump(&data, false));
 }
+
+#[test]
+fn guest_spe_writes_one_perf_data_per_vm_and_one_for_the_host() {
+    if !perf_available() {
+        return;
+    }
+    let dir = scratch("guest-spe");
+    let out = ok(
+        hyperprof()
+            .args([
+                "run",
+                "--scenario",
+                "guest-spe",
+                "--ops",
+                "1500000",
+                "--json",
+                "--out",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+        "hyperprof run --scenario guest-spe",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |file: &str| {
+        perf_packet_lines(&dir.join(file))
+            .iter()
+            .filter(|l| l.contains(" TS ") || l.ends_with(" END"))
+            .count() as u64
+    };
+    for (i, vm) in report["vms"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            count(&format!("vm{i}.perf.data")),
+            vm["records"].as_u64().unwrap()
+        );
+    }
+    let host: u64 = report["host"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(count("host.perf.data"), host);
+}

@@ -64,3 +64,38 @@ fn bad_options_fail_with_one_line() {
     let out = run(&["--scenario", "no-such"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn guest_spe_runs_two_vms_beside_a_profiling_host_and_keeps_its_invariants() {
+    let out = run(&["--scenario", "guest-spe", "--ops", "2000000", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["scenario"], "guest-spe");
+    for v in r["invariants"].as_array().unwrap() {
+        assert_eq!(v["holds"], true, "{v}");
+    }
+    let vms = r["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    for vm in vms {
+        assert_eq!(vm["ops"], 2_000_000);
+        assert!(vm["records"].as_u64().unwrap() > 1500, "{vm}");
+        assert!(vm["virtual_interrupts"].as_u64().unwrap() >= 1, "{vm}");
+        assert_eq!(vm["virtual_interrupts"], vm["buffer_full"]);
+        assert!(
+            vm["loads"].as_u64().unwrap() >= 2,
+            "the vCPU moved between CPUs"
+        );
+        let per_trip = vm["spe_switch_per_round_trip"].as_f64().unwrap();
+        assert!((10.0..=12.0).contains(&per_trip), "{per_trip}");
+    }
+    let host = r["host"].as_array().unwrap();
+    assert!(host.iter().all(|h| h["records"].as_u64().unwrap() > 100));
+    let again = run(&["--scenario", "guest-spe", "--ops", "2000000", "--json"]);
+    assert_eq!(out.stdout, again.stdout, "deterministic");
+    let bad = run(&["--scenario", "guest-spe", "--cpus", "3"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
