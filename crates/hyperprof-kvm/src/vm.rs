@@ -84,11 +84,11 @@ pub struct VcpuStats {
     pub virqs: u64,
     /// Stage-2 faults of the guest's buffer turned into external aborts.
     pub stage2_aborts: u64,
+    /// Pins dropped by host MMU-notifier events.
+    pub invalidations: u64,
 }
 
 struct VmState {
-    slots_pa: u64,
-    ram_bytes: u64,
     s2: Stage2Tables,
     /// Frames of guest RAM the guest's boot code builds its page tables in.
     guest_frames: FrameAllocator,
@@ -96,6 +96,11 @@ struct VmState {
     vmid: u64,
     spe: VmSpe,
     memlock: Memlock,
+    /// The VMM holds the perfmon capability: the guest may use physical
+    /// timestamps (PMSCR_EL2.PCT = 0b01 while it runs).
+    perfmon: bool,
+    /// CNTVOFF_EL2 while the VM runs (KVM_ARM_SET_COUNTER_OFFSET).
+    cntvoff: u64,
 }
 
 struct VcpuState {
@@ -109,6 +114,11 @@ struct VcpuState {
     host_spe: Option<HostSpe>,
     host_mdcr: u64,
     loaded_on: Option<usize>,
+    /// Loaded on a CPU without the VM's SPU: KVM_RUN fails entry.
+    unsupported_cpu: bool,
+    /// A host MMU-notifier event dropped the pin: re-pin before the buffer
+    /// goes back to the hardware.
+    needs_repin: bool,
     pins: VcpuPins,
     stats: VcpuStats,
 }
@@ -217,23 +227,83 @@ impl Kvm {
             FrameAllocator::new(GUEST_RAM_IPA + cfg.ram_bytes - table_bytes, table_bytes)
                 .map_err(|_| Errno::EINVAL)?;
         self.vms.push(VmState {
-            slots_pa: pa,
-            ram_bytes: cfg.ram_bytes,
             s2,
             guest_frames,
             guest_s1: None,
             vmid,
             spe: VmSpe::new(cfg.memlock_limit),
             memlock: Memlock::new(cfg.memlock_limit),
+            perfmon: false,
+            cntvoff: 0,
         });
         Ok(self.vms.len() - 1)
     }
 
-    /// The host physical address backing guest IPA `ipa` of VM `vm`.
+    /// The host physical address backing guest IPA `ipa` of VM `vm` (a
+    /// stage-2 walk: the host may have moved pages).
     pub fn guest_pa(&self, vm: usize, ipa: u64) -> Option<u64> {
         let v = self.vms.get(vm)?;
-        let off = ipa.checked_sub(GUEST_RAM_IPA)?;
-        (off < v.ram_bytes).then_some(v.slots_pa + off)
+        v.s2.params()
+            .walk(&self.machine.mem, ipa, false)
+            .ok()
+            .map(|w| w.oa)
+    }
+
+    /// Grants or withdraws the perfmon capability of VM `vm`'s VMM: with it
+    /// the guest may choose physical timestamps; without it PMSCR_EL2.PCT
+    /// forces the virtual counter.
+    pub fn set_perfmon_capability(&mut self, vm: usize, on: bool) -> Result<(), Errno> {
+        self.vms.get_mut(vm).ok_or(Errno::ENODEV)?.perfmon = on;
+        Ok(())
+    }
+
+    /// KVM_ARM_SET_COUNTER_OFFSET: the VM's virtual counter is the physical
+    /// one minus `offset` (CNTVOFF_EL2 while it runs).
+    pub fn set_counter_offset(&mut self, vm: usize, offset: u64) -> Result<(), Errno> {
+        let v = self.vms.get_mut(vm).ok_or(Errno::ENODEV)?;
+        if v.spe.has_run() {
+            return Err(Errno::EBUSY);
+        }
+        v.cntvoff = offset;
+        Ok(())
+    }
+
+    /// The host moves the page backing guest IPA `ipa` of VM `vm` to another
+    /// frame (migration, compaction): an MMU-notifier event. Every pin on
+    /// the old frame is dropped and uncharged; the vCPUs affected re-pin at
+    /// their next entry, and until then their buffer stays off the hardware,
+    /// so no record is written to a page the guest no longer owns. Returns
+    /// the new frame.
+    pub fn host_move_page(&mut self, vm: usize, ipa: u64) -> Result<u64, Errno> {
+        let ipa = ipa & !(PAGE_SIZE - 1);
+        let old = self.guest_pa(vm, ipa).ok_or(Errno::EFAULT)?;
+        if self
+            .vcpus
+            .iter()
+            .any(|v| v.vm == vm && v.loaded_on.is_some())
+        {
+            // KVM would kick the vCPUs out first; here the caller puts them.
+            return Err(Errno::EBUSY);
+        }
+        let m = &mut self.machine;
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        m.mem.read(old, &mut page).map_err(|_| Errno::EFAULT)?;
+        let new = m.alloc.alloc(&mut m.mem).map_err(|_| Errno::ENOMEM)?;
+        m.mem.write(new, &page).map_err(|_| Errno::EFAULT)?;
+        let v = &mut self.vms[vm];
+        v.s2.unmap(&mut m.mem, ipa, PAGE_SIZE)
+            .map_err(|_| Errno::EFAULT)?;
+        v.s2.map(&mut m.mem, &mut m.alloc, ipa, new, PAGE_SIZE, S2Perm::RW)
+            .map_err(|_| Errno::ENOMEM)?;
+        for c in self.vcpus.iter_mut().filter(|c| c.vm == vm) {
+            if c.pins
+                .invalidate(old..old + PAGE_SIZE, &mut self.vms[vm].memlock)
+            {
+                c.needs_repin = true;
+                c.stats.invalidations += 1;
+            }
+        }
+        Ok(new)
     }
 
     /// Maps guest virtual `va..va + size` to guest IPA `ipa..` in the
@@ -295,6 +365,8 @@ impl Kvm {
             host_spe: None,
             host_mdcr: 0,
             loaded_on: None,
+            unsupported_cpu: false,
+            needs_repin: false,
             pins: VcpuPins::default(),
             stats: VcpuStats::default(),
         });
@@ -395,14 +467,17 @@ impl Kvm {
         if let Some(on) = v.loaded_on {
             return Err(format!("vCPU {vcpu} is already loaded on CPU {on}"));
         }
-        let spe = v.features.spe;
-        if spe {
-            let spu = self.vms[v.vm].spe.spu();
-            let here = self.spus.iter().find(|s| Some(s.id) == spu);
-            if !here.is_some_and(|s| s.cpus.contains(&cpu)) {
-                return Err(format!("CPU {cpu} does not have the vCPU's SPU"));
-            }
-        }
+        let vm = v.vm;
+        // SPE state is switched only on a CPU that has the VM's SPU; on any
+        // other CPU the load completes and KVM_RUN fails entry.
+        let spu = self.vms[vm].spe.spu();
+        let spu_here = self
+            .spus
+            .iter()
+            .any(|s| Some(s.id) == spu && s.cpus.contains(&cpu));
+        let unsupported = v.features.spe && !spu_here;
+        let spe = v.features.spe && spu_here;
+        let (perfmon, cntvoff) = (self.vms[vm].perfmon, self.vms[vm].cntvoff);
         let f = self.spe_features(vcpu);
         let guest = self.vcpus[vcpu].spe;
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
@@ -419,11 +494,21 @@ impl Kvm {
         }
         c.write(SysReg::MDCR_EL2, mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;
+        if spe && perfmon {
+            // PCT = 0b01: the guest's PMSCR_EL1.PCT may pick the physical counter.
+            c.write(
+                SysReg::PMSCR_EL2,
+                hyperprof_arch::pmscr_el2::PCT.set(0, hyperprof_arch::pct::PHYS),
+            )
+            .map_err(access(SysReg::PMSCR_EL2))?;
+        }
         if spe {
             // Synchronize the change of owning regime to EL1&0.
             c.isb();
         }
         let mid = c.pe().access_stats();
+        c.write(SysReg::CNTVOFF_EL2, cntvoff)
+            .map_err(access(SysReg::CNTVOFF_EL2))?;
         let traps = hyperprof_arch::hdfgrtr_el2::value_trapping(if spe {
             hyperprof_arch::hdfgrtr_el2::PMBIDR_EL1.mask()
                 | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask()
@@ -443,6 +528,7 @@ impl Kvm {
         v.host_spe = host_spe;
         v.host_mdcr = host_mdcr;
         v.loaded_on = Some(cpu);
+        v.unsupported_cpu = unsupported;
         Ok(())
     }
 
@@ -468,6 +554,8 @@ impl Kvm {
             hyperprof_arch::hdfgrtr_el2::trap_nothing(),
         )
         .map_err(access(SysReg::HDFGRTR_EL2))?;
+        c.write(SysReg::CNTVOFF_EL2, 0)
+            .map_err(access(SysReg::CNTVOFF_EL2))?;
         let before = c.pe().access_stats();
         c.write(SysReg::MDCR_EL2, host_mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;
@@ -483,6 +571,7 @@ impl Kvm {
         add_stats(&mut v.stats.spe_load_put, diff(after, before));
         v.host_spe = None;
         v.loaded_on = None;
+        v.unsupported_cpu = false;
         Ok(())
     }
 
@@ -505,6 +594,12 @@ impl Kvm {
                 return Exit::FailEntry(format!("vCPU {vcpu}: SPE not ready: {why}"));
             }
         }
+        if v.unsupported_cpu {
+            let spu = self.vms[v.vm].spe.spu().unwrap_or(u32::MAX);
+            return Exit::FailEntry(format!(
+                "KVM_EXIT_FAIL_ENTRY_CPU_UNSUPPORTED: vCPU {vcpu} is on CPU {cpu}, which has no SPU {spu}"
+            ));
+        }
         let vm = v.vm;
         self.vms[vm].spe.mark_ran();
         let mut g = GuestCpu {
@@ -513,6 +608,7 @@ impl Kvm {
             vm,
             cpu,
             exit: None,
+            buffer_live: false,
         };
         if let Err(e) = g.enter() {
             return Exit::FailEntry(e);
@@ -555,6 +651,9 @@ pub struct GuestCpu<'a> {
     vm: usize,
     cpu: usize,
     exit: Option<Exit>,
+    /// The guest's buffer registers are on the hardware (entry restored
+    /// them), so the exit half must drain and save them.
+    buffer_live: bool,
 }
 
 impl GuestCpu<'_> {
@@ -576,22 +675,36 @@ impl GuestCpu<'_> {
             let vm = &self.kvm.vms[self.vm];
             vm.s2.root | vm.vmid << 48
         };
-        let guest = self.kvm.vcpus[self.vcpu].spe;
         let spe = self.kvm.vcpus[self.vcpu].features.spe;
+        {
+            let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+            c.write(SysReg::VTTBR_EL2, vttbr)
+                .map_err(access(SysReg::VTTBR_EL2))?;
+            let hcr = hcr_el2::E2H.set(HCR_VM, 1);
+            c.write(SysReg::HCR_EL2, hcr)
+                .map_err(access(SysReg::HCR_EL2))?;
+        }
+        // After an MMU-notifier event the buffer goes back to the hardware
+        // only once it is pinned again.
+        if spe && self.kvm.vcpus[self.vcpu].needs_repin {
+            let buffer = self.kvm.vcpus[self.vcpu].spe.buffer;
+            if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
+                self.kvm.vcpus[self.vcpu].needs_repin = false;
+            }
+        }
+        let v = &self.kvm.vcpus[self.vcpu];
+        let live = spe && !v.needs_repin && v.spe.buffer.enabled();
+        let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
-        c.write(SysReg::VTTBR_EL2, vttbr)
-            .map_err(access(SysReg::VTTBR_EL2))?;
-        let hcr = hcr_el2::E2H.set(HCR_VM, 1);
-        c.write(SysReg::HCR_EL2, hcr)
-            .map_err(access(SysReg::HCR_EL2))?;
         let before = c.pe().access_stats();
-        if spe {
+        if live {
             switch::enter(&mut c, &guest).map_err(|e| format!("SPE entry: {e}"))?;
         }
         let after = c.pe().access_stats();
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.stats.entries += 1;
         add_stats(&mut v.stats.spe_switch, diff(after, before));
+        self.buffer_live = live;
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
     }
@@ -599,11 +712,11 @@ impl GuestCpu<'_> {
     /// Exit: exception entry to EL2, the SPE exit half, host HCR_EL2.
     fn leave(&mut self) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
-        let spe = self.kvm.vcpus[self.vcpu].features.spe;
+        let live = std::mem::take(&mut self.buffer_live);
         let mut guest = self.kvm.vcpus[self.vcpu].spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
-        if spe {
+        if live {
             switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         }
         let after = c.pe().access_stats();

@@ -349,8 +349,11 @@ fn run_fails_cleanly_on_a_vcpu_set_up_wrongly() {
         matches!(kvm.run(vcpu, &mut p), Exit::FailEntry(_)),
         "not loaded"
     );
-    // Loading needs the SPU: not chosen yet.
-    assert!(kvm.load(vcpu, 0).is_err());
+    // Without an SPU chosen the load completes (no SPE state is switched)
+    // and KVM_RUN refuses.
+    kvm.load(vcpu, 0).unwrap();
+    assert!(matches!(kvm.run(vcpu, &mut p), Exit::FailEntry(why) if why.contains("SPE not ready")));
+    kvm.put(vcpu).unwrap();
     kvm.set_device_attr(
         vcpu,
         KVM_ARM_VCPU_SPE_CTRL,
@@ -493,4 +496,144 @@ fn a_buffer_larger_than_the_advertised_maximum_is_a_size_event_and_pins_nothing(
         }),
     );
     assert_eq!(kvm.pinned_bytes(vm_id), Some(0));
+}
+
+#[test]
+fn a_vcpu_on_a_cpu_without_its_spu_fails_entry_as_cpu_unsupported() {
+    // CPU 0 has an SPE unit, CPU 1 does not.
+    let mut cfgs = vec![];
+    for spe in [true, false] {
+        cfgs.push(PeConfig {
+            pmu: PmuConfig {
+                counters: 6,
+                version: PmuVer::V3p5,
+                hpmn0: false,
+                el2_implemented: true,
+            },
+            spe: spe.then(SpeConfig::default),
+            fgt: true,
+        });
+    }
+    let machine = Machine::new(&MachineConfig {
+        pes: cfgs,
+        ram_base: 0x8000_0000,
+        ram_size: 256 << 20,
+    })
+    .unwrap();
+    let mut kvm = Kvm::new(machine);
+    assert_eq!(kvm.spus().len(), 1);
+    assert_eq!(kvm.spus()[0].cpus, vec![0]);
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    for (attr, v) in [
+        (KVM_ARM_VCPU_SPE_SPU, 0),
+        (KVM_ARM_VCPU_SPE_IRQ, 21),
+        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
+        (KVM_ARM_VCPU_SPE_INIT, 0),
+    ] {
+        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
+            .unwrap();
+    }
+    let mut p = Once(|_: &mut dyn GuestEnv| {});
+    kvm.load(vcpu, 1).unwrap();
+    let Exit::FailEntry(why) = kvm.run(vcpu, &mut p) else {
+        panic!("entered on a CPU without the SPU")
+    };
+    assert!(
+        why.contains("CPU_UNSUPPORTED") && why.contains("CPU 1"),
+        "{why}"
+    );
+    kvm.put(vcpu).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    assert_eq!(kvm.run(vcpu, &mut p), Exit::Halt);
+}
+
+/// Timestamps of the records a guest collects with physical timestamps
+/// requested, with or without the perfmon capability; and the CPU's cycles.
+fn guest_timestamps(perfmon: bool) -> (Vec<u64>, u64) {
+    let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
+    kvm.put(vcpu).unwrap();
+    kvm.set_counter_offset(vm_id, 1 << 40).unwrap();
+    kvm.set_perfmon_capability(vm_id, perfmon).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    let cfg = SpeSessionConfig {
+        physical_time: true,
+        ..session()
+    };
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 64 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, cfg, buf, by_name("mix", 4).unwrap(), 20_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    let ts: Vec<u64> = RecordDecoder::new(k.data())
+        .map(|r| r.unwrap().1.timestamp.unwrap())
+        .collect();
+    let cycles = kvm.machine().pe(0).unwrap().cycles();
+    (ts, cycles)
+}
+
+#[test]
+fn physical_timestamps_need_the_perfmon_capability() {
+    let (with, cycles) = guest_timestamps(true);
+    assert!(!with.is_empty());
+    assert!(with.iter().all(|&t| t <= cycles), "physical counter");
+    let (without, cycles) = guest_timestamps(false);
+    assert!(!without.is_empty());
+    // Forced virtual: the physical count minus the VM's 2^40 offset, which
+    // wraps below zero this early in the machine's life.
+    assert!(without.iter().all(|&t| t > cycles), "virtual counter");
+    assert!(without.iter().all(|&t| t.wrapping_add(1 << 40) <= cycles));
+}
+
+#[test]
+fn a_host_moved_page_drops_the_pin_and_profiling_resumes_after_repinning() {
+    let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 16, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 16 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 5).unwrap(), 400_000)
+        .with_slices(50_000);
+    // Run until the guest's buffer is pinned.
+    while kvm.pinned_bytes(vm_id) == Some(0) {
+        assert_ne!(kvm.run(vcpu, &mut k), Exit::Halt);
+    }
+    let pinned = kvm.pinned_bytes(vm_id).unwrap();
+    assert!(
+        pinned >= 20 * 4096,
+        "16 buffer pages and 4 table pages: {pinned}"
+    );
+    kvm.put(vcpu).unwrap();
+    // The host moves the first buffer page.
+    let old = kvm.guest_pa(vm_id, BUF_IPA).unwrap();
+    let new = kvm.host_move_page(vm_id, BUF_IPA).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(kvm.guest_pa(vm_id, BUF_IPA), Some(new));
+    assert_eq!(kvm.pinned_bytes(vm_id), Some(0), "the pin was dropped");
+    assert_eq!(kvm.vcpu_stats(vcpu).unwrap().invalidations, 1);
+    let mut before = vec![0u8; 4096];
+    kvm.machine().mem.read(old, &mut before).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    // Re-pinned at the next entry; the old frame was never written again.
+    let mut after = vec![0u8; 4096];
+    kvm.machine().mem.read(old, &mut after).unwrap();
+    assert_eq!(before, after);
+    assert_eq!(k.error(), None);
+    let n = RecordDecoder::new(k.data()).filter(|r| r.is_ok()).count();
+    assert!(n > 1400, "profiling went on: {n} records");
 }
