@@ -29,6 +29,34 @@ use crate::spe_attr::{Spu, VcpuSpe, VmSpe};
 use crate::switch::{self, Features, GuestSpe, HostSpe};
 use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_SPE_CTRL};
 
+/// The SPE sampling registers (switched at load and put once live).
+fn is_sampling_reg(reg: SysReg) -> bool {
+    matches!(
+        reg,
+        SysReg::PMSCR_EL1
+            | SysReg::PMSNEVFR_EL1
+            | SysReg::PMSICR_EL1
+            | SysReg::PMSIRR_EL1
+            | SysReg::PMSFCR_EL1
+            | SysReg::PMSEVFR_EL1
+            | SysReg::PMSLATFR_EL1
+            | SysReg::PMSDSFR_EL1
+    )
+}
+
+/// Any SPE register a guest can name.
+fn is_spe_reg(reg: SysReg) -> bool {
+    is_sampling_reg(reg)
+        || matches!(
+            reg,
+            SysReg::PMBLIMITR_EL1
+                | SysReg::PMBPTR_EL1
+                | SysReg::PMBSR_EL1
+                | SysReg::PMBIDR_EL1
+                | SysReg::PMSIDR_EL1
+        )
+}
+
 /// HCR_EL2.VM: stage 2 on.
 const HCR_VM: u64 = 1;
 
@@ -116,6 +144,9 @@ struct VcpuState {
     loaded_on: Option<usize>,
     /// Loaded on a CPU without the VM's SPU: KVM_RUN fails entry.
     unsupported_cpu: bool,
+    /// The guest has touched SPE: its state is switched at load and put.
+    /// Until then its SPE accesses trap and load and put leave SPE alone.
+    spe_live: bool,
     /// A host MMU-notifier event dropped the pin: re-pin before the buffer
     /// goes back to the hardware.
     needs_repin: bool,
@@ -366,6 +397,7 @@ impl Kvm {
             host_mdcr: 0,
             loaded_on: None,
             unsupported_cpu: false,
+            spe_live: false,
             needs_repin: false,
             pins: VcpuPins::default(),
             stats: VcpuStats::default(),
@@ -477,44 +509,26 @@ impl Kvm {
             .any(|s| Some(s.id) == spu && s.cpus.contains(&cpu));
         let unsupported = v.features.spe && !spu_here;
         let spe = v.features.spe && spu_here;
-        let (perfmon, cntvoff) = (self.vms[vm].perfmon, self.vms[vm].cntvoff);
-        let f = self.spe_features(vcpu);
-        let guest = self.vcpus[vcpu].spe;
+        let cntvoff = self.vms[vm].cntvoff;
+        let live = spe && self.vcpus[vcpu].spe_live;
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
-        let before = c.pe().access_stats();
-        let host_spe = if spe {
-            Some(switch::load(&mut c, &guest, f).map_err(|e| format!("SPE load: {e}"))?)
-        } else {
-            None
-        };
         let host_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
-        let mut mdcr = mdcr_el2::TPMS.set(host_mdcr, 0);
-        if spe {
-            mdcr = mdcr_el2::E2PB.set(mdcr, mdcr_el2::E2PB_EL1_TRAP);
+        if !live {
+            // SPE untouched (or absent): the sampling registers trap
+            // (TPMS) and the buffer stays the host's, its EL1 accesses
+            // trapped (E2PB = 0b00); no SPE register is switched.
+            let mdcr = mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL2), 1);
+            c.write(SysReg::MDCR_EL2, mdcr)
+                .map_err(access(SysReg::MDCR_EL2))?;
         }
-        c.write(SysReg::MDCR_EL2, mdcr)
-            .map_err(access(SysReg::MDCR_EL2))?;
-        if spe && perfmon {
-            // PCT = 0b01: the guest's PMSCR_EL1.PCT may pick the physical counter.
-            c.write(
-                SysReg::PMSCR_EL2,
-                hyperprof_arch::pmscr_el2::PCT.set(0, hyperprof_arch::pct::PHYS),
-            )
-            .map_err(access(SysReg::PMSCR_EL2))?;
-        }
-        if spe {
-            // Synchronize the change of owning regime to EL1&0.
-            c.isb();
-        }
-        let mid = c.pe().access_stats();
         c.write(SysReg::CNTVOFF_EL2, cntvoff)
             .map_err(access(SysReg::CNTVOFF_EL2))?;
-        let traps = hyperprof_arch::hdfgrtr_el2::value_trapping(if spe {
+        // The SPE ID registers always trap: sanitised for an SPE vCPU,
+        // UNDEFINED for one without (the VM does not have SPE).
+        let traps = hyperprof_arch::hdfgrtr_el2::value_trapping(
             hyperprof_arch::hdfgrtr_el2::PMBIDR_EL1.mask()
-                | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask()
-        } else {
-            0
-        });
+                | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask(),
+        );
         c.write(SysReg::HDFGRTR_EL2, traps)
             .map_err(access(SysReg::HDFGRTR_EL2))?;
         let (ttbr, ctx) = (self.vcpus[vcpu].ttbr0_el1, self.vcpus[vcpu].contextidr_el1);
@@ -524,11 +538,44 @@ impl Kvm {
             .map_err(access(SysReg::CONTEXTIDR_EL12))?;
         let v = &mut self.vcpus[vcpu];
         v.stats.loads += 1;
-        add_stats(&mut v.stats.spe_load_put, diff(mid, before));
-        v.host_spe = host_spe;
+        v.host_spe = None;
         v.host_mdcr = host_mdcr;
         v.loaded_on = Some(cpu);
         v.unsupported_cpu = unsupported;
+        if live {
+            self.spe_activate(vcpu, cpu)?;
+        }
+        Ok(())
+    }
+
+    /// Makes a vCPU's SPE state live on `cpu` (at load, or at the guest's
+    /// first SPE access): host profiling stopped and drained and the
+    /// sampling registers switched (seed 000), then the buffer handed to
+    /// EL1 with its accesses trapped (MDCR_EL2.E2PB = 0b10, TPMS clear),
+    /// with the ISB that synchronizes the change of owning regime.
+    fn spe_activate(&mut self, vcpu: usize, cpu: usize) -> Result<(), String> {
+        let f = self.spe_features(vcpu);
+        let v = &self.vcpus[vcpu];
+        let (guest, host_mdcr, vm) = (v.spe, v.host_mdcr, v.vm);
+        let perfmon = self.vms[vm].perfmon;
+        let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+        let before = c.pe().access_stats();
+        let host = switch::load(&mut c, &guest, f).map_err(|e| format!("SPE load: {e}"))?;
+        let mdcr = mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0);
+        c.write(SysReg::MDCR_EL2, mdcr)
+            .map_err(access(SysReg::MDCR_EL2))?;
+        if perfmon {
+            // PCT = 0b01: the guest's PMSCR_EL1.PCT may pick the physical counter.
+            let pct = hyperprof_arch::pmscr_el2::PCT.set(0, hyperprof_arch::pct::PHYS);
+            c.write(SysReg::PMSCR_EL2, pct)
+                .map_err(access(SysReg::PMSCR_EL2))?;
+        }
+        c.isb();
+        let after = c.pe().access_stats();
+        let v = &mut self.vcpus[vcpu];
+        add_stats(&mut v.stats.spe_load_put, diff(after, before));
+        v.host_spe = Some(host);
+        v.spe_live = true;
         Ok(())
     }
 
@@ -541,6 +588,7 @@ impl Kvm {
             .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
         let f = self.spe_features(vcpu);
         let (host_mdcr, host_spe) = (v.host_mdcr, v.host_spe);
+        let measured_mdcr = host_spe.is_some();
         let mut guest = v.spe;
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
         let ttbr = c
@@ -568,7 +616,9 @@ impl Kvm {
         v.spe = guest;
         v.ttbr0_el1 = ttbr;
         v.contextidr_el1 = ctx;
-        add_stats(&mut v.stats.spe_load_put, diff(after, before));
+        if measured_mdcr {
+            add_stats(&mut v.stats.spe_load_put, diff(after, before));
+        }
         v.host_spe = None;
         v.loaded_on = None;
         v.unsupported_cpu = false;
@@ -747,9 +797,30 @@ impl GuestCpu<'_> {
         };
         self.kvm.vcpus[self.vcpu].stats.trap_exits += 1;
         self.leave().map_err(fail)?;
-        let r = self.emulate(reg, write);
+        // The guest's first SPE access makes its SPE state live.
+        let v = &self.kvm.vcpus[self.vcpu];
+        let lazy = v.features.spe && !v.spe_live && !v.unsupported_cpu && is_spe_reg(reg);
+        if lazy {
+            self.kvm.spe_activate(self.vcpu, self.cpu).map_err(fail)?;
+        }
+        let r = (!(lazy && is_sampling_reg(reg))).then(|| self.emulate(reg, write));
         self.enter().map_err(fail)?;
-        r
+        match r {
+            Some(r) => r,
+            // A sampling register is the guest's own on the hardware now:
+            // the access completes there.
+            None => {
+                let mut c = self
+                    .kvm
+                    .machine
+                    .cpu(self.cpu)
+                    .ok_or(AccessFault::Undefined)?;
+                match write {
+                    Some(val) => c.write(reg, val).map(|()| 0),
+                    None => c.read(reg),
+                }
+            }
+        }
     }
 
     fn emulate(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {

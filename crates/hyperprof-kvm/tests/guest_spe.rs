@@ -637,3 +637,84 @@ fn a_host_moved_page_drops_the_pin_and_profiling_resumes_after_repinning() {
     let n = RecordDecoder::new(k.data()).filter(|r| r.is_ok()).count();
     assert!(n > 1400, "profiling went on: {n} records");
 }
+
+#[test]
+fn a_vcpu_that_never_touches_spe_costs_no_spe_access_at_load_and_put() {
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 16, BUF_IPA);
+    let mut w = by_name("mix", 1).unwrap();
+    for cpu in [0, 1, 0, 1, 0] {
+        kvm.put(vcpu).unwrap();
+        kvm.load(vcpu, cpu).unwrap();
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                env.execute(w.as_mut(), 5_000);
+            }),
+        );
+    }
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(s.loads, 6);
+    assert_eq!(s.spe_load_put.total(), 0, "{:?}", s.spe_load_put);
+    assert_eq!(s.spe_switch.total(), 0);
+    // The first SPE access makes the state live; from then on every
+    // load/put pair switches it (seed 000's sequence).
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 16 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 20_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert!(!k.data().is_empty());
+    let after_touch = kvm.vcpu_stats(vcpu).unwrap().spe_load_put.total();
+    assert!(after_touch > 0);
+    kvm.put(vcpu).unwrap();
+    kvm.load(vcpu, 1).unwrap();
+    let per_pair = kvm.vcpu_stats(vcpu).unwrap().spe_load_put.total() - after_touch;
+    assert!((30..=60).contains(&per_pair), "{per_pair}");
+}
+
+#[test]
+fn a_vcpu_without_spe_cannot_touch_the_hosts_sampling_registers() {
+    let mut kvm = Kvm::new(machine());
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: false,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    let host_icr = 0x1234;
+    {
+        let mut c = kvm.machine().cpu(0).unwrap();
+        c.write(SysReg::PMSICR_EL1, host_icr).unwrap();
+    }
+    kvm.load(vcpu, 0).unwrap();
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            assert_eq!(
+                env.read(SysReg::PMSICR_EL1),
+                Err(hyperprof_arch::AccessFault::Undefined)
+            );
+            assert_eq!(
+                env.write(SysReg::PMSICR_EL1, 7),
+                Err(hyperprof_arch::AccessFault::Undefined)
+            );
+            assert!(env.read(SysReg::PMBPTR_EL1).is_err());
+            assert!(env.read(SysReg::PMSIDR_EL1).is_err());
+        }),
+    );
+    kvm.put(vcpu).unwrap();
+    let mut c = kvm.machine().cpu(0).unwrap();
+    assert_eq!(c.read(SysReg::PMSICR_EL1).unwrap(), host_icr);
+}
