@@ -510,7 +510,11 @@ impl Kvm {
         let unsupported = v.features.spe && !spu_here;
         let spe = v.features.spe && spu_here;
         let cntvoff = self.vms[vm].cntvoff;
-        let live = spe && self.vcpus[vcpu].spe_live;
+        // Lazy switching needs the first SPE access to trap; without FGT
+        // the ID registers cannot trap (a lazy guest would read PMBIDR_EL1.P
+        // set), so the state goes live at load there.
+        let fgt = self.machine.pe(cpu).is_some_and(Pe::has_fgt);
+        let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
         let host_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
         if !live {
@@ -546,6 +550,31 @@ impl Kvm {
             self.spe_activate(vcpu, cpu)?;
         }
         Ok(())
+    }
+
+    /// Without FEAT_FGT PMBIDR_EL1 and PMSIDR_EL1 cannot be trapped: the
+    /// guest reads the hardware's values. Guest SPE is then allowed only
+    /// when those are already what the guest must see (seed 002's review:
+    /// an unlimited MaxBuffSize is a valid value that needs no trap).
+    fn ids_visible_without_fgt(&self, vcpu: usize, cpu: usize) -> Result<(), String> {
+        let v = &self.vcpus[vcpu];
+        if !v.features.spe || self.machine.pe(cpu).is_none_or(Pe::has_fgt) {
+            return Ok(());
+        }
+        let vm = &self.vms[v.vm].spe;
+        let Some(spu) = vm.spu_in(&self.spus) else {
+            return Ok(());
+        };
+        let (pmbidr, pmsidr) = (vm.guest_pmbidr(spu), vm.guest_pmsidr(spu));
+        if pmbidr == spu.pmbidr && pmsidr == spu.pmsidr {
+            return Ok(());
+        }
+        Err(format!(
+            "CPU {cpu} has no FEAT_FGT, so PMBIDR_EL1/PMSIDR_EL1 cannot be trapped, and the hardware's \
+             {:#x}/{:#x} differ from what the VM must see, {pmbidr:#x}/{pmsidr:#x} \
+             (set SPE_MAX_BUFFER_SIZE to the SPU's own maximum)",
+            spu.pmbidr, spu.pmsidr
+        ))
     }
 
     /// Makes a vCPU's SPE state live on `cpu` (at load, or at the guest's
@@ -644,6 +673,10 @@ impl Kvm {
                 return Exit::FailEntry(format!("vCPU {vcpu}: SPE not ready: {why}"));
             }
         }
+        if let Err(why) = self.ids_visible_without_fgt(vcpu, cpu) {
+            return Exit::FailEntry(why);
+        }
+        let v = &self.vcpus[vcpu];
         if v.unsupported_cpu {
             let spu = self.vms[v.vm].spe.spu().unwrap_or(u32::MAX);
             return Exit::FailEntry(format!(

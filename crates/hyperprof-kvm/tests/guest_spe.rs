@@ -718,3 +718,80 @@ fn a_vcpu_without_spe_cannot_touch_the_hosts_sampling_registers() {
     let mut c = kvm.machine().cpu(0).unwrap();
     assert_eq!(c.read(SysReg::PMSICR_EL1).unwrap(), host_icr);
 }
+
+/// A one-CPU machine without FEAT_FGT and a configured, loaded SPE vCPU
+/// with max buffer size `max` (the SPU's own maximum is 0: unlimited).
+fn no_fgt_vm(max: u64) -> (Kvm, usize) {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 6,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: Some(SpeConfig::default()),
+        fgt: false,
+    };
+    let machine = Machine::new(&MachineConfig {
+        pes: vec![pe],
+        ram_base: 0x8000_0000,
+        ram_size: 256 << 20,
+    })
+    .unwrap();
+    let mut kvm = Kvm::new(machine);
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    for (attr, v) in [
+        (KVM_ARM_VCPU_SPE_SPU, 0),
+        (KVM_ARM_VCPU_SPE_IRQ, 21),
+        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, max),
+        (KVM_ARM_VCPU_SPE_INIT, 0),
+    ] {
+        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
+            .unwrap();
+    }
+    kvm.load(vcpu, 0).unwrap();
+    (kvm, vcpu)
+}
+
+#[test]
+fn without_fgt_guest_spe_runs_only_when_the_hardware_id_values_are_already_right() {
+    // Unlimited, as the hardware says: nothing to trap, the guest runs and
+    // reads the hardware's PMBIDR_EL1, which is what it must see.
+    let (mut kvm, vcpu) = no_fgt_vm(0);
+    let hw = kvm.spus()[0].pmbidr;
+    let mut seen = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::PMBIDR_EL1).unwrap()),
+    );
+    assert_eq!(seen, hw);
+    assert_eq!(
+        kvm.vcpu_stats(vcpu).unwrap().trap_exits,
+        0,
+        "read untrapped"
+    );
+    // A 1 MiB limit cannot be advertised without trapping: refused, saying why.
+    let (mut kvm, vcpu) = no_fgt_vm(1 << 20);
+    let Exit::FailEntry(why) = kvm.run(vcpu, &mut Once(|_: &mut dyn GuestEnv| {})) else {
+        panic!("ran without being able to advertise MaxBuffSize");
+    };
+    assert!(
+        why.contains("FEAT_FGT") && why.contains("SPE_MAX_BUFFER_SIZE"),
+        "{why}"
+    );
+}

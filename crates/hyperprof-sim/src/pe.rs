@@ -220,6 +220,10 @@ impl Pe {
     pub fn el(&self) -> ExceptionLevel {
         self.el
     }
+    /// Whether it implements FEAT_FGT (fine-grained traps).
+    pub fn has_fgt(&self) -> bool {
+        self.fgt
+    }
     /// Whether it has an SPE unit.
     pub fn has_spe(&self) -> bool {
         self.spe.is_some()
