@@ -79,19 +79,34 @@ pub struct HostSpe {
     pub buffer: BufferRegs,
 }
 
-/// Which optional sampling registers the VM has.
+/// Which optional sampling registers the VM has, and how EL2 reaches the
+/// EL1 PMSCR.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Features {
     /// FEAT_SPE_FnE: PMSNEVFR_EL1.
     pub fne: bool,
     /// FEAT_SPE_FDS: PMSDSFR_EL1.
     pub fds: bool,
+    /// nVHE: EL2 runs with E2H clear and names the EL1 registers directly
+    /// (PMSCR_EL1); with VHE it uses the EL12 alias (PMSCR_EL12).
+    pub nvhe: bool,
 }
 
-fn save_sampling(cpu: &mut impl Cpu, f: Features) -> Result<SamplingRegs, AccessFault> {
+impl Features {
+    fn pmscr_el1(self) -> SysReg {
+        if self.nvhe {
+            SysReg::PMSCR_EL1
+        } else {
+            SysReg::PMSCR_EL12
+        }
+    }
+}
+
+/// Reads the sampling registers.
+pub fn save_sampling(cpu: &mut impl Cpu, f: Features) -> Result<SamplingRegs, AccessFault> {
     Ok(SamplingRegs {
-        // The EL1 register, through its EL12 alias from a VHE EL2.
-        pmscr_el1: cpu.read(SysReg::PMSCR_EL12)?,
+        // The EL1 register (through its EL12 alias from a VHE EL2).
+        pmscr_el1: cpu.read(f.pmscr_el1())?,
         pmsnevfr_el1: if f.fne {
             cpu.read(SysReg::PMSNEVFR_EL1)?
         } else {
@@ -110,8 +125,13 @@ fn save_sampling(cpu: &mut impl Cpu, f: Features) -> Result<SamplingRegs, Access
     })
 }
 
-fn restore_sampling(cpu: &mut impl Cpu, r: &SamplingRegs, f: Features) -> Result<(), AccessFault> {
-    cpu.write(SysReg::PMSCR_EL12, r.pmscr_el1)?;
+/// Writes the sampling registers.
+pub fn restore_sampling(
+    cpu: &mut impl Cpu,
+    r: &SamplingRegs,
+    f: Features,
+) -> Result<(), AccessFault> {
+    cpu.write(f.pmscr_el1(), r.pmscr_el1)?;
     if f.fne {
         cpu.write(SysReg::PMSNEVFR_EL1, r.pmsnevfr_el1)?;
     }
@@ -225,5 +245,63 @@ pub fn put(
     if enabled {
         cpu.isb();
     }
+    Ok(())
+}
+
+/// What an nVHE guest entry saved of the host's EL1 profiling session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostSpeNvhe {
+    /// The host's PMSCR_EL1 (0 when the host was not profiling).
+    pub pmscr_el1: u64,
+    /// The host's buffer registers.
+    pub buffer: BufferRegs,
+}
+
+/// nVHE guest entry, host half (seed 003 `__debug_save_spe_nvhe`, and the
+/// series' TODO): when the host's EL1 buffer is in use, stop sampling,
+/// drain, and disable the buffer so that no host record is written through
+/// the guest's EL1&0 tables once they are installed.
+pub fn nvhe_save_host(cpu: &mut impl Cpu) -> Result<HostSpeNvhe, AccessFault> {
+    let pmblimitr = cpu.read(SysReg::PMBLIMITR_EL1)?;
+    if !pmblimitr_el1::E.is_set(pmblimitr) {
+        return Ok(HostSpeNvhe::default());
+    }
+    let pmscr_el1 = cpu.read(SysReg::PMSCR_EL1)?;
+    cpu.write(SysReg::PMSCR_EL1, 0)?;
+    cpu.isb();
+    cpu.psb_csync();
+    cpu.dsb_nsh();
+    cpu.write(SysReg::PMBLIMITR_EL1, 0)?;
+    cpu.isb();
+    let pmbptr = cpu.read(SysReg::PMBPTR_EL1)?;
+    let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
+    if pmbsr_el1::S.is_set(pmbsr) {
+        // Kept in the saved value; the host sees it again after the exit.
+        cpu.write(SysReg::PMBSR_EL1, 0)?;
+    }
+    Ok(HostSpeNvhe {
+        pmscr_el1,
+        buffer: BufferRegs {
+            pmblimitr_el1: pmblimitr,
+            pmbptr_el1: pmbptr,
+            pmbsr_el1: pmbsr,
+        },
+    })
+}
+
+/// nVHE guest exit, host half: the host's buffer and sampling back, after
+/// its EL1 tables are (the ISB makes them and the buffer registers take
+/// effect before sampling resumes).
+pub fn nvhe_restore_host(cpu: &mut impl Cpu, host: &HostSpeNvhe) -> Result<(), AccessFault> {
+    if !pmblimitr_el1::E.is_set(host.buffer.pmblimitr_el1) {
+        return Ok(());
+    }
+    cpu.write(SysReg::PMBPTR_EL1, host.buffer.pmbptr_el1)?;
+    cpu.write(SysReg::PMBSR_EL1, host.buffer.pmbsr_el1)?;
+    cpu.isb();
+    cpu.write(SysReg::PMBLIMITR_EL1, host.buffer.pmblimitr_el1)?;
+    cpu.isb();
+    cpu.write(SysReg::PMSCR_EL1, host.pmscr_el1)?;
+    cpu.isb();
     Ok(())
 }

@@ -93,6 +93,15 @@ pub struct VmConfig {
     pub memlock_limit: u64,
 }
 
+/// What an nVHE entry saved of the host.
+#[derive(Clone, Copy, Debug, Default)]
+struct NvheHost {
+    spe: switch::HostSpeNvhe,
+    ttbr0_el1: u64,
+    contextidr_el1: u64,
+    mdcr_el2: u64,
+}
+
 /// Hypervisor-wide costs and events of one vCPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VcpuStats {
@@ -140,6 +149,8 @@ struct VcpuState {
     ttbr0_el1: u64,
     contextidr_el1: u64,
     host_spe: Option<HostSpe>,
+    /// nVHE: the host's EL1 session and registers, saved at entry.
+    nvhe_host: Option<NvheHost>,
     host_mdcr: u64,
     loaded_on: Option<usize>,
     /// Loaded on a CPU without the VM's SPU: KVM_RUN fails entry.
@@ -160,6 +171,18 @@ pub struct Kvm {
     spus: Vec<Spu>,
     vms: Vec<VmState>,
     vcpus: Vec<VcpuState>,
+    mode: HostMode,
+}
+
+/// How the host runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostMode {
+    /// The host kernel runs at EL2 with HCR_EL2.E2H and TGE (FEAT_VHE).
+    Vhe,
+    /// The host kernel runs at EL1; only the hypervisor's world switch runs
+    /// at EL2, and the host owns an EL1&0 profiling buffer that every guest
+    /// entry must drain and disable (seed 003).
+    Nvhe,
 }
 
 fn access(reg: SysReg) -> impl Fn(AccessFault) -> String {
@@ -171,17 +194,36 @@ impl Kvm {
     /// and TGE set, the profiling buffer owned by EL2). The host's SPE
     /// instances are found by probing every CPU (one SPU per distinct
     /// PMSIDR/PMBIDR pair).
-    pub fn new(mut machine: Machine) -> Kvm {
+    pub fn new(machine: Machine) -> Kvm {
+        Kvm::with_mode(machine, HostMode::Vhe)
+    }
+
+    /// A hypervisor on `machine` whose host kernel runs at EL1 (nVHE): each
+    /// CPU drops to EL1 with the profiling buffer owned by EL1 and its
+    /// accesses untrapped (MDCR_EL2.E2PB = 0b11).
+    pub fn new_nvhe(machine: Machine) -> Kvm {
+        Kvm::with_mode(machine, HostMode::Nvhe)
+    }
+
+    /// The host mode.
+    pub fn mode(&self) -> HostMode {
+        self.mode
+    }
+
+    fn with_mode(mut machine: Machine, mode: HostMode) -> Kvm {
         for cpu in 0..machine.pes().len() {
             if let Some(mut c) = machine.cpu(cpu) {
-                let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
+                let (hcr, e2pb) = match mode {
+                    HostMode::Vhe => (
+                        hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1),
+                        mdcr_el2::E2PB_EL2,
+                    ),
+                    HostMode::Nvhe => (0, mdcr_el2::E2PB_EL1),
+                };
                 let mdcr = c.read(SysReg::MDCR_EL2).unwrap_or(0);
                 let ok = c.write(SysReg::HCR_EL2, hcr).is_ok()
-                    && c.write(
-                        SysReg::MDCR_EL2,
-                        mdcr_el2::E2PB.set(mdcr, mdcr_el2::E2PB_EL2),
-                    )
-                    .is_ok();
+                    && c.write(SysReg::MDCR_EL2, mdcr_el2::E2PB.set(mdcr, e2pb))
+                        .is_ok();
                 debug_assert!(ok, "a PE boots at EL2");
                 c.isb();
             }
@@ -211,11 +253,19 @@ impl Kvm {
                 }),
             }
         }
+        if mode == HostMode::Nvhe {
+            for cpu in 0..machine.pes().len() {
+                if let Some(pe) = machine.pe_mut(cpu) {
+                    pe.eret(ExceptionLevel::EL1);
+                }
+            }
+        }
         Kvm {
             machine,
             spus,
             vms: Vec::new(),
             vcpus: Vec::new(),
+            mode,
         }
     }
 
@@ -394,6 +444,7 @@ impl Kvm {
             ttbr0_el1: 0,
             contextidr_el1: 0,
             host_spe: None,
+            nvhe_host: None,
             host_mdcr: 0,
             loaded_on: None,
             unsupported_cpu: false,
@@ -486,8 +537,12 @@ impl Kvm {
             Some(spu) => Features {
                 fne: vm.spe.guest_has_fne(spu),
                 fds: vm.spe.guest_has_fds(spu),
+                nvhe: self.mode == HostMode::Nvhe,
             },
-            None => Features::default(),
+            None => Features {
+                nvhe: self.mode == HostMode::Nvhe,
+                ..Features::default()
+            },
         }
     }
 
@@ -514,6 +569,21 @@ impl Kvm {
         // the ID registers cannot trap (a lazy guest would read PMBIDR_EL1.P
         // set), so the state goes live at load there.
         let fgt = self.machine.pe(cpu).is_some_and(Pe::has_fgt);
+        if self.machine.pe(cpu).is_none() {
+            return Err(format!("no CPU {cpu}"));
+        }
+        if self.mode == HostMode::Nvhe {
+            // The host kernel at EL1 cannot touch EL2 state: everything is
+            // switched by the hypervisor at each entry and exit.
+            let v = &mut self.vcpus[vcpu];
+            if spe && !fgt {
+                v.spe_live = true;
+            }
+            v.stats.loads += 1;
+            v.loaded_on = Some(cpu);
+            v.unsupported_cpu = unsupported;
+            return Ok(());
+        }
         let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
         let host_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
@@ -583,6 +653,11 @@ impl Kvm {
     /// EL1 with its accesses trapped (MDCR_EL2.E2PB = 0b10, TPMS clear),
     /// with the ISB that synchronizes the change of owning regime.
     fn spe_activate(&mut self, vcpu: usize, cpu: usize) -> Result<(), String> {
+        if self.mode == HostMode::Nvhe {
+            // The next entry switches the state in.
+            self.vcpus[vcpu].spe_live = true;
+            return Ok(());
+        }
         let f = self.spe_features(vcpu);
         let v = &self.vcpus[vcpu];
         let (guest, host_mdcr, vm) = (v.spe, v.host_mdcr, v.vm);
@@ -615,6 +690,12 @@ impl Kvm {
         let cpu = v
             .loaded_on
             .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
+        if self.mode == HostMode::Nvhe {
+            let v = &mut self.vcpus[vcpu];
+            v.loaded_on = None;
+            v.unsupported_cpu = false;
+            return Ok(());
+        }
         let f = self.spe_features(vcpu);
         let (host_mdcr, host_spe) = (v.host_mdcr, v.host_spe);
         let measured_mdcr = host_spe.is_some();
@@ -754,6 +835,9 @@ impl GuestCpu<'_> {
 
     /// Entry: guest HCR_EL2 and stage 2, the SPE entry half, ERET to EL1.
     fn enter(&mut self) -> Result<(), String> {
+        if self.kvm.mode == HostMode::Nvhe {
+            return self.enter_nvhe();
+        }
         let vttbr = {
             let vm = &self.kvm.vms[self.vm];
             vm.s2.root | vm.vmid << 48
@@ -794,6 +878,9 @@ impl GuestCpu<'_> {
 
     /// Exit: exception entry to EL2, the SPE exit half, host HCR_EL2.
     fn leave(&mut self) -> Result<(), String> {
+        if self.kvm.mode == HostMode::Nvhe {
+            return self.leave_nvhe();
+        }
         self.pe().exception_entry(ExceptionLevel::EL2);
         let live = std::mem::take(&mut self.buffer_live);
         let mut guest = self.kvm.vcpus[self.vcpu].spe;
@@ -820,6 +907,176 @@ impl GuestCpu<'_> {
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.spe = guest;
         add_stats(&mut v.stats.spe_switch, diff(after, before));
+        Ok(())
+    }
+
+    /// nVHE entry: the hypervisor at EL2 stops and drains the host's EL1
+    /// profiling session and disables its buffer (seed 003 and the series'
+    /// TODO), switches the EL1 context to the guest's, hands the buffer to
+    /// EL1 for the guest (or keeps SPE trapped while the vCPU's SPE state is
+    /// lazy), restores the guest's sampling and buffer registers.
+    fn enter_nvhe(&mut self) -> Result<(), String> {
+        self.pe().exception_entry(ExceptionLevel::EL2);
+        let (vcpu, vm) = (self.vcpu, self.vm);
+        let f = self.kvm.spe_features(vcpu);
+        let (vttbr, cntvoff, perfmon) = {
+            let v = &self.kvm.vms[vm];
+            (v.s2.root | v.vmid << 48, v.cntvoff, v.perfmon)
+        };
+        let v = &self.kvm.vcpus[vcpu];
+        let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
+        let (g_ttbr, g_ctx) = (v.ttbr0_el1, v.contextidr_el1);
+        let mut cost = AccessStats::default();
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        let t0 = c.pe().access_stats();
+        let host_spe =
+            switch::nvhe_save_host(&mut c).map_err(|e| format!("nVHE host save: {e}"))?;
+        add_stats(&mut cost, diff(c.pe().access_stats(), t0));
+        let h_ttbr = c
+            .read(SysReg::TTBR0_EL1)
+            .map_err(access(SysReg::TTBR0_EL1))?;
+        let h_ctx = c
+            .read(SysReg::CONTEXTIDR_EL1)
+            .map_err(access(SysReg::CONTEXTIDR_EL1))?;
+        let h_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
+        for (reg, val) in [
+            (SysReg::TTBR0_EL1, g_ttbr),
+            (SysReg::CONTEXTIDR_EL1, g_ctx),
+            (SysReg::VTTBR_EL2, vttbr),
+            (SysReg::HCR_EL2, HCR_VM),
+            (SysReg::CNTVOFF_EL2, cntvoff),
+            (
+                SysReg::HDFGRTR_EL2,
+                hyperprof_arch::hdfgrtr_el2::value_trapping(
+                    hyperprof_arch::hdfgrtr_el2::PMBIDR_EL1.mask()
+                        | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask(),
+                ),
+            ),
+        ] {
+            c.write(reg, val).map_err(access(reg))?;
+        }
+        let t1 = c.pe().access_stats();
+        let mdcr = if spe_state {
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0)
+        } else {
+            // Lazy or without SPE: EL2 owns the buffer, EL1 accesses trap.
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL2), 1)
+        };
+        c.write(SysReg::MDCR_EL2, mdcr)
+            .map_err(access(SysReg::MDCR_EL2))?;
+        if spe_state {
+            let pct = if perfmon {
+                hyperprof_arch::pct::PHYS
+            } else {
+                hyperprof_arch::pct::VIRT
+            };
+            c.write(
+                SysReg::PMSCR_EL2,
+                hyperprof_arch::pmscr_el2::PCT.set(0, pct),
+            )
+            .map_err(access(SysReg::PMSCR_EL2))?;
+        }
+        c.isb();
+        if spe_state {
+            let sampling = self.kvm.vcpus[vcpu].spe.sampling;
+            let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+            switch::restore_sampling(&mut c, &sampling, f)
+                .map_err(|e| format!("sampling restore: {e}"))?;
+        }
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        add_stats(&mut cost, diff(c.pe().access_stats(), t1));
+        self.kvm.vcpus[vcpu].nvhe_host = Some(NvheHost {
+            spe: host_spe,
+            ttbr0_el1: h_ttbr,
+            contextidr_el1: h_ctx,
+            mdcr_el2: h_mdcr,
+        });
+        if spe_state && self.kvm.vcpus[vcpu].needs_repin {
+            let buffer = self.kvm.vcpus[vcpu].spe.buffer;
+            if self.repin(buffer).is_ok() && self.kvm.vcpus[vcpu].pins.is_pinned() {
+                self.kvm.vcpus[vcpu].needs_repin = false;
+            }
+        }
+        let v = &self.kvm.vcpus[vcpu];
+        let live = spe_state && !v.needs_repin && v.spe.buffer.enabled();
+        let guest = v.spe;
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        let t2 = c.pe().access_stats();
+        if live {
+            switch::enter(&mut c, &guest).map_err(|e| format!("SPE entry: {e}"))?;
+        }
+        add_stats(&mut cost, diff(c.pe().access_stats(), t2));
+        let v = &mut self.kvm.vcpus[vcpu];
+        v.stats.entries += 1;
+        add_stats(&mut v.stats.spe_switch, cost);
+        self.buffer_live = live;
+        self.pe().eret(ExceptionLevel::EL1);
+        Ok(())
+    }
+
+    /// nVHE exit: the guest's buffer drained and saved, its sampling
+    /// registers saved, the host's EL1 context and profiling session back;
+    /// the host kernel resumes at EL1.
+    fn leave_nvhe(&mut self) -> Result<(), String> {
+        self.pe().exception_entry(ExceptionLevel::EL2);
+        let vcpu = self.vcpu;
+        let f = self.kvm.spe_features(vcpu);
+        let live = std::mem::take(&mut self.buffer_live);
+        let v = &self.kvm.vcpus[vcpu];
+        let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
+        let host = v.nvhe_host.ok_or("exit without a saved host")?;
+        let mut guest = v.spe;
+        let mut cost = AccessStats::default();
+        let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
+        let t0 = c.pe().access_stats();
+        if live {
+            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
+        }
+        if spe_state {
+            guest.sampling =
+                switch::save_sampling(&mut c, f).map_err(|e| format!("sampling save: {e}"))?;
+        }
+        add_stats(&mut cost, diff(c.pe().access_stats(), t0));
+        let g_ttbr = c
+            .read(SysReg::TTBR0_EL1)
+            .map_err(access(SysReg::TTBR0_EL1))?;
+        let g_ctx = c
+            .read(SysReg::CONTEXTIDR_EL1)
+            .map_err(access(SysReg::CONTEXTIDR_EL1))?;
+        for (reg, val) in [
+            (SysReg::TTBR0_EL1, host.ttbr0_el1),
+            (SysReg::CONTEXTIDR_EL1, host.contextidr_el1),
+            (SysReg::HCR_EL2, 0),
+            (SysReg::CNTVOFF_EL2, 0),
+            (
+                SysReg::HDFGRTR_EL2,
+                hyperprof_arch::hdfgrtr_el2::trap_nothing(),
+            ),
+        ] {
+            c.write(reg, val).map_err(access(reg))?;
+        }
+        let t1 = c.pe().access_stats();
+        c.write(SysReg::MDCR_EL2, host.mdcr_el2)
+            .map_err(access(SysReg::MDCR_EL2))?;
+        c.isb();
+        switch::nvhe_restore_host(&mut c, &host.spe)
+            .map_err(|e| format!("nVHE host restore: {e}"))?;
+        add_stats(&mut cost, diff(c.pe().access_stats(), t1));
+        let pmbsr = guest.buffer.pmbsr_el1;
+        let s2_fault = pmbsr_el1::S.is_set(pmbsr)
+            && hyperprof_arch::PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
+                == Some(hyperprof_arch::PmbsrEc::FAULT_S2);
+        let v = &mut self.kvm.vcpus[vcpu];
+        if s2_fault {
+            guest.buffer.pmbsr_el1 = pmbsr_el1::EA.set(pmbsr_el1::S.set(0, 1), 1);
+            v.stats.stage2_aborts += 1;
+        }
+        v.spe = guest;
+        v.ttbr0_el1 = g_ttbr;
+        v.contextidr_el1 = g_ctx;
+        v.nvhe_host = None;
+        add_stats(&mut v.stats.spe_switch, cost);
+        self.pe().eret(ExceptionLevel::EL1);
         Ok(())
     }
 
@@ -915,7 +1172,7 @@ impl GuestCpu<'_> {
             return Ok(());
         };
         let max = k.vms[vm].spe.max_buffer_size().unwrap_or(0);
-        let s1_root = k.pe_ttbr0_el1(cpu);
+        let s1_root = k.guest_ttbr0_el1(vcpu, cpu);
         let s2 = k.vms[vm].s2.params();
         let outcome = collect_within(&k.machine.mem, s1_root, &s2, start, len, max);
         let (v, memlock) = (&mut k.vcpus[vcpu], &mut k.vms[vm].memlock);
@@ -1020,13 +1277,19 @@ impl GuestEnv for GuestCpu<'_> {
 }
 
 impl Kvm {
-    fn pe_ttbr0_el1(&mut self, cpu: usize) -> u64 {
-        // Read through the EL12 alias, as the hypervisor would at EL2.
-        self.machine
-            .cpu(cpu)
-            .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
-            .unwrap_or(0)
-            & 0x0000_FFFF_FFFF_FFFE
+    /// The guest's TTBR0_EL1: under VHE read through the EL12 alias, as the
+    /// hypervisor would at EL2; under nVHE the value the last exit saved
+    /// (the host's own is on the hardware while the host emulates).
+    fn guest_ttbr0_el1(&mut self, vcpu: usize, cpu: usize) -> u64 {
+        let v = match self.mode {
+            HostMode::Vhe => self
+                .machine
+                .cpu(cpu)
+                .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
+                .unwrap_or(0),
+            HostMode::Nvhe => self.vcpus[vcpu].ttbr0_el1,
+        };
+        v & 0x0000_FFFF_FFFF_FFFE
     }
 }
 
