@@ -107,12 +107,17 @@ struct NvheHost {
 pub struct VcpuStats {
     /// Guest entries.
     pub entries: u64,
+    /// Entries with the guest's buffer on the hardware (round trips while
+    /// the guest profiles).
+    pub live_trips: u64,
     /// Exits taken for trapped register accesses.
     pub trap_exits: u64,
     /// Exits taken for physical interrupts.
     pub irq_exits: u64,
     /// Register accesses and barriers of the SPE entry and exit halves.
     pub spe_switch: AccessStats,
+    /// The part of `spe_switch` spent on the live round trips.
+    pub spe_switch_live: AccessStats,
     /// Register accesses and barriers of SPE load and put.
     pub spe_load_put: AccessStats,
     /// Loads (and puts).
@@ -870,7 +875,11 @@ impl GuestCpu<'_> {
         let after = c.pe().access_stats();
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.stats.entries += 1;
+        v.stats.live_trips += live as u64;
         add_stats(&mut v.stats.spe_switch, diff(after, before));
+        if live {
+            add_stats(&mut v.stats.spe_switch_live, diff(after, before));
+        }
         self.buffer_live = live;
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
@@ -907,6 +916,9 @@ impl GuestCpu<'_> {
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.spe = guest;
         add_stats(&mut v.stats.spe_switch, diff(after, before));
+        if live {
+            add_stats(&mut v.stats.spe_switch_live, diff(after, before));
+        }
         Ok(())
     }
 
@@ -1008,7 +1020,11 @@ impl GuestCpu<'_> {
         add_stats(&mut cost, diff(c.pe().access_stats(), t2));
         let v = &mut self.kvm.vcpus[vcpu];
         v.stats.entries += 1;
+        v.stats.live_trips += live as u64;
         add_stats(&mut v.stats.spe_switch, cost);
+        if live {
+            add_stats(&mut v.stats.spe_switch_live, cost);
+        }
         self.buffer_live = live;
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
@@ -1076,6 +1092,9 @@ impl GuestCpu<'_> {
         v.contextidr_el1 = g_ctx;
         v.nvhe_host = None;
         add_stats(&mut v.stats.spe_switch, cost);
+        if live {
+            add_stats(&mut v.stats.spe_switch_live, cost);
+        }
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
     }

@@ -275,8 +275,12 @@ fn world_switch_costs_ten_accesses_per_round_trip_while_profiling_and_none_other
     let s = kvm.vcpu_stats(vcpu).unwrap();
     // The first entries ran with the buffer still disabled; count the
     // round trips that had it enabled from the PSB CSYNCs the exits issued.
-    let trips = s.spe_switch.psb;
+    let trips = s.live_trips;
     assert!(trips > 0);
+    assert_eq!(
+        s.spe_switch.psb, trips,
+        "one drain per exit with the buffer live"
+    );
     assert_eq!(s.spe_switch.total(), 10 * trips, "{:?}", s.spe_switch);
 
     // A guest that never enables its buffer costs nothing per round trip.

@@ -65,6 +65,9 @@ enum Scenario {
     /// Two VMs profiling themselves with guest SPE on a two-CPU host that
     /// profiles its own kernel; the vCPUs move between CPUs.
     GuestSpe,
+    /// The same with an nVHE host: the host kernel at EL1, its buffer
+    /// drained and disabled at every guest entry.
+    GuestSpeNvhe,
 }
 
 #[derive(Subcommand)]
@@ -282,13 +285,14 @@ fn run_scenario(
             };
             (text, holds)
         }
-        Scenario::GuestSpe => {
+        Scenario::GuestSpe | Scenario::GuestSpeNvhe => {
             if cpus.is_some() {
                 return Err(Error::Usage(
-                    "--cpus applies to the bare-metal scenario; guest-spe runs on two CPUs".into(),
+                    "--cpus applies to the bare-metal scenario; the guest-spe scenarios run on two CPUs".into(),
                 ));
             }
-            let o = guest_spe::run(&guest_spe::Options { seed, ops })?;
+            let nvhe = matches!(scenario, Scenario::GuestSpeNvhe);
+            let o = guest_spe::run(&guest_spe::Options { seed, ops, nvhe })?;
             if let Some(dir) = &out {
                 let path = dir.join("host.perf.data");
                 let bufs: Vec<_> = o

@@ -99,3 +99,25 @@ fn guest_spe_runs_two_vms_beside_a_profiling_host_and_keeps_its_invariants() {
     let bad = run(&["--scenario", "guest-spe", "--cpus", "3"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn guest_spe_nvhe_pays_more_per_round_trip_than_vhe() {
+    let per_trip = |scenario: &str| {
+        let out = run(&["--scenario", scenario, "--ops", "1000000", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["scenario"], scenario);
+        for v in r["invariants"].as_array().unwrap() {
+            assert_eq!(v["holds"], true, "{v}");
+        }
+        r["vms"][0]["spe_switch_per_round_trip"].as_f64().unwrap()
+    };
+    let vhe = per_trip("guest-spe");
+    let nvhe = per_trip("guest-spe-nvhe");
+    assert!((10.0..=12.0).contains(&vhe), "{vhe}");
+    assert!(nvhe > 2.0 * vhe, "nVHE {nvhe} vs VHE {vhe}");
+}

@@ -1,7 +1,8 @@
-//! The guest-spe scenario: two VMs whose guest kernels profile themselves
-//! with SPE on a two-CPU VHE host that profiles its own kernel at the same
-//! time; every round each CPU runs host kernel work, then one vCPU slice,
-//! and the vCPUs swap CPUs from round to round.
+//! The guest-spe scenarios: two VMs whose guest kernels profile themselves
+//! with SPE on a two-CPU host that profiles its own kernel at the same time
+//! (a VHE host at EL2, or an nVHE host at EL1 whose buffer every guest entry
+//! drains and disables); every round each CPU runs host kernel work, then
+//! one vCPU slice, and the vCPUs swap CPUs from round to round.
 
 use serde::Serialize;
 
@@ -31,6 +32,8 @@ pub struct Options {
     pub seed: u64,
     /// Guest user operations per VM.
     pub ops: u64,
+    /// The host kernel runs at EL1 (nVHE) instead of EL2 (VHE).
+    pub nvhe: bool,
 }
 
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
@@ -132,7 +135,7 @@ fn cost(a: hyperprof_sim::pe::AccessStats) -> KernelCost {
 }
 
 /// Maps and starts the host's SPE session on `cpu`.
-fn host_session(m: &mut Machine, cpu: usize) -> Result<SpeDriver> {
+fn host_session(m: &mut Machine, cpu: usize, nvhe: bool) -> Result<SpeDriver> {
     let err = fail("host session");
     let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).map_err(|e| err(e.to_string()))?;
     let va = HOST_BUF_VA + ((cpu as u64) << 32);
@@ -150,8 +153,13 @@ fn host_session(m: &mut Machine, cpu: usize) -> Result<SpeDriver> {
             .map_err(|e| err(e.to_string()))?;
     }
     let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
-    c.write(SysReg::TTBR0_EL2, tables.root)
-        .map_err(|e| err(e.to_string()))?;
+    // The host kernel's own tables: TTBR0_EL2 under VHE, TTBR0_EL1 under nVHE.
+    let ttbr = if nvhe {
+        SysReg::TTBR0_EL1
+    } else {
+        SysReg::TTBR0_EL2
+    };
+    c.write(ttbr, tables.root).map_err(|e| err(e.to_string()))?;
     c.isb();
     let caps = probe(&mut c).map_err(|e| err(e.to_string()))?;
     let buf = Buffer {
@@ -177,6 +185,7 @@ fn host_work(
     w: &mut dyn Workload,
     d: &mut SpeDriver,
     ops: u64,
+    host_el: ExceptionLevel,
 ) -> Result<()> {
     let err = fail("host work");
     let mut left = ops;
@@ -188,7 +197,7 @@ fn host_work(
         left -= done;
         if let RunExit::Interrupt(lines) = exit {
             let pe = m.pe_mut(cpu).ok_or_else(|| err("no such CPU".into()))?;
-            pe.exception_entry(ExceptionLevel::EL2);
+            pe.exception_entry(host_el);
             if !lines.pmbirq {
                 return Err(err(format!("unexpected interrupt {lines:?}")));
             }
@@ -201,8 +210,16 @@ fn host_work(
 
 /// Runs the scenario.
 pub fn run(opts: &Options) -> Result<Outcome> {
-    let mut kvm =
-        Kvm::new(Machine::new(&machine_config(2)).map_err(|e| Error::Usage(e.to_string()))?);
+    let machine = Machine::new(&machine_config(2)).map_err(|e| Error::Usage(e.to_string()))?;
+    let (mut kvm, host_el, name) = if opts.nvhe {
+        (
+            Kvm::new_nvhe(machine),
+            ExceptionLevel::EL1,
+            "guest-spe-nvhe",
+        )
+    } else {
+        (Kvm::new(machine), ExceptionLevel::EL2, "guest-spe")
+    };
     let workloads = ["mix", "pointer-chase"];
     let mut vcpus = Vec::new();
     let mut guests = Vec::new();
@@ -246,7 +263,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut host = Vec::new();
     let mut host_loads: Vec<Box<dyn Workload>> = Vec::new();
     for cpu in 0..2 {
-        host.push(host_session(kvm.machine(), cpu)?);
+        host.push(host_session(kvm.machine(), cpu, opts.nvhe)?);
         host_loads.push(
             by_name("kernel-mix", opts.seed ^ 0xa5 ^ cpu as u64)
                 .ok_or_else(|| fail("workload")("kernel-mix".into()))?,
@@ -261,6 +278,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 host_loads[cpu].as_mut(),
                 &mut host[cpu],
                 HOST_SLICE,
+                host_el,
             )?;
             let g = (round + cpu) % 2;
             if guests[g].finished() {
@@ -292,9 +310,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             .map_err(|e| fail("host stop")(e.to_string()))?;
         let data = d.take_data();
         let recs: Vec<_> = RecordDecoder::new(&data).filter_map(|r| r.ok()).collect();
-        if recs.iter().any(|(_, r)| r.pc.is_none_or(|pc| pc.el != 2)) {
+        if recs
+            .iter()
+            .any(|(_, r)| r.pc.is_none_or(|pc| pc.el != host_el.as_u8()))
+        {
             isolation.push(format!(
-                "cpu {cpu}: a host record not from the host's EL2 code"
+                "cpu {cpu}: a host record not from the host kernel's {host_el} code"
             ));
         }
         let unit = *kvm
@@ -330,7 +351,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             .vcpu_stats(vcpu)
             .ok_or_else(|| fail("stats")("no vCPU".into()))?;
         let d = g.driver_stats().unwrap_or_default();
-        let trips = s.spe_switch.psb.max(1) as f64;
+        let trips = s.live_trips.max(1) as f64;
         vms.push(VmFigures {
             vm,
             workload: workloads[i].to_string(),
@@ -346,7 +367,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             loads: s.loads,
             spe_switch: cost(s.spe_switch),
             spe_load_put: cost(s.spe_load_put),
-            spe_switch_per_round_trip: s.spe_switch.total() as f64 / trips,
+            spe_switch_per_round_trip: s.spe_switch_live.total() as f64 / trips,
             spe_load_put_per_pair: s.spe_load_put.total() as f64 / s.loads.max(1) as f64,
         });
         vm_data.push(g.data().to_vec());
@@ -376,7 +397,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .collect();
     Ok(Outcome {
         report: Report {
-            scenario: "guest-spe".into(),
+            scenario: name.into(),
             seed: opts.seed,
             vms,
             host: host_figs,
