@@ -10,6 +10,8 @@ use core::fmt;
 pub enum Errno {
     /// Operation not permitted (1).
     EPERM,
+    /// No such file or directory (2): an unknown one-reg id.
+    ENOENT,
     /// No such device or address (6).
     ENXIO,
     /// Out of memory (12).
@@ -35,6 +37,7 @@ impl Errno {
     pub const fn number(self) -> i32 {
         match self {
             Errno::EPERM => 1,
+            Errno::ENOENT => 2,
             Errno::ENXIO => 6,
             Errno::ENOMEM => 12,
             Errno::EFAULT => 14,

@@ -427,6 +427,132 @@ impl Kvm {
         v.memlock.set_limit(limit).map_err(|_| Errno::EINVAL)
     }
 
+    /// KVM_GET_REG_LIST, for the SPE part: the registers a VMM saves to
+    /// migrate vCPU `vcpu` (none without the SPE feature).
+    pub fn spe_reg_list(&self, vcpu: usize) -> Result<Vec<SysReg>, Errno> {
+        let v = self.vcpus.get(vcpu).ok_or(Errno::ENODEV)?;
+        if !v.features.spe {
+            return Ok(Vec::new());
+        }
+        let f = self.spe_features(vcpu);
+        let mut regs = vec![SysReg::PMSCR_EL1];
+        if f.fne {
+            regs.push(SysReg::PMSNEVFR_EL1);
+        }
+        regs.extend([
+            SysReg::PMSICR_EL1,
+            SysReg::PMSIRR_EL1,
+            SysReg::PMSFCR_EL1,
+            SysReg::PMSEVFR_EL1,
+            SysReg::PMSLATFR_EL1,
+        ]);
+        if f.fds {
+            regs.push(SysReg::PMSDSFR_EL1);
+        }
+        regs.extend([
+            SysReg::PMBLIMITR_EL1,
+            SysReg::PMBPTR_EL1,
+            SysReg::PMBSR_EL1,
+            SysReg::TTBR0_EL1,
+            SysReg::CONTEXTIDR_EL1,
+        ]);
+        Ok(regs)
+    }
+
+    fn one_reg_slot(v: &mut VcpuState, reg: SysReg) -> Option<&mut u64> {
+        let (s, b) = (&mut v.spe.sampling, &mut v.spe.buffer);
+        Some(match reg {
+            SysReg::PMSCR_EL1 => &mut s.pmscr_el1,
+            SysReg::PMSNEVFR_EL1 => &mut s.pmsnevfr_el1,
+            SysReg::PMSICR_EL1 => &mut s.pmsicr_el1,
+            SysReg::PMSIRR_EL1 => &mut s.pmsirr_el1,
+            SysReg::PMSFCR_EL1 => &mut s.pmsfcr_el1,
+            SysReg::PMSEVFR_EL1 => &mut s.pmsevfr_el1,
+            SysReg::PMSLATFR_EL1 => &mut s.pmslatfr_el1,
+            SysReg::PMSDSFR_EL1 => &mut s.pmsdsfr_el1,
+            SysReg::PMBLIMITR_EL1 => &mut b.pmblimitr_el1,
+            SysReg::PMBPTR_EL1 => &mut b.pmbptr_el1,
+            SysReg::PMBSR_EL1 => &mut b.pmbsr_el1,
+            SysReg::TTBR0_EL1 => &mut v.ttbr0_el1,
+            SysReg::CONTEXTIDR_EL1 => &mut v.contextidr_el1,
+            _ => return None,
+        })
+    }
+
+    /// KVM_GET_ONE_REG for one of [`Kvm::spe_reg_list`]'s registers. The
+    /// vCPU must not be loaded (its state is then all in memory): EBUSY.
+    pub fn get_one_reg(&mut self, vcpu: usize, reg: SysReg) -> Result<u64, Errno> {
+        if !self.spe_reg_list(vcpu)?.contains(&reg) {
+            return Err(Errno::ENOENT);
+        }
+        let v = &mut self.vcpus[vcpu];
+        if v.loaded_on.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        Kvm::one_reg_slot(v, reg).map(|r| *r).ok_or(Errno::ENOENT)
+    }
+
+    /// KVM_SET_ONE_REG for one of [`Kvm::spe_reg_list`]'s registers; the
+    /// buffer registers go through the same checks as a guest write (RES0
+    /// cleared). The vCPU must not be loaded: EBUSY. Restoring SPE state
+    /// makes it live, so the next load switches it in.
+    pub fn set_one_reg(&mut self, vcpu: usize, reg: SysReg, val: u64) -> Result<(), Errno> {
+        if !self.spe_reg_list(vcpu)?.contains(&reg) {
+            return Err(Errno::ENOENT);
+        }
+        let v = &mut self.vcpus[vcpu];
+        if v.loaded_on.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        let val = match reg {
+            SysReg::PMBLIMITR_EL1 => val & !pmblimitr_el1::RES0,
+            SysReg::PMBSR_EL1 => val & !pmbsr_el1::RES0,
+            SysReg::CONTEXTIDR_EL1 => val & 0xFFFF_FFFF,
+            _ => val,
+        };
+        *Kvm::one_reg_slot(v, reg).ok_or(Errno::ENOENT)? = val;
+        if !matches!(reg, SysReg::TTBR0_EL1 | SysReg::CONTEXTIDR_EL1) {
+            v.spe_live = true;
+        }
+        // A restored enabled buffer is pinned before it reaches the hardware.
+        if reg == SysReg::PMBLIMITR_EL1 || reg == SysReg::PMBPTR_EL1 {
+            v.needs_repin = v.spe.buffer.enabled();
+        }
+        Ok(())
+    }
+
+    /// Copies guest memory at `ipa` out (the VMM's mapping of its memslots).
+    pub fn read_guest(&self, vm: usize, ipa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = ipa + done as u64;
+            let n = ((PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize).min(buf.len() - done);
+            let pa = self.guest_pa(vm, at).ok_or(Errno::EFAULT)?;
+            self.machine
+                .mem
+                .read(pa, &mut buf[done..done + n])
+                .map_err(|_| Errno::EFAULT)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into guest memory at `ipa`.
+    pub fn write_guest(&mut self, vm: usize, ipa: u64, data: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = ipa + done as u64;
+            let n = ((PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize).min(data.len() - done);
+            let pa = self.guest_pa(vm, at).ok_or(Errno::EFAULT)?;
+            self.machine
+                .mem
+                .write(pa, &data[done..done + n])
+                .map_err(|_| Errno::EFAULT)?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Stage-2 walk parameters of VM `vm`.
     pub fn stage2(&self, vm: usize) -> Option<Stage2Params> {
         self.vms.get(vm).map(|v| v.s2.params())

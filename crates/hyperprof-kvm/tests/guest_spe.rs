@@ -799,3 +799,101 @@ fn without_fgt_guest_spe_runs_only_when_the_hardware_id_values_are_already_right
         "{why}"
     );
 }
+
+/// The records of `data` without their timestamps (a migrated guest reads
+/// another host's counter).
+fn untimed(data: &[u8]) -> Vec<hyperprof_spe::Record> {
+    RecordDecoder::new(data)
+        .map(|r| hyperprof_spe::Record {
+            timestamp: None,
+            ..r.unwrap().1
+        })
+        .collect()
+}
+
+#[test]
+fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 8 * 4096,
+    };
+    let kernel = |ttbr| {
+        SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 6).unwrap(), 300_000)
+            .with_slices(25_000)
+    };
+    // The reference: the whole session on one host.
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 8, BUF_IPA);
+    let mut reference = kernel(ttbr);
+    run_to_halt(&mut kvm, vcpu, &mut reference);
+
+    // The same session, stopped after four slices on host A...
+    let (mut a, vm_a, vcpu_a, ttbr) = vm(u64::MAX, 8, BUF_IPA);
+    let mut k = kernel(ttbr);
+    for _ in 0..4 {
+        assert_eq!(a.run(vcpu_a, &mut k), Exit::Yield);
+    }
+    a.put(vcpu_a).unwrap();
+    assert_eq!(a.get_one_reg(vcpu_a, SysReg::PMBSR_EL1), Ok(0));
+    let regs = a.spe_reg_list(vcpu_a).unwrap();
+    let values: Vec<(SysReg, u64)> = regs
+        .iter()
+        .map(|&r| (r, a.get_one_reg(vcpu_a, r).unwrap()))
+        .collect();
+    assert!(
+        values
+            .iter()
+            .any(|&(r, v)| r == SysReg::PMBLIMITR_EL1 && v & 1 == 1),
+        "buffer enabled"
+    );
+    let mut ram = vec![0u8; 64 << 20];
+    a.read_guest(vm_a, GUEST_RAM_IPA, &mut ram).unwrap();
+
+    // ...restored on host B, on another CPU, and finished there.
+    let mut b = Kvm::new(machine());
+    let vm_b = b
+        .create_vm(VmConfig {
+            ram_bytes: 64 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu_b = b
+        .create_vcpu(
+            vm_b,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    for (attr, v) in [
+        (KVM_ARM_VCPU_SPE_SPU, 0),
+        (KVM_ARM_VCPU_SPE_IRQ, 21),
+        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
+        (KVM_ARM_VCPU_SPE_INIT, 0),
+    ] {
+        b.set_device_attr(vcpu_b, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
+            .unwrap();
+    }
+    b.write_guest(vm_b, GUEST_RAM_IPA, &ram).unwrap();
+    for &(r, v) in &values {
+        b.set_one_reg(vcpu_b, r, v).unwrap();
+    }
+    b.load(vcpu_b, 1).unwrap();
+    assert_eq!(
+        b.set_one_reg(vcpu_b, SysReg::PMBPTR_EL1, 0),
+        Err(Errno::EBUSY),
+        "not while loaded"
+    );
+    run_to_halt(&mut b, vcpu_b, &mut k);
+    assert_eq!(k.error(), None);
+    assert!(
+        b.pinned_bytes(vm_b).unwrap() == 0,
+        "unpinned when the guest stopped"
+    );
+    let got = untimed(k.data());
+    let want = untimed(reference.data());
+    assert!(want.len() > 1000);
+    assert_eq!(got.len(), want.len(), "records lost or duplicated");
+    assert_eq!(got, want);
+    assert_eq!(b.get_one_reg(vcpu_b, SysReg::PMSCR_EL2), Err(Errno::ENOENT));
+}
