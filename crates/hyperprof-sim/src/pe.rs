@@ -302,8 +302,20 @@ impl Pe {
     /// checks of the profiling registers.
     fn route(&self, reg: SysReg, write: bool) -> Result<SysReg, AccessFault> {
         let el = self.el;
-        // Fine-grained traps come first for EL0/EL1 accesses (FEAT_FGT).
-        if self.fgt && el < ExceptionLevel::EL2 {
+        // The SPE registers do not exist for EL0: UNDEFINED there, before any
+        // trap is considered (the Arm ARM's accessor pseudocode tests
+        // PSTATE.EL == EL0 first).
+        if el == ExceptionLevel::EL0 && (is_spe_sampling_reg(reg) || is_spe_buffer_reg(reg)) {
+            return undefined();
+        }
+        // Fine-grained traps come next for EL1 accesses, and for the EL0
+        // accesses to the PMU that PMUSERENR_EL0 permits (FEAT_FGT).
+        let fgt_applies = match el {
+            ExceptionLevel::EL1 => true,
+            ExceptionLevel::EL0 => is_pmu_reg(reg) && self.pmu_el0_permits(reg),
+            _ => false,
+        };
+        if self.fgt && fgt_applies {
             let trapped = if write {
                 hdfgwtr_el2::traps_reg(self.regs.hdfgwtr_el2, reg)
             } else {
@@ -376,6 +388,22 @@ impl Pe {
             SysReg::CNTPCT_EL0 | SysReg::CNTVCT_EL0 => Ok(reg),
             _ => undefined(),
         }
+    }
+
+    /// Whether PMUSERENR_EL0 lets EL0 make this PMU access at all (what
+    /// the PMU itself would refuse is not for a fine-grained trap to catch).
+    fn pmu_el0_permits(&self, reg: SysReg) -> bool {
+        let view = View {
+            el: ExceptionLevel::EL0,
+            mdcr_el2: mdcr_el2::TPM.set(self.regs.mdcr_el2, 0),
+        };
+        !matches!(
+            self.pmu.read(reg, view),
+            Err(AccessFault::Undefined)
+                | Err(AccessFault::Trapped {
+                    to: ExceptionLevel::EL1
+                })
+        )
     }
 
     fn id_aa64dfr0(&self) -> u64 {
