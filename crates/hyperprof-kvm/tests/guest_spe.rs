@@ -897,3 +897,96 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
     assert_eq!(got, want);
     assert_eq!(b.get_one_reg(vcpu_b, SysReg::PMSCR_EL2), Err(Errno::ENOENT));
 }
+
+/// Seed 000: with a VM that has no SPE, a VHE host keeps its session; its
+/// samples stop when the CPU enters the guest and resume after, with
+/// nothing of the host's lost and nothing of the guest's recorded.
+#[test]
+fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
+    use hyperprof_guest::drivers::spe::{probe, SpeDriver};
+    use hyperprof_sim::memory::PAGE_SIZE;
+    use hyperprof_sim::mmu::{Perm, Stage1Tables};
+
+    let mut kvm = Kvm::new(machine());
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: false,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    let host_va = 0x0000_7000_0000_0000u64;
+    let m = kvm.machine();
+    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
+    for p in 0..64 {
+        let pa = m.alloc.alloc(&mut m.mem).unwrap();
+        tables
+            .map(
+                &mut m.mem,
+                &mut m.alloc,
+                host_va + p * PAGE_SIZE,
+                pa,
+                PAGE_SIZE,
+                Perm::RW,
+            )
+            .unwrap();
+    }
+    let mut c = m.cpu(0).unwrap();
+    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
+    c.isb();
+    let caps = probe(&mut c).unwrap();
+    let mut host = SpeDriver::new(
+        session(),
+        caps,
+        Buffer {
+            va: host_va,
+            size: 64 * PAGE_SIZE,
+        },
+    )
+    .unwrap();
+    host.start(&mut c).unwrap();
+    let mut host_work = by_name("kernel-array-sum", 9).unwrap();
+    let mut done = 0;
+    kvm.machine()
+        .run(0, host_work.as_mut(), 100_000, &mut done)
+        .unwrap();
+    let before = kvm.machine().pe(0).unwrap().spe().unwrap().stats().sampled;
+    kvm.load(vcpu, 0).unwrap();
+    let mut w = by_name("mix", 1).unwrap();
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            env.to_el0();
+            env.execute(w.as_mut(), 100_000);
+            env.to_el1();
+            env.execute(w.as_mut(), 50_000);
+        }),
+    );
+    kvm.put(vcpu).unwrap();
+    let during = kvm.machine().pe(0).unwrap().spe().unwrap().stats().sampled - before;
+    assert_eq!(during, 0, "no sample of guest operations");
+    assert_eq!(
+        kvm.vcpu_stats(vcpu).unwrap().spe_load_put.total(),
+        0,
+        "no SPE switching"
+    );
+    kvm.machine()
+        .run(0, host_work.as_mut(), 100_000, &mut done)
+        .unwrap();
+    let mut c = kvm.machine().cpu(0).unwrap();
+    host.stop(&mut c).unwrap();
+    let recs: Vec<_> = RecordDecoder::new(&host.take_data())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!((770..=790).contains(&recs.len()), "{}", recs.len());
+    assert!(recs.iter().all(|(_, r)| r.pc.is_some_and(|pc| pc.el == 2)));
+}

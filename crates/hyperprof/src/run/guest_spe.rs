@@ -57,6 +57,8 @@ pub struct VmFigures {
     pub records: u64,
     /// Bytes the guest collected.
     pub bytes: u64,
+    /// Records with each SPE event.
+    pub events: Vec<(String, u64)>,
     /// Virtual PMBIRQs the guest took.
     pub virtual_interrupts: u64,
     /// Buffer-full events its driver handled.
@@ -88,6 +90,8 @@ pub struct HostCpuFigures {
     pub cpu: usize,
     /// Records the host collected.
     pub records: u64,
+    /// Records with each SPE event.
+    pub events: Vec<(String, u64)>,
     /// Buffer-full interrupts.
     pub buffer_full: u64,
     /// Records the CPU's SPE unit wrote (host and guests).
@@ -121,6 +125,24 @@ pub struct Outcome {
 
 fn fail(what: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::Usage(format!("guest-spe: {what}: {e}"))
+}
+
+/// Records per SPE event in `data` (a buffer a driver collected).
+fn events(data: &[u8]) -> Result<Vec<(String, u64)>> {
+    let mut agg = crate::spe::stats::Aggregator::default();
+    agg.add_buffer(data, 0).map_err(|(off, msg)| {
+        Error::Usage(format!("collected SPE data, byte offset {off:#x}: {msg}"))
+    })?;
+    Ok(agg.finish().events)
+}
+
+fn nonzero(events: &[(String, u64)]) -> String {
+    events
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(e, n)| format!("{e} {n}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn cost(a: hyperprof_sim::pe::AccessStats) -> KernelCost {
@@ -330,6 +352,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         host_figs.push(HostCpuFigures {
             cpu,
             records: recs.len() as u64,
+            events: events(&data)?,
             buffer_full: d.stats().buffer_full,
             unit_written: unit.written,
         });
@@ -358,6 +381,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             ops: g.ops_done(),
             records: recs.len() as u64,
             bytes: g.data().len() as u64,
+            events: events(g.data())?,
             virtual_interrupts: s.virqs,
             buffer_full: d.buffer_full,
             pinned_bytes_at_end: kvm.pinned_bytes(vm).unwrap_or(0),
@@ -433,6 +457,7 @@ pub fn render(r: &Report) -> String {
             "  spe     records {}  bytes {}  virtual PMBIRQs {}  buffer-full {}  pinned at end {} bytes",
             v.records, v.bytes, v.virtual_interrupts, v.buffer_full, v.pinned_bytes_at_end
         );
+        let _ = writeln!(o, "  events  {}", nonzero(&v.events));
         let _ = writeln!(
             o,
             "  switch  {} entries, {} trap exits, {} irq exits, {} loads",
@@ -450,6 +475,7 @@ pub fn render(r: &Report) -> String {
             "\nhost cpu {}  records {}  buffer-full {}  (unit wrote {} records for host and guests)",
             h.cpu, h.records, h.buffer_full, h.unit_written
         );
+        let _ = writeln!(o, "  events  {}", nonzero(&h.events));
     }
     let _ = writeln!(o, "\ninvariants");
     for v in &r.invariants {
