@@ -154,7 +154,11 @@ struct PerPe {
 fn boot(m: &mut Machine, cpu: usize, cfg: &HostConfig) -> Result<PerPe, HostError> {
     let has_spe = m.pe(cpu).is_some_and(|p| p.has_spe());
     let buffer = match (&cfg.spe, has_spe) {
-        (Some(_), true) => Some(map_buffer(m, cpu, cfg.spe_buffer_bytes)?),
+        (Some(_), true) => Some(map_buffer(
+            m,
+            BUFFER_VA + ((cpu as u64) << 32),
+            cfg.spe_buffer_bytes,
+        )?),
         _ => None,
     };
     let mut c = m
@@ -234,16 +238,15 @@ fn boot(m: &mut Machine, cpu: usize, cfg: &HostConfig) -> Result<PerPe, HostErro
     })
 }
 
-/// Allocates and maps PE `cpu`'s buffer in fresh EL2&0 stage-1 tables;
+/// Allocates `bytes` of buffer and maps it at `va` in fresh stage-1 tables;
 /// returns the table root and the buffer.
-fn map_buffer(m: &mut Machine, cpu: usize, bytes: u64) -> Result<(u64, Buffer), HostError> {
+pub fn map_buffer(m: &mut Machine, va: u64, bytes: u64) -> Result<(u64, Buffer), HostError> {
     if bytes == 0 || bytes % PAGE_SIZE != 0 || bytes > 1 << 32 {
         return Err(HostError::BadConfig(format!(
             "SPE buffer of {bytes} bytes: must be a non-zero page multiple up to 4 GiB"
         )));
     }
     let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).map_err(HostError::Map)?;
-    let va = BUFFER_VA + ((cpu as u64) << 32);
     for page in 0..bytes / PAGE_SIZE {
         let pa = m.alloc.alloc(&mut m.mem).map_err(HostError::Mem)?;
         tables
@@ -258,6 +261,32 @@ fn map_buffer(m: &mut Machine, cpu: usize, bytes: u64) -> Result<(u64, Buffer), 
             .map_err(HostError::Map)?;
     }
     Ok((tables.root, Buffer { va, size: bytes }))
+}
+
+/// A host kernel's SPE session on `cpu`, the way the host starts perf:
+/// a buffer of `bytes` at `va` in fresh tables installed in `ttbr` (the
+/// kernel's own: TTBR0_EL2 for a VHE host at EL2, TTBR0_EL1 for one at EL1),
+/// then the driver probed and started.
+pub fn start_session(
+    m: &mut Machine,
+    cpu: usize,
+    ttbr: SysReg,
+    va: u64,
+    bytes: u64,
+    session: SpeSessionConfig,
+) -> Result<SpeDriver, HostError> {
+    let (root, buf) = map_buffer(m, va, bytes)?;
+    let d = drv(cpu);
+    let mut c = m
+        .cpu(cpu)
+        .ok_or_else(|| HostError::BadConfig(format!("no cpu {cpu}")))?;
+    c.write(ttbr, root)
+        .map_err(|fault| d(DriverError::Access { reg: ttbr, fault }))?;
+    c.isb();
+    let caps = spe::probe(&mut c).map_err(&d)?;
+    let mut driver = SpeDriver::new(session, caps, buf).map_err(&d)?;
+    driver.start(&mut c).map_err(&d)?;
+    Ok(driver)
 }
 
 /// Takes the interrupts asserted on `cpu` into the drivers (at EL2).

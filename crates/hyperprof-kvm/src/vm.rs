@@ -621,6 +621,32 @@ impl Kvm {
         vm.set_attr(vc, &ctx, attr, arg)
     }
 
+    /// What a VMM does to give a vCPU guest SPE: KVM_SET_DEVICE_ATTR of
+    /// SPE_SPU, SPE_IRQ, SPE_MAX_BUFFER_SIZE, then SPE_INIT; the first error
+    /// and the attribute that gave it.
+    pub fn configure_spe(
+        &mut self,
+        vcpu: usize,
+        spu: u32,
+        irq: u32,
+        max_buffer_size: u64,
+    ) -> Result<(), (u64, Errno)> {
+        use crate::uapi::{
+            KVM_ARM_VCPU_SPE_INIT, KVM_ARM_VCPU_SPE_IRQ, KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE,
+            KVM_ARM_VCPU_SPE_SPU,
+        };
+        for (attr, v) in [
+            (KVM_ARM_VCPU_SPE_SPU, spu as u64),
+            (KVM_ARM_VCPU_SPE_IRQ, irq as u64),
+            (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, max_buffer_size),
+            (KVM_ARM_VCPU_SPE_INIT, 0),
+        ] {
+            self.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
+                .map_err(|e| (attr, e))?;
+        }
+        Ok(())
+    }
+
     /// KVM_GET_DEVICE_ATTR on a vCPU.
     pub fn get_device_attr(&self, vcpu: usize, group: u32, attr: u64) -> Result<u64, Errno> {
         if group != KVM_ARM_VCPU_SPE_CTRL {

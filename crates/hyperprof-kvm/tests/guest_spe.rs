@@ -60,15 +60,7 @@ fn vm_with(memlock: u64, max_buffer: u64, pages: u64, ipa: u64) -> (Kvm, usize, 
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, max_buffer),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap_or_else(|e| panic!("attr {attr}: {e}"));
-    }
+    kvm.configure_spe(vcpu, 0, 21, max_buffer).unwrap();
     let ttbr = kvm.guest_map(vm, BUF_VA, ipa, pages * 4096).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (kvm, vm, vcpu, ttbr)
@@ -378,39 +370,18 @@ fn run_fails_cleanly_on_a_vcpu_set_up_wrongly() {
 /// records reach the host's buffer (nor the host's the guest's).
 #[test]
 fn host_profiling_resumes_after_the_guest_with_nothing_lost_or_leaked() {
-    use hyperprof_guest::drivers::spe::{probe, SpeDriver};
-    use hyperprof_sim::memory::PAGE_SIZE;
-    use hyperprof_sim::mmu::{Perm, Stage1Tables};
-
     let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
     kvm.put(vcpu).unwrap();
     // The host's own buffer, in its EL2&0 tables.
-    let host_va = 0x0000_7000_0000_0000u64;
-    let m = kvm.machine();
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    for p in 0..64 {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                host_va + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(0).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let host_buf = Buffer {
-        va: host_va,
-        size: 64 * PAGE_SIZE,
-    };
-    let mut host = SpeDriver::new(session(), caps, host_buf).unwrap();
-    host.start(&mut c).unwrap();
+    let mut host = hyperprof_guest::host::start_session(
+        kvm.machine(),
+        0,
+        SysReg::TTBR0_EL2,
+        0x0000_7000_0000_0000,
+        64 * 4096,
+        session(),
+    )
+    .unwrap();
     let mut host_work = by_name("kernel-array-sum", 9).unwrap();
     let mut done = 0;
     kvm.machine()
@@ -542,15 +513,7 @@ fn a_vcpu_on_a_cpu_without_its_spu_fails_entry_as_cpu_unsupported() {
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap();
-    }
+    kvm.configure_spe(vcpu, 0, 21, 1 << 20).unwrap();
     let mut p = Once(|_: &mut dyn GuestEnv| {});
     kvm.load(vcpu, 1).unwrap();
     let Exit::FailEntry(why) = kvm.run(vcpu, &mut p) else {
@@ -758,15 +721,7 @@ fn no_fgt_vm(max: u64) -> (Kvm, usize) {
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, max),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap();
-    }
+    kvm.configure_spe(vcpu, 0, 21, max).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (kvm, vcpu)
 }
@@ -865,15 +820,7 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        b.set_device_attr(vcpu_b, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap();
-    }
+    b.configure_spe(vcpu_b, 0, 21, 1 << 20).unwrap();
     b.write_guest(vm_b, GUEST_RAM_IPA, &ram).unwrap();
     for &(r, v) in &values {
         b.set_one_reg(vcpu_b, r, v).unwrap();
@@ -903,10 +850,6 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
 /// nothing of the host's lost and nothing of the guest's recorded.
 #[test]
 fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
-    use hyperprof_guest::drivers::spe::{probe, SpeDriver};
-    use hyperprof_sim::memory::PAGE_SIZE;
-    use hyperprof_sim::mmu::{Perm, Stage1Tables};
-
     let mut kvm = Kvm::new(machine());
     let vm = kvm
         .create_vm(VmConfig {
@@ -923,36 +866,15 @@ fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
             },
         )
         .unwrap();
-    let host_va = 0x0000_7000_0000_0000u64;
-    let m = kvm.machine();
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    for p in 0..64 {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                host_va + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(0).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let mut host = SpeDriver::new(
+    let mut host = hyperprof_guest::host::start_session(
+        kvm.machine(),
+        0,
+        SysReg::TTBR0_EL2,
+        0x0000_7000_0000_0000,
+        64 * 4096,
         session(),
-        caps,
-        Buffer {
-            va: host_va,
-            size: 64 * PAGE_SIZE,
-        },
     )
     .unwrap();
-    host.start(&mut c).unwrap();
     let mut host_work = by_name("kernel-array-sum", 9).unwrap();
     let mut done = 0;
     kvm.machine()

@@ -2,14 +2,14 @@
 //! owns an EL1&0 profiling buffer, so every guest entry drains and disables
 //! it and every exit restores it.
 
-use hyperprof_arch::{Cpu, PmuVer, SysReg};
-use hyperprof_guest::drivers::spe::{probe, Buffer, SpeDriver, SpeSessionConfig};
+use hyperprof_arch::{PmuVer, SysReg};
+use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, HostMode, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
+
 use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
@@ -60,15 +60,7 @@ fn vm(kvm: &mut Kvm, spe: bool, pages: u64) -> (usize, u64) {
         .create_vcpu(vm, VcpuFeatures { spe, pmu_v3: false })
         .unwrap();
     if spe {
-        for (attr, v) in [
-            (KVM_ARM_VCPU_SPE_SPU, 0),
-            (KVM_ARM_VCPU_SPE_IRQ, 21),
-            (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
-            (KVM_ARM_VCPU_SPE_INIT, 0),
-        ] {
-            kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-                .unwrap();
-        }
+        kvm.configure_spe(vcpu, 0, 21, 1 << 20).unwrap();
     }
     let ttbr = kvm.guest_map(vm, BUF_VA, BUF_IPA, pages * 4096).unwrap();
     kvm.load(vcpu, 0).unwrap();
@@ -77,37 +69,21 @@ fn vm(kvm: &mut Kvm, spe: bool, pages: u64) -> (usize, u64) {
 
 /// The host kernel's own session at EL1 on CPU 0, through its EL1&0 tables.
 fn host_session(kvm: &mut Kvm) -> SpeDriver {
-    let m = kvm.machine();
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    for p in 0..64 {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                HOST_VA + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(0).unwrap();
+    let el = kvm.machine().pe(0).unwrap().el();
     assert_eq!(
-        c.current_el(),
+        el,
         hyperprof_arch::ExceptionLevel::EL1,
         "an nVHE host runs at EL1"
     );
-    c.write(SysReg::TTBR0_EL1, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let buf = Buffer {
-        va: HOST_VA,
-        size: 64 * PAGE_SIZE,
-    };
-    let mut d = SpeDriver::new(session(), caps, buf).unwrap();
-    d.start(&mut c).unwrap();
-    d
+    hyperprof_guest::host::start_session(
+        kvm.machine(),
+        0,
+        SysReg::TTBR0_EL1,
+        HOST_VA,
+        64 * PAGE_SIZE,
+        session(),
+    )
+    .unwrap()
 }
 
 fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {

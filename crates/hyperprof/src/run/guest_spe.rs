@@ -6,17 +6,13 @@
 
 use serde::Serialize;
 
-use hyperprof_arch::{Cpu, ExceptionLevel, SysReg};
-use hyperprof_guest::drivers::spe::{probe, Buffer, SpeDriver, SpeSessionConfig};
+use hyperprof_arch::{ExceptionLevel, SysReg};
+use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::SpeGuestKernel;
-use hyperprof_kvm::uapi::{
-    UserPtr, VcpuFeatures, KVM_ARM_VCPU_SPE_CTRL, KVM_ARM_VCPU_SPE_INIT, KVM_ARM_VCPU_SPE_IRQ,
-    KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, KVM_ARM_VCPU_SPE_SPU,
-};
+use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::Machine;
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::pe::RunExit;
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
@@ -156,41 +152,17 @@ fn cost(a: hyperprof_sim::pe::AccessStats) -> KernelCost {
     }
 }
 
-/// Maps and starts the host's SPE session on `cpu`.
+/// Maps and starts the host's SPE session on `cpu`, through the host
+/// kernel's own tables (TTBR0_EL2 under VHE, TTBR0_EL1 under nVHE).
 fn host_session(m: &mut Machine, cpu: usize, nvhe: bool) -> Result<SpeDriver> {
-    let err = fail("host session");
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).map_err(|e| err(e.to_string()))?;
-    let va = HOST_BUF_VA + ((cpu as u64) << 32);
-    for p in 0..HOST_BUF_PAGES {
-        let pa = m.alloc.alloc(&mut m.mem).map_err(|e| err(e.to_string()))?;
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                va + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .map_err(|e| err(e.to_string()))?;
-    }
-    let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
-    // The host kernel's own tables: TTBR0_EL2 under VHE, TTBR0_EL1 under nVHE.
     let ttbr = if nvhe {
         SysReg::TTBR0_EL1
     } else {
         SysReg::TTBR0_EL2
     };
-    c.write(ttbr, tables.root).map_err(|e| err(e.to_string()))?;
-    c.isb();
-    let caps = probe(&mut c).map_err(|e| err(e.to_string()))?;
-    let buf = Buffer {
-        va,
-        size: HOST_BUF_PAGES * PAGE_SIZE,
-    };
-    let mut d = SpeDriver::new(session(), caps, buf).map_err(|e| err(e.to_string()))?;
-    d.start(&mut c).map_err(|e| err(e.to_string()))?;
-    Ok(d)
+    let va = HOST_BUF_VA + ((cpu as u64) << 32);
+    hyperprof_guest::host::start_session(m, cpu, ttbr, va, HOST_BUF_PAGES * PAGE_SIZE, session())
+        .map_err(|e| fail("host session")(e.to_string()))
 }
 
 fn session() -> SpeSessionConfig {
@@ -261,15 +233,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 },
             )
             .map_err(|e| fail("create_vcpu")(e.to_string()))?;
-        for (attr, v) in [
-            (KVM_ARM_VCPU_SPE_SPU, 0),
-            (KVM_ARM_VCPU_SPE_IRQ, 21),
-            (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, 1 << 20),
-            (KVM_ARM_VCPU_SPE_INIT, 0),
-        ] {
-            kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-                .map_err(|e| fail("set_device_attr")(e.to_string()))?;
-        }
+        kvm.configure_spe(vcpu, 0, 21, 1 << 20)
+            .map_err(|(attr, e)| fail("set_device_attr")(format!("attribute {attr}: {e}")))?;
         let ttbr = kvm
             .guest_map(vm, GUEST_BUF_VA, GUEST_BUF_IPA, GUEST_BUF_PAGES * PAGE_SIZE)
             .map_err(|e| fail("guest_map")(e.to_string()))?;
