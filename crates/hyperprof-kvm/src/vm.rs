@@ -711,6 +711,9 @@ impl Kvm {
         if let Some(on) = v.loaded_on {
             return Err(format!("vCPU {vcpu} is already loaded on CPU {on}"));
         }
+        if let Some(other) = self.vcpus.iter().position(|o| o.loaded_on == Some(cpu)) {
+            return Err(format!("CPU {cpu} already has vCPU {other} loaded"));
+        }
         let vm = v.vm;
         // SPE state is switched only on a CPU that has the VM's SPU; on any
         // other CPU the load completes and KVM_RUN fails entry.

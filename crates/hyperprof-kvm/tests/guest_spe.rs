@@ -912,3 +912,21 @@ fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
     assert!((770..=790).contains(&recs.len()), "{}", recs.len());
     assert!(recs.iter().all(|(_, r)| r.pc.is_some_and(|pc| pc.el == 2)));
 }
+
+#[test]
+fn one_cpu_holds_one_loaded_vcpu_at_a_time() {
+    let (mut kvm, vm_id, vcpu, _) = vm(u64::MAX, 4, BUF_IPA);
+    let other = kvm.create_vcpu(
+        vm_id,
+        VcpuFeatures {
+            spe: false,
+            pmu_v3: false,
+        },
+    );
+    // The VM has run? Not yet: a second vCPU can still be created.
+    let other = other.unwrap();
+    let err = kvm.load(other, 0).unwrap_err();
+    assert!(err.contains("already has vCPU"), "{err}");
+    kvm.put(vcpu).unwrap();
+    kvm.load(other, 0).unwrap();
+}
