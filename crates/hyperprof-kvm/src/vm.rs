@@ -57,8 +57,9 @@ fn is_spe_reg(reg: SysReg) -> bool {
         )
 }
 
-/// HCR_EL2.VM: stage 2 on.
-const HCR_VM: u64 = 1;
+/// HCR_EL2 for a guest: VM (stage 2 on) and TID3 (ID register reads trap,
+/// so the hypervisor describes the VM).
+const HCR_VM: u64 = 1 | 1 << 18;
 
 /// Guest RAM: where it starts in the guest's IPA space.
 pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
@@ -143,6 +144,8 @@ struct VmState {
     perfmon: bool,
     /// CNTVOFF_EL2 while the VM runs (KVM_ARM_SET_COUNTER_OFFSET).
     cntvoff: u64,
+    /// Torn down: its vCPUs no longer run.
+    destroyed: bool,
 }
 
 struct VcpuState {
@@ -321,6 +324,7 @@ impl Kvm {
             memlock: Memlock::new(cfg.memlock_limit),
             perfmon: false,
             cntvoff: 0,
+            destroyed: false,
         });
         Ok(self.vms.len() - 1)
     }
@@ -351,6 +355,26 @@ impl Kvm {
             return Err(Errno::EBUSY);
         }
         v.cntvoff = offset;
+        Ok(())
+    }
+
+    /// Tears VM `vm` down (its VMM closed it): every vCPU put and every pin
+    /// released, so the VM's memlock account returns to zero.
+    pub fn destroy_vm(&mut self, vm: usize) -> Result<(), Errno> {
+        if self.vms.get(vm).is_none_or(|v| v.destroyed) {
+            return Err(Errno::ENODEV);
+        }
+        for i in 0..self.vcpus.len() {
+            if self.vcpus[i].vm != vm {
+                continue;
+            }
+            if self.vcpus[i].loaded_on.is_some() {
+                self.put(i).map_err(|_| Errno::EBUSY)?;
+            }
+            let (vcpus, vms) = (&mut self.vcpus, &mut self.vms);
+            vcpus[i].pins.unpin(&mut vms[vm].memlock);
+        }
+        self.vms[vm].destroyed = true;
         Ok(())
     }
 
@@ -914,6 +938,9 @@ impl Kvm {
                 return Exit::FailEntry(format!("vCPU {vcpu}: SPE not ready: {why}"));
             }
         }
+        if self.vms[v.vm].destroyed {
+            return Exit::FailEntry(format!("vCPU {vcpu}: its VM was destroyed"));
+        }
         if let Err(why) = self.ids_visible_without_fgt(vcpu, cpu) {
             return Exit::FailEntry(why);
         }
@@ -1287,6 +1314,26 @@ impl GuestCpu<'_> {
         }
     }
 
+    /// The VM's ID_AA64DFR0_EL1: the hardware's, with PMSVer the VM's SPE
+    /// level (the SPU's unless the VMM lowered it; 0 without the SPE feature).
+    fn guest_id_aa64dfr0(&mut self, spu: Option<&Spu>) -> u64 {
+        use hyperprof_arch::{id_aa64dfr0_el1 as id, PmsVer};
+        let hw = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .and_then(|mut c| c.read(SysReg::ID_AA64DFR0_EL1).ok())
+            .unwrap_or(0);
+        let v = &self.kvm.vcpus[self.vcpu];
+        let level = match (v.features.spe, spu) {
+            (true, Some(_)) => self.kvm.vms[self.vm].spe.guest_pmsver().unwrap_or_else(|| {
+                PmsVer::from_field(id::PMSVer.get(hw)).unwrap_or(PmsVer::NotImplemented)
+            }),
+            _ => PmsVer::NotImplemented,
+        };
+        id::PMSVer.set(hw, level.to_field())
+    }
+
     fn emulate(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
         let undef = Err(AccessFault::Undefined);
         let vcpu = self.vcpu;
@@ -1295,6 +1342,9 @@ impl GuestCpu<'_> {
             let id = self.kvm.vms[vm].spe.spu();
             self.kvm.spus.iter().find(|s| Some(s.id) == id).cloned()
         };
+        if (reg, write) == (SysReg::ID_AA64DFR0_EL1, None) {
+            return Ok(self.guest_id_aa64dfr0(spu.as_ref()));
+        }
         let Some(spu) = spu else { return undef };
         match (reg, write) {
             (SysReg::PMBIDR_EL1, None) => Ok(self.kvm.vms[vm].spe.guest_pmbidr(&spu)),

@@ -930,3 +930,129 @@ fn one_cpu_holds_one_loaded_vcpu_at_a_time() {
     kvm.put(vcpu).unwrap();
     kvm.load(other, 0).unwrap();
 }
+
+#[test]
+fn id_aa64dfr0_advertises_the_vms_pmsver_and_hides_spe_from_vcpus_without_it() {
+    use hyperprof_arch::id_aa64dfr0_el1 as id;
+    let (mut kvm, vm_id, vcpu, _) = vm(u64::MAX, 4, BUF_IPA);
+    let hw = {
+        let mut c = kvm.machine().cpu(1).unwrap();
+        c.read(SysReg::ID_AA64DFR0_EL1).unwrap()
+    };
+    let mut seen = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::ID_AA64DFR0_EL1).unwrap()),
+    );
+    assert_eq!(seen, hw, "the SPU's own level");
+    assert_ne!(id::PMSVer.get(seen), 0);
+    // A vCPU of the same VM without the SPE feature sees no SPE.
+    kvm.put(vcpu).unwrap();
+    let plain = kvm.create_vcpu(
+        vm_id,
+        VcpuFeatures {
+            spe: false,
+            pmu_v3: false,
+        },
+    );
+    assert_eq!(
+        plain,
+        Err(Errno::EBUSY),
+        "no vCPU is added after the VM ran"
+    );
+    let mut kvm2 = Kvm::new(machine());
+    let vm2 = kvm2
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let plain = kvm2
+        .create_vcpu(
+            vm2,
+            VcpuFeatures {
+                spe: false,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    kvm2.load(plain, 0).unwrap();
+    run_to_halt(
+        &mut kvm2,
+        plain,
+        &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::ID_AA64DFR0_EL1).unwrap()),
+    );
+    assert_eq!(id::PMSVer.get(seen), 0);
+    assert_eq!(
+        seen & !id::PMSVer.mask(),
+        hw & !id::PMSVer.mask(),
+        "everything else as the hardware says"
+    );
+}
+
+#[test]
+fn a_guest_in_discard_mode_samples_but_writes_nothing() {
+    let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 4, BUF_IPA);
+    let cfg = SpeSessionConfig {
+        discard: true,
+        ..session()
+    };
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 4 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, cfg, buf, by_name("mix", 2).unwrap(), 100_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert_eq!(k.error(), None);
+    assert!(k.data().is_empty());
+    let g = kvm.guest_spe(vcpu).unwrap();
+    assert_eq!(
+        g.buffer.pmbptr_el1, BUF_VA,
+        "PMBPTR does not move in DISCARD mode"
+    );
+    assert_eq!(
+        kvm.vcpu_stats(vcpu).unwrap().virqs,
+        0,
+        "no buffer-full event"
+    );
+    let unit = kvm.machine().pe(0).unwrap().spe().unwrap().stats();
+    assert!(unit.discarded > 300, "{unit:?}");
+    assert_eq!(unit.written, 0);
+}
+
+#[test]
+fn destroying_a_vm_puts_its_vcpus_and_releases_every_pin() {
+    let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 16, BUF_IPA);
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 16 * 4096,
+    };
+    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 5).unwrap(), 200_000)
+        .with_slices(20_000);
+    while kvm.pinned_bytes(vm_id) == Some(0) {
+        assert_eq!(kvm.run(vcpu, &mut k), Exit::Yield);
+    }
+    assert!(kvm.pinned_bytes(vm_id).unwrap() > 0);
+    kvm.destroy_vm(vm_id).unwrap();
+    assert_eq!(kvm.pinned_bytes(vm_id), Some(0));
+    assert!(matches!(kvm.run(vcpu, &mut k), Exit::FailEntry(_)));
+    assert_eq!(kvm.destroy_vm(vm_id), Err(Errno::ENODEV));
+    // CPU 0 is free again: another VM's vCPU loads there.
+    let vm2 = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let other = kvm
+        .create_vcpu(
+            vm2,
+            VcpuFeatures {
+                spe: false,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    kvm.load(other, 0).unwrap();
+}

@@ -381,6 +381,12 @@ impl Pe {
             SysReg::CONTEXTIDR_EL1 | SysReg::TTBR0_EL1 | SysReg::ID_AA64DFR0_EL1 => {
                 if el == ExceptionLevel::EL0 {
                     undefined()
+                } else if reg == SysReg::ID_AA64DFR0_EL1
+                    && el == ExceptionLevel::EL1
+                    && !write
+                    && hcr_el2::TID3.is_set(self.regs.hcr_el2)
+                {
+                    trap_to_el2()
                 } else {
                     Ok(reg)
                 }

@@ -96,6 +96,9 @@ pub mod hcr_el2 {
     /// `TGE`, bit 27: trap general exceptions (EL0 runs in the EL2&0
     /// regime when set together with E2H).
     pub const TGE: Field = Field::bit(27);
+    /// Trap ID group 3: EL1 reads of the ID registers (ID_AA64DFR0_EL1
+    /// among them) trap to EL2, so a hypervisor can describe the VM.
+    pub const TID3: Field = Field::bit(18);
     /// `E2H`, bit 34: EL2 host (VHE).
     pub const E2H: Field = Field::bit(34);
 }
