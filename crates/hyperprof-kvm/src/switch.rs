@@ -257,10 +257,10 @@ pub struct HostSpeNvhe {
     pub buffer: BufferRegs,
 }
 
-/// nVHE guest entry, host half (seed 003 `__debug_save_spe_nvhe`, and the
-/// series' TODO): when the host's EL1 buffer is in use, stop sampling,
-/// drain, and disable the buffer so that no host record is written through
-/// the guest's EL1&0 tables once they are installed.
+/// nVHE guest entry, host half (seed 003 `__debug_save_spe_nvhe`, and what
+/// the series noted nVHE still needed): when the host's EL1 buffer is in
+/// use, stop sampling, drain, and disable the buffer so that no host record
+/// is written through the guest's EL1&0 tables once they are installed.
 pub fn nvhe_save_host(cpu: &mut impl Cpu) -> Result<HostSpeNvhe, AccessFault> {
     let pmblimitr = cpu.read(SysReg::PMBLIMITR_EL1)?;
     if !pmblimitr_el1::E.is_set(pmblimitr) {

@@ -1105,10 +1105,11 @@ impl GuestCpu<'_> {
     }
 
     /// nVHE entry: the hypervisor at EL2 stops and drains the host's EL1
-    /// profiling session and disables its buffer (seed 003 and the series'
-    /// TODO), switches the EL1 context to the guest's, hands the buffer to
-    /// EL1 for the guest (or keeps SPE trapped while the vCPU's SPE state is
-    /// lazy), restores the guest's sampling and buffer registers.
+    /// profiling session and disables its buffer (seed 003, and what the
+    /// series noted nVHE still needed), switches the EL1 context to the
+    /// guest's, hands the buffer to EL1 for the guest (or keeps SPE trapped
+    /// while the vCPU's SPE state is lazy), restores the guest's sampling
+    /// and buffer registers.
     fn enter_nvhe(&mut self) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
         let (vcpu, vm) = (self.vcpu, self.vm);
