@@ -13,7 +13,13 @@ use hyperprof::spe::input::TraceFile;
 /// SPE and partitioned-PMU virtualization for arm64, on a deterministic model
 /// of the Arm profiling hardware.
 #[derive(Parser)]
-#[command(name = "hyperprof", version, about, long_about = None)]
+#[command(
+    name = "hyperprof",
+    version,
+    about,
+    long_about = None,
+    after_help = "With no command, runs the default scenario (bare-metal) and writes its SPE data to ./hyperprof-out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,7 +44,8 @@ enum Command {
         /// CPUs (bare-metal; default 4). guest-spe runs on two.
         #[arg(long)]
         cpus: Option<usize>,
-        /// Write the host's SPE data as DIR/host.perf.data.
+        /// Write the SPE data as perf.data files in DIR: host.perf.data, and
+        /// vm0.perf.data and vm1.perf.data for the guest scenarios.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the report as JSON.
