@@ -4,12 +4,15 @@
 //! - [`spe_attr`]: the SPE vCPU device attributes and their error rules.
 //! - [`switch`]: the VHE SPE world switch of seed 000.
 //! - [`vm`]: the hypervisor: VMs, vCPUs, KVM_RUN, trap emulation.
+//! - [`pmu_attr`]: the PMU_V3 vCPU device attributes (not yet wired into
+//!   [`vm`]: the guest PMU itself is the next step).
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod pin;
+pub mod pmu_attr;
 pub mod spe_attr;
 pub mod switch;
 pub mod uapi;
