@@ -4,8 +4,8 @@
 //! - [`spe_attr`]: the SPE vCPU device attributes and their error rules.
 //! - [`switch`]: the VHE SPE world switch of seed 000.
 //! - [`vm`]: the hypervisor: VMs, vCPUs, KVM_RUN, trap emulation.
-//! - [`pmu_attr`]: the PMU_V3 vCPU device attributes (not yet wired into
-//!   [`vm`]: the guest PMU itself is the next step).
+//! - [`pmu_attr`]: the PMU_V3 vCPU device attributes, served by [`vm`]'s
+//!   device-attribute calls (the guest PMU world switch is the next step).
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]

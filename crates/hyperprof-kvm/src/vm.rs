@@ -25,9 +25,10 @@ use hyperprof_sim::workload::Workload;
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
 
 use crate::pin::{buffer_span, collect_within, Memlock, PinError, VcpuPins};
+use crate::pmu_attr::{HostPmu, PmuAttrCtx, VcpuPmu, VmPmu};
 use crate::spe_attr::{Spu, VcpuSpe, VmSpe};
 use crate::switch::{self, Features, GuestSpe, HostSpe};
-use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_SPE_CTRL};
+use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_SPE_CTRL};
 
 /// The SPE sampling registers (switched at load and put once live).
 fn is_sampling_reg(reg: SysReg) -> bool {
@@ -138,6 +139,7 @@ struct VmState {
     guest_s1: Option<Stage1Tables>,
     vmid: u64,
     spe: VmSpe,
+    pmu: VmPmu,
     memlock: Memlock,
     /// The VMM holds the perfmon capability: the guest may use physical
     /// timestamps (PMSCR_EL2.PCT = 0b01 while it runs).
@@ -152,6 +154,7 @@ struct VcpuState {
     vm: usize,
     features: VcpuFeatures,
     spe_cfg: VcpuSpe,
+    pmu_cfg: VcpuPmu,
     spe: GuestSpe,
     /// Guest EL1 registers the hypervisor keeps while the vCPU is not loaded.
     ttbr0_el1: u64,
@@ -177,6 +180,7 @@ struct VcpuState {
 pub struct Kvm {
     machine: Machine,
     spus: Vec<Spu>,
+    host_pmus: Vec<HostPmu>,
     vms: Vec<VmState>,
     vcpus: Vec<VcpuState>,
     mode: HostMode,
@@ -268,9 +272,29 @@ impl Kvm {
                 }
             }
         }
+        // One host PMU per distinct PMU implementation, like perf's PMUs.
+        let mut host_pmus: Vec<HostPmu> = Vec::new();
+        for (cpu, pe) in machine.pes().iter().enumerate() {
+            let c = pe.pmu().config();
+            let same = |h: &&mut HostPmu| {
+                h.counters == c.counters && h.version == c.version && h.hpmn0 == c.hpmn0
+            };
+            match host_pmus.iter_mut().find(same) {
+                Some(h) => h.cpus.push(cpu),
+                None => host_pmus.push(HostPmu {
+                    id: host_pmus.len() as u32,
+                    counters: c.counters,
+                    version: c.version,
+                    cpus: vec![cpu],
+                    reserved_for_host: 0,
+                    hpmn0: c.hpmn0,
+                }),
+            }
+        }
         Kvm {
             machine,
             spus,
+            host_pmus,
             vms: Vec::new(),
             vcpus: Vec::new(),
             mode,
@@ -285,6 +309,42 @@ impl Kvm {
     /// The host's SPE instances.
     pub fn spus(&self) -> &[Spu] {
         &self.spus
+    }
+
+    /// The host's PMUs (one per distinct implementation).
+    pub fn host_pmus(&self) -> &[HostPmu] {
+        &self.host_pmus
+    }
+
+    /// The host's boot parameter: event counters the host keeps for itself
+    /// on every PMU (the top ones); guests in partitioned mode get the rest.
+    /// Only before any VM exists (EBUSY), and at most each PMU's N (EINVAL).
+    pub fn set_host_pmu_reserve(&mut self, counters: u8) -> Result<(), Errno> {
+        if !self.vms.is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        if self.host_pmus.iter().any(|h| counters > h.n()) {
+            return Err(Errno::EINVAL);
+        }
+        for h in &mut self.host_pmus {
+            h.reserved_for_host = counters;
+        }
+        Ok(())
+    }
+
+    fn pmu_ctx(&self, vcpu: usize) -> Result<(usize, PmuAttrCtx<'_>), Errno> {
+        let v = self.vcpus.get(vcpu).ok_or(Errno::ENODEV)?;
+        let others = self.vcpus.iter().filter(|o| o.vm == v.vm).count() > 1;
+        Ok((
+            v.vm,
+            PmuAttrCtx {
+                features: v.features,
+                host_pmus: &self.host_pmus,
+                irqchip_in_kernel: true,
+                vgic_initialized: true,
+                other_vcpus_exist: others,
+            },
+        ))
     }
 
     /// KVM_CREATE_VM: guest RAM backed by host frames and mapped at stage 2.
@@ -321,6 +381,7 @@ impl Kvm {
             guest_s1: None,
             vmid,
             spe: VmSpe::new(cfg.memlock_limit),
+            pmu: VmPmu::new(),
             memlock: Memlock::new(cfg.memlock_limit),
             perfmon: false,
             cntvoff: 0,
@@ -595,6 +656,7 @@ impl Kvm {
             vm,
             features,
             spe_cfg: VcpuSpe::default(),
+            pmu_cfg: VcpuPmu::default(),
             spe: GuestSpe::default(),
             ttbr0_el1: 0,
             contextidr_el1: 0,
@@ -631,6 +693,15 @@ impl Kvm {
         attr: u64,
         arg: UserPtr<u64>,
     ) -> Result<(), Errno> {
+        if group == KVM_ARM_VCPU_PMU_V3_CTRL {
+            let (vm, ctx) = self.pmu_ctx(vcpu)?;
+            let mut vm_pmu = self.vms[vm].pmu.clone();
+            let mut vc = self.vcpus[vcpu].pmu_cfg;
+            vm_pmu.set_attr(&mut vc, &ctx, attr, arg)?;
+            self.vms[vm].pmu = vm_pmu;
+            self.vcpus[vcpu].pmu_cfg = vc;
+            return Ok(());
+        }
         if group != KVM_ARM_VCPU_SPE_CTRL {
             return Err(Errno::ENXIO);
         }
@@ -673,6 +744,12 @@ impl Kvm {
 
     /// KVM_GET_DEVICE_ATTR on a vCPU.
     pub fn get_device_attr(&self, vcpu: usize, group: u32, attr: u64) -> Result<u64, Errno> {
+        if group == KVM_ARM_VCPU_PMU_V3_CTRL {
+            let (vm, ctx) = self.pmu_ctx(vcpu)?;
+            return self.vms[vm]
+                .pmu
+                .get_attr(&self.vcpus[vcpu].pmu_cfg, &ctx, attr);
+        }
         if group != KVM_ARM_VCPU_SPE_CTRL {
             return Err(Errno::ENXIO);
         }
@@ -684,6 +761,10 @@ impl Kvm {
 
     /// KVM_HAS_DEVICE_ATTR on a vCPU.
     pub fn has_device_attr(&self, vcpu: usize, group: u32, attr: u64) -> Result<(), Errno> {
+        if group == KVM_ARM_VCPU_PMU_V3_CTRL {
+            let (vm, ctx) = self.pmu_ctx(vcpu)?;
+            return self.vms[vm].pmu.has_attr(&ctx, attr);
+        }
         if group != KVM_ARM_VCPU_SPE_CTRL {
             return Err(Errno::ENXIO);
         }
@@ -951,8 +1032,22 @@ impl Kvm {
                 "KVM_EXIT_FAIL_ENTRY_CPU_UNSUPPORTED: vCPU {vcpu} is on CPU {cpu}, which has no SPU {spu}"
             ));
         }
+        if v.features.pmu_v3 {
+            let ready = self.pmu_ctx(vcpu).and_then(|(vm, ctx)| {
+                self.vms[vm]
+                    .pmu
+                    .check_ready(&self.vcpus[vcpu].pmu_cfg, &ctx)
+            });
+            if let Err(e) = ready {
+                return Exit::FailEntry(format!(
+                    "vCPU {vcpu}: PMU not initialised (KVM_ARM_VCPU_PMU_V3_INIT): {e}"
+                ));
+            }
+        }
+        let v = &self.vcpus[vcpu];
         let vm = v.vm;
         self.vms[vm].spe.mark_ran();
+        self.vms[vm].pmu.mark_ran();
         let mut g = GuestCpu {
             kvm: self,
             vcpu,
