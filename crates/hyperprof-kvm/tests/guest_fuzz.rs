@@ -774,6 +774,15 @@ fn expected_attr(call: AttrCall, bogus_vcpu: bool, has_run: bool) -> Result<u64,
     let group = match call {
         AttrCall::Set(g, ..) | AttrCall::Get(g, _) | AttrCall::Has(g, _) => g,
     };
+    // The PMU group, on vCPUs without the PMU feature (KVM's rules): a
+    // set, or a get of the IRQ, is ENODEV; anything else ENXIO.
+    if group == KVM_ARM_VCPU_PMU_V3_CTRL {
+        return match call {
+            _ if bogus_vcpu => Err(Errno::ENODEV),
+            AttrCall::Set(..) | AttrCall::Get(_, KVM_ARM_VCPU_PMU_V3_IRQ) => Err(Errno::ENODEV),
+            AttrCall::Get(..) | AttrCall::Has(..) => Err(Errno::ENXIO),
+        };
+    }
     if group != KVM_ARM_VCPU_SPE_CTRL {
         return Err(Errno::ENXIO);
     }
