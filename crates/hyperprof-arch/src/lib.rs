@@ -45,4 +45,4 @@ pub use features::{PmsVer, PmuVer};
 pub use field::Field;
 pub use predicates::{ExceptionLevel, ProfilingControls};
 pub use regs::*;
-pub use sysreg::{Encoding, EventCounter, SysReg};
+pub use sysreg::{Encoding, EventCounter, SysReg, Unit};

@@ -12,7 +12,7 @@
 
 use hyperprof_arch::{
     hcr_el2, mdcr_el2, pmblimitr_el1, pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault,
-    SysReg,
+    SysReg, Unit,
 };
 use hyperprof_sim::machine::Machine;
 use hyperprof_sim::memory::FrameAllocator;
@@ -29,34 +29,6 @@ use crate::pmu_attr::{HostPmu, PmuAttrCtx, VcpuPmu, VmPmu};
 use crate::spe_attr::{Spu, VcpuSpe, VmSpe};
 use crate::switch::{self, Features, GuestSpe, HostSpe};
 use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_SPE_CTRL};
-
-/// The SPE sampling registers (switched at load and put once live).
-fn is_sampling_reg(reg: SysReg) -> bool {
-    matches!(
-        reg,
-        SysReg::PMSCR_EL1
-            | SysReg::PMSNEVFR_EL1
-            | SysReg::PMSICR_EL1
-            | SysReg::PMSIRR_EL1
-            | SysReg::PMSFCR_EL1
-            | SysReg::PMSEVFR_EL1
-            | SysReg::PMSLATFR_EL1
-            | SysReg::PMSDSFR_EL1
-    )
-}
-
-/// Any SPE register a guest can name.
-fn is_spe_reg(reg: SysReg) -> bool {
-    is_sampling_reg(reg)
-        || matches!(
-            reg,
-            SysReg::PMBLIMITR_EL1
-                | SysReg::PMBPTR_EL1
-                | SysReg::PMBSR_EL1
-                | SysReg::PMBIDR_EL1
-                | SysReg::PMSIDR_EL1
-        )
-}
 
 /// HCR_EL2 for a guest: VM (stage 2 on) and TID3 (ID register reads trap,
 /// so the hypervisor describes the VM).
@@ -1386,11 +1358,11 @@ impl GuestCpu<'_> {
         self.leave().map_err(fail)?;
         // The guest's first SPE access makes its SPE state live.
         let v = &self.kvm.vcpus[self.vcpu];
-        let lazy = v.features.spe && !v.spe_live && !v.unsupported_cpu && is_spe_reg(reg);
+        let lazy = v.features.spe && !v.spe_live && !v.unsupported_cpu && reg.is_spe_el1();
         if lazy {
             self.kvm.spe_activate(self.vcpu, self.cpu).map_err(fail)?;
         }
-        let r = (!(lazy && is_sampling_reg(reg))).then(|| self.emulate(reg, write));
+        let r = (!(lazy && reg.unit() == Unit::SpeSampling)).then(|| self.emulate(reg, write));
         self.enter().map_err(fail)?;
         match r {
             Some(r) => r,

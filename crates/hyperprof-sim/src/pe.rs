@@ -11,7 +11,7 @@
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
     hcr_el2, hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, AccessFault, Cpu, MemoryFault, PmsVer, PmuVer,
-    SysReg,
+    SysReg, Unit,
 };
 
 use crate::event::{Event, EventCounts};
@@ -134,53 +134,8 @@ fn trap_to_el2<T>() -> Result<T, AccessFault> {
     })
 }
 
-/// A system register of the SPE unit's sampling controls (MDCR_EL2.TPMS).
-fn is_spe_sampling_reg(reg: SysReg) -> bool {
-    matches!(
-        reg,
-        SysReg::PMSCR_EL1
-            | SysReg::PMSNEVFR_EL1
-            | SysReg::PMSICR_EL1
-            | SysReg::PMSIRR_EL1
-            | SysReg::PMSFCR_EL1
-            | SysReg::PMSEVFR_EL1
-            | SysReg::PMSLATFR_EL1
-            | SysReg::PMSIDR_EL1
-            | SysReg::PMSDSFR_EL1
-    )
-}
-
-/// A system register of the profiling buffer (MDCR_EL2.E2PB).
-fn is_spe_buffer_reg(reg: SysReg) -> bool {
-    matches!(
-        reg,
-        SysReg::PMBLIMITR_EL1 | SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1 | SysReg::PMBIDR_EL1
-    )
-}
-
 fn is_pmu_reg(reg: SysReg) -> bool {
-    matches!(
-        reg,
-        SysReg::PMCR_EL0
-            | SysReg::PMCNTENSET_EL0
-            | SysReg::PMCNTENCLR_EL0
-            | SysReg::PMOVSCLR_EL0
-            | SysReg::PMSWINC_EL0
-            | SysReg::PMSELR_EL0
-            | SysReg::PMCEID0_EL0
-            | SysReg::PMCEID1_EL0
-            | SysReg::PMCCNTR_EL0
-            | SysReg::PMXEVTYPER_EL0
-            | SysReg::PMXEVCNTR_EL0
-            | SysReg::PMUSERENR_EL0
-            | SysReg::PMINTENSET_EL1
-            | SysReg::PMINTENCLR_EL1
-            | SysReg::PMOVSSET_EL0
-            | SysReg::PMMIR_EL1
-            | SysReg::PMCCFILTR_EL0
-            | SysReg::PMEVCNTR_EL0(_)
-            | SysReg::PMEVTYPER_EL0(_)
-    )
+    reg.unit() == Unit::Pmu
 }
 
 impl Pe {
@@ -305,7 +260,7 @@ impl Pe {
         // The SPE registers do not exist for EL0: UNDEFINED there, before any
         // trap is considered (the Arm ARM's accessor pseudocode tests
         // PSTATE.EL == EL0 first).
-        if el == ExceptionLevel::EL0 && (is_spe_sampling_reg(reg) || is_spe_buffer_reg(reg)) {
+        if el == ExceptionLevel::EL0 && reg.is_spe_el1() {
             return undefined();
         }
         // Fine-grained traps come next for EL1 accesses, and for the EL0
@@ -358,20 +313,19 @@ impl Pe {
                     undefined()
                 }
             }
-            r if is_spe_sampling_reg(r) || is_spe_buffer_reg(r) => {
+            r if r.is_spe_el1() => {
                 if self.spe.is_none() || el == ExceptionLevel::EL0 {
                     return undefined();
                 }
                 // The coarse traps cover the control registers, never the
                 // ID registers PMBIDR_EL1 and PMSIDR_EL1.
-                let id = matches!(r, SysReg::PMBIDR_EL1 | SysReg::PMSIDR_EL1);
-                if el == ExceptionLevel::EL1 && !id {
-                    if is_spe_buffer_reg(r) && mdcr_el2::e2pb_traps_el1(mdcr) {
-                        return trap_to_el2();
-                    }
-                    if is_spe_sampling_reg(r) && mdcr_el2::TPMS.is_set(mdcr) {
-                        return trap_to_el2();
-                    }
+                let trapped = match r.unit() {
+                    Unit::SpeBuffer => mdcr_el2::e2pb_traps_el1(mdcr),
+                    Unit::SpeSampling => mdcr_el2::TPMS.is_set(mdcr),
+                    _ => false,
+                };
+                if el == ExceptionLevel::EL1 && trapped {
+                    return trap_to_el2();
                 }
                 Ok(r)
             }

@@ -60,7 +60,71 @@ macro_rules! sysregs {
         /// Registers without an index, in declaration order.
         const FIXED: &[SysReg] = &[$(SysReg::$name,)*];
 
-        impl SysReg {
+        /// The part of the profiling architecture a register belongs to, which
+/// decides how it is trapped (MDCR_EL2.TPMS for the SPE sampling controls,
+/// MDCR_EL2.E2PB for the buffer, only fine-grained traps for the ID
+/// registers) and what a hypervisor switches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// SPE sampling controls: PMSCR_EL1 (and its EL12 alias), PMSNEVFR,
+    /// PMSICR, PMSIRR, PMSFCR, PMSEVFR, PMSLATFR, PMSDSFR.
+    SpeSampling,
+    /// SPE buffer controls: PMBLIMITR, PMBPTR, PMBSR.
+    SpeBuffer,
+    /// SPE identification: PMSIDR_EL1, PMBIDR_EL1.
+    SpeId,
+    /// PMSCR_EL2, the EL2 sampling control.
+    SpeEl2,
+    /// The PMUv3 registers.
+    Pmu,
+    /// Anything else.
+    Other,
+}
+
+impl SysReg {
+    /// The unit this register belongs to.
+    pub const fn unit(self) -> Unit {
+        match self {
+            SysReg::PMSCR_EL1
+            | SysReg::PMSCR_EL12
+            | SysReg::PMSNEVFR_EL1
+            | SysReg::PMSICR_EL1
+            | SysReg::PMSIRR_EL1
+            | SysReg::PMSFCR_EL1
+            | SysReg::PMSEVFR_EL1
+            | SysReg::PMSLATFR_EL1
+            | SysReg::PMSDSFR_EL1 => Unit::SpeSampling,
+            SysReg::PMBLIMITR_EL1 | SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1 => Unit::SpeBuffer,
+            SysReg::PMSIDR_EL1 | SysReg::PMBIDR_EL1 => Unit::SpeId,
+            SysReg::PMSCR_EL2 => Unit::SpeEl2,
+            SysReg::PMCR_EL0
+            | SysReg::PMCNTENSET_EL0
+            | SysReg::PMCNTENCLR_EL0
+            | SysReg::PMOVSCLR_EL0
+            | SysReg::PMSWINC_EL0
+            | SysReg::PMSELR_EL0
+            | SysReg::PMCEID0_EL0
+            | SysReg::PMCEID1_EL0
+            | SysReg::PMCCNTR_EL0
+            | SysReg::PMXEVTYPER_EL0
+            | SysReg::PMXEVCNTR_EL0
+            | SysReg::PMUSERENR_EL0
+            | SysReg::PMINTENSET_EL1
+            | SysReg::PMINTENCLR_EL1
+            | SysReg::PMOVSSET_EL0
+            | SysReg::PMMIR_EL1
+            | SysReg::PMCCFILTR_EL0
+            | SysReg::PMEVCNTR_EL0(_)
+            | SysReg::PMEVTYPER_EL0(_) => Unit::Pmu,
+            _ => Unit::Other,
+        }
+    }
+
+    /// An EL1-visible SPE register (sampling, buffer or ID).
+    pub const fn is_spe_el1(self) -> bool {
+        matches!(self.unit(), Unit::SpeSampling | Unit::SpeBuffer | Unit::SpeId)
+    }
+
             const fn fixed_encoding(self) -> Option<Encoding> {
                 match self {
                     $(SysReg::$name => Some(Encoding::new($op0, $op1, $crn, $crm, $op2)),)*
@@ -444,5 +508,23 @@ mod tests {
             SysReg::ALL[SysReg::COUNT - 1],
             SysReg::pmevtyper_el0(30).unwrap()
         );
+    }
+
+    #[test]
+    fn every_register_has_one_unit() {
+        use super::Unit;
+        let count = |u: Unit| SysReg::iter().filter(|r| r.unit() == u).count();
+        assert_eq!(
+            count(Unit::SpeSampling),
+            9,
+            "eight controls and the EL12 alias"
+        );
+        assert_eq!(count(Unit::SpeBuffer), 3);
+        assert_eq!(count(Unit::SpeId), 2);
+        assert_eq!(count(Unit::SpeEl2), 1);
+        assert_eq!(count(Unit::Pmu), 17 + 2 * 31);
+        assert!(SysReg::PMBIDR_EL1.is_spe_el1());
+        assert!(!SysReg::PMSCR_EL2.is_spe_el1());
+        assert_eq!(SysReg::MDCR_EL2.unit(), Unit::Other);
     }
 }
