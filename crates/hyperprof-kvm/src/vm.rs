@@ -1585,42 +1585,39 @@ impl Kvm {
     }
 }
 
-impl Cpu for GuestCpu<'_> {
-    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+impl GuestCpu<'_> {
+    /// An MRS (`write` None) or MSR: on the hardware, or, if it traps to
+    /// EL2, through the hypervisor. Nothing executes while an exit to the
+    /// VMM is pending.
+    fn access(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
+        let to_el2 = AccessFault::Trapped {
+            to: ExceptionLevel::EL2,
+        };
         if self.exit.is_some() {
-            return Err(AccessFault::Trapped {
-                to: ExceptionLevel::EL2,
-            });
+            return Err(to_el2);
         }
         let mut c = self
             .kvm
             .machine
             .cpu(self.cpu)
-            .expect("loaded on an existing CPU");
-        match c.read(reg) {
-            Err(AccessFault::Trapped {
-                to: ExceptionLevel::EL2,
-            }) => self.trap(reg, None),
+            .ok_or(AccessFault::Undefined)?;
+        let r = match write {
+            Some(val) => c.write(reg, val).map(|()| 0),
+            None => c.read(reg),
+        };
+        match r {
+            Err(f) if f == to_el2 => self.trap(reg, write),
             r => r,
         }
     }
+}
+
+impl Cpu for GuestCpu<'_> {
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        self.access(reg, None)
+    }
     fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
-        if self.exit.is_some() {
-            return Err(AccessFault::Trapped {
-                to: ExceptionLevel::EL2,
-            });
-        }
-        let mut c = self
-            .kvm
-            .machine
-            .cpu(self.cpu)
-            .expect("loaded on an existing CPU");
-        match c.write(reg, val) {
-            Err(AccessFault::Trapped {
-                to: ExceptionLevel::EL2,
-            }) => self.trap(reg, Some(val)).map(|_| ()),
-            r => r,
-        }
+        self.access(reg, Some(val)).map(|_| ())
     }
     fn isb(&mut self) {
         if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {

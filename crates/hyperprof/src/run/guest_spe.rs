@@ -141,17 +141,6 @@ fn nonzero(events: &[(String, u64)]) -> String {
         .join("  ")
 }
 
-fn cost(a: hyperprof_sim::pe::AccessStats) -> KernelCost {
-    KernelCost {
-        reads: a.reads,
-        writes: a.writes,
-        isb: a.isb,
-        dsb: a.dsb,
-        psb: a.psb,
-        total: a.total(),
-    }
-}
-
 /// Maps and starts the host's SPE session on `cpu`, through the host
 /// kernel's own tables (TTBR0_EL2 under VHE, TTBR0_EL1 under nVHE).
 fn host_session(m: &mut Machine, cpu: usize, nvhe: bool) -> Result<SpeDriver> {
@@ -354,8 +343,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             trap_exits: s.trap_exits,
             irq_exits: s.irq_exits,
             loads: s.loads,
-            spe_switch: cost(s.spe_switch),
-            spe_load_put: cost(s.spe_load_put),
+            spe_switch: s.spe_switch.into(),
+            spe_load_put: s.spe_load_put.into(),
             spe_switch_per_round_trip: s.spe_switch_live.total() as f64 / trips,
             spe_load_put_per_pair: s.spe_load_put.total() as f64 / s.loads.max(1) as f64,
         });

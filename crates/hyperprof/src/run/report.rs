@@ -66,6 +66,19 @@ pub struct KernelCost {
     pub total: u64,
 }
 
+impl From<hyperprof_sim::pe::AccessStats> for KernelCost {
+    fn from(a: hyperprof_sim::pe::AccessStats) -> Self {
+        KernelCost {
+            reads: a.reads,
+            writes: a.writes,
+            isb: a.isb,
+            dsb: a.dsb,
+            psb: a.psb,
+            total: a.total(),
+        }
+    }
+}
+
 /// One CPU.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CpuFigures {
@@ -185,7 +198,6 @@ pub fn from_pe_reports(scenario: &str, seed: u64, pes: &[PeReport]) -> Report {
                 }
             })
             .collect();
-        let a = p.access;
         cpus.push(CpuFigures {
             cpu: p.cpu,
             ops: p.ops,
@@ -193,14 +205,7 @@ pub fn from_pe_reports(scenario: &str, seed: u64, pes: &[PeReport]) -> Report {
             pmu,
             pmbirq_interrupts: p.pmbirqs,
             pmu_interrupts: p.pmuirqs,
-            kernel_cost: KernelCost {
-                reads: a.reads,
-                writes: a.writes,
-                isb: a.isb,
-                dsb: a.dsb,
-                psb: a.psb,
-                total: a.total(),
-            },
+            kernel_cost: p.access.into(),
         });
     }
     let verdict = |name: &str, problems: Vec<String>| Verdict {
