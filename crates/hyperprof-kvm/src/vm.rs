@@ -67,6 +67,20 @@ pub struct VmConfig {
     pub memlock_limit: u64,
 }
 
+/// A stage-2 fault on the guest's buffer is the hypervisor's business, not
+/// the guest's: the guest sees an external abort (its buffer is not in its
+/// RAM). Rewrites the saved PMBSR_EL1 and says whether it did.
+fn stage2_fault_as_external_abort(buffer: &mut switch::BufferRegs) -> bool {
+    let pmbsr = buffer.pmbsr_el1;
+    let s2_fault = pmbsr_el1::S.is_set(pmbsr)
+        && hyperprof_arch::PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
+            == Some(hyperprof_arch::PmbsrEc::FAULT_S2);
+    if s2_fault {
+        buffer.pmbsr_el1 = pmbsr_el1::EA.set(pmbsr_el1::S.set(0, 1), 1);
+    }
+    s2_fault
+}
+
 /// What an nVHE entry saved of the host.
 #[derive(Clone, Copy, Debug, Default)]
 struct NvheHost {
@@ -1107,11 +1121,8 @@ impl GuestCpu<'_> {
         }
         // After an MMU-notifier event the buffer goes back to the hardware
         // only once it is pinned again.
-        if spe && self.kvm.vcpus[self.vcpu].needs_repin {
-            let buffer = self.kvm.vcpus[self.vcpu].spe.buffer;
-            if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
-                self.kvm.vcpus[self.vcpu].needs_repin = false;
-            }
+        if spe {
+            self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[self.vcpu];
         let live = spe && !v.needs_repin && v.spe.buffer.enabled();
@@ -1148,14 +1159,7 @@ impl GuestCpu<'_> {
             switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         }
         let after = c.pe().access_stats();
-        // A stage-2 fault is the hypervisor's business, not the guest's: the
-        // guest sees an external abort (its buffer is not in its RAM).
-        let pmbsr = guest.buffer.pmbsr_el1;
-        let s2_fault = pmbsr_el1::S.is_set(pmbsr)
-            && hyperprof_arch::PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
-                == Some(hyperprof_arch::PmbsrEc::FAULT_S2);
-        if s2_fault {
-            guest.buffer.pmbsr_el1 = pmbsr_el1::EA.set(pmbsr_el1::S.set(0, 1), 1);
+        if stage2_fault_as_external_abort(&mut guest.buffer) {
             self.kvm.vcpus[self.vcpu].stats.stage2_aborts += 1;
         }
         let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
@@ -1253,11 +1257,8 @@ impl GuestCpu<'_> {
             contextidr_el1: h_ctx,
             mdcr_el2: h_mdcr,
         });
-        if spe_state && self.kvm.vcpus[vcpu].needs_repin {
-            let buffer = self.kvm.vcpus[vcpu].spe.buffer;
-            if self.repin(buffer).is_ok() && self.kvm.vcpus[vcpu].pins.is_pinned() {
-                self.kvm.vcpus[vcpu].needs_repin = false;
-            }
+        if spe_state {
+            self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[vcpu];
         let live = spe_state && !v.needs_repin && v.spe.buffer.enabled();
@@ -1328,13 +1329,8 @@ impl GuestCpu<'_> {
         switch::nvhe_restore_host(&mut c, &host.spe)
             .map_err(|e| format!("nVHE host restore: {e}"))?;
         add_stats(&mut cost, diff(c.pe().access_stats(), t1));
-        let pmbsr = guest.buffer.pmbsr_el1;
-        let s2_fault = pmbsr_el1::S.is_set(pmbsr)
-            && hyperprof_arch::PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
-                == Some(hyperprof_arch::PmbsrEc::FAULT_S2);
         let v = &mut self.kvm.vcpus[vcpu];
-        if s2_fault {
-            guest.buffer.pmbsr_el1 = pmbsr_el1::EA.set(pmbsr_el1::S.set(0, 1), 1);
+        if stage2_fault_as_external_abort(&mut guest.buffer) {
             v.stats.stage2_aborts += 1;
         }
         v.spe = guest;
@@ -1347,6 +1343,18 @@ impl GuestCpu<'_> {
         }
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
+    }
+
+    /// After an MMU-notifier event the buffer goes back to the hardware
+    /// only once it is pinned again (the entry halves call this).
+    fn repin_if_needed(&mut self) {
+        if !self.kvm.vcpus[self.vcpu].needs_repin {
+            return;
+        }
+        let buffer = self.kvm.vcpus[self.vcpu].spe.buffer;
+        if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
+            self.kvm.vcpus[self.vcpu].needs_repin = false;
+        }
     }
 
     /// A trapped access: exit, emulate, enter.
