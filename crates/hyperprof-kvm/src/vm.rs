@@ -960,7 +960,7 @@ impl Kvm {
             .map_err(access(SysReg::CONTEXTIDR_EL12))?;
         c.write(
             SysReg::HDFGRTR_EL2,
-            hyperprof_arch::hdfgrtr_el2::trap_nothing(),
+            hyperprof_arch::hdfgrtr_el2::TRAP_NOTHING,
         )
         .map_err(access(SysReg::HDFGRTR_EL2))?;
         c.write(SysReg::CNTVOFF_EL2, 0)
@@ -1317,7 +1317,7 @@ impl GuestCpu<'_> {
             (SysReg::CNTVOFF_EL2, 0),
             (
                 SysReg::HDFGRTR_EL2,
-                hyperprof_arch::hdfgrtr_el2::trap_nothing(),
+                hyperprof_arch::hdfgrtr_el2::TRAP_NOTHING,
             ),
         ] {
             c.write(reg, val).map_err(access(reg))?;

@@ -161,8 +161,8 @@ impl Pe {
         // nothing (their reset values are UNKNOWN; firmware clears them);
         // the units start synchronized.
         pe.regs.mdcr_el2 = mdcr_el2::HPMN.set(0, cfg.pmu.counters as u64);
-        pe.regs.hdfgrtr_el2 = hdfgrtr_el2::trap_nothing();
-        pe.regs.hdfgwtr_el2 = hdfgwtr_el2::trap_nothing();
+        pe.regs.hdfgrtr_el2 = hdfgrtr_el2::TRAP_NOTHING;
+        pe.regs.hdfgwtr_el2 = hdfgwtr_el2::TRAP_NOTHING;
         pe.context_sync();
         pe
     }

@@ -115,11 +115,6 @@ pub mod hdfgrtr_el2 {
         | PMEVTYPERn_EL0.mask()
         | PMEVCNTRn_EL0.mask();
 
-    /// The value that traps nothing (same as [`TRAP_NOTHING`]).
-    pub const fn trap_nothing() -> u64 {
-        TRAP_NOTHING
-    }
-
     /// The register value that traps exactly the positions in `traps`
     /// (polarity applied: positive bits set, negative bits cleared).
     pub const fn value_trapping(traps: u64) -> u64 {
@@ -260,11 +255,6 @@ pub mod hdfgwtr_el2 {
         | PMEVTYPERn_EL0.mask()
         | PMEVCNTRn_EL0.mask();
 
-    /// The value that traps nothing (same as [`TRAP_NOTHING`]).
-    pub const fn trap_nothing() -> u64 {
-        TRAP_NOTHING
-    }
-
     /// The register value that traps exactly the positions in `traps`
     /// (polarity applied: positive bits set, negative bits cleared).
     pub const fn value_trapping(traps: u64) -> u64 {
@@ -403,10 +393,10 @@ mod tests {
     #[test]
     fn trap_nothing_sets_only_negative_bits() {
         assert_eq!(
-            rd::trap_nothing(),
+            rd::TRAP_NOTHING,
             (1 << 62) | (1 << 61) | (1 << 60) | (1 << 59)
         );
-        assert_eq!(wr::trap_nothing(), (1 << 62) | (1 << 61) | (1 << 60));
+        assert_eq!(wr::TRAP_NOTHING, (1 << 62) | (1 << 61) | (1 << 60));
         for r in SysReg::iter() {
             assert!(!rd::traps_reg(rd::TRAP_NOTHING, r), "{r}");
             assert!(!wr::traps_reg(wr::TRAP_NOTHING, r), "{r}");
