@@ -482,12 +482,11 @@ impl Pe {
                 chunk = chunk.min(to_sample.saturating_sub(1));
             }
             // Stop exactly at the operation that overflows a counter.
-            for (event, k) in self.pmu.events_until_overflow(el) {
-                if chunk == 0 {
-                    break;
+            self.pmu.for_each_until_overflow(el, |event, k| {
+                if chunk > 0 {
+                    chunk = chunk.min(workload.ops_until(event, k, chunk));
                 }
-                chunk = chunk.min(workload.ops_until(event, k, chunk));
-            }
+            });
             if chunk > 0 {
                 let mut counts = EventCounts::default();
                 workload.skip(chunk, &mut counts);

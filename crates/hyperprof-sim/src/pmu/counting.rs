@@ -160,10 +160,20 @@ impl Pmu {
     /// reported on its own too, so the earliest overflow is always listed.
     /// SW_INCR counters and events the machine does not produce are not
     /// listed. A distance of 2^64 is reported as `u64::MAX`.
+    ///
+    /// Collects [`Pmu::for_each_until_overflow`]; the PE's run loop uses
+    /// that directly so that the hot path does not allocate.
     pub fn events_until_overflow(&self, el: ExceptionLevel) -> Vec<(Event, u64)> {
         let mut out = Vec::new();
+        self.for_each_until_overflow(el, |e, k| out.push((e, k)));
+        out
+    }
+
+    /// Calls `f(event, distance)` for each entry that
+    /// [`Pmu::events_until_overflow`] lists, in the same order.
+    pub fn for_each_until_overflow(&self, el: ExceptionLevel, mut f: impl FnMut(Event, u64)) {
         let Some(slot) = el_slot(self, el) else {
-            return out;
+            return;
         };
         let active = self.eff.active[slot];
         let mut bits = active & EVENT_BITS;
@@ -173,7 +183,7 @@ impl Pmu {
             let value = self.evcntr.get(i).copied().unwrap_or(0);
             match self.eff.src.get(i).copied().unwrap_or(Source::Nothing) {
                 Source::Event(e) => {
-                    out.push((e, until_overflow(value, self.eff.wide & (1 << i) != 0)));
+                    f(e, until_overflow(value, self.eff.wide & (1 << i) != 0));
                 }
                 Source::Chain if i % 2 == 1 => {
                     let j = i - 1;
@@ -184,19 +194,18 @@ impl Pmu {
                         let first = u128::from(until_overflow(even_value, false));
                         let more = u128::from(until_overflow(value, false) - 1) << 32;
                         let total = u64::try_from(first + more).unwrap_or(u64::MAX);
-                        out.push((e, total));
+                        f(e, total);
                     }
                 }
                 _ => {}
             }
         }
         if active & CYCLE_BIT != 0 {
-            out.push((
+            f(
                 Event::CPU_CYCLES,
                 until_overflow(self.ccntr, self.eff.cycle_wide),
-            ));
+            );
         }
-        out
     }
 }
 
