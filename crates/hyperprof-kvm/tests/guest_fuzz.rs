@@ -35,13 +35,12 @@ use hyperprof_arch::{
     maxbuffsize, mdcr_el2, pmbidr_el1, pmblimitr_el1, pmbsr_el1, AccessFault, Cpu, ExceptionLevel,
     PmbsrEc, SysReg,
 };
-use hyperprof_guest::drivers::spe::{probe, Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
+use hyperprof_guest::drivers::spe::{IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::op::Symbol;
 use hyperprof_sim::pe::{PeConfig, RunExit};
 use hyperprof_sim::pmu::PmuConfig;
@@ -122,33 +121,15 @@ fn in_host_window(v: u64) -> bool {
 /// Maps the host's buffer on `cpu` in its own EL2&0 tables and starts its
 /// SPE session there.
 fn start_host(kvm: &mut Kvm, cpu: usize) -> SpeDriver {
-    let m = kvm.machine();
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    let va = HOST_VA + ((cpu as u64) << 32);
-    for p in 0..HOST_PAGES {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                va + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(cpu).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let buf = Buffer {
-        va,
-        size: HOST_PAGES * PAGE_SIZE,
-    };
-    let mut d = SpeDriver::new(host_session(), caps, buf).unwrap();
-    d.start(&mut c).unwrap();
-    d
+    hyperprof_guest::host::start_session(
+        kvm.machine(),
+        cpu,
+        SysReg::TTBR0_EL2,
+        HOST_VA + ((cpu as u64) << 32),
+        HOST_PAGES * PAGE_SIZE,
+        host_session(),
+    )
+    .unwrap()
 }
 
 /// The VM (one SPE vCPU, fully configured, not loaded) and the guest's

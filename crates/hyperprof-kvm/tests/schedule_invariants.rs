@@ -37,13 +37,12 @@
 //! in it is the host's.
 
 use hyperprof_arch::{mdcr_el2, pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault, SysReg};
-use hyperprof_guest::drivers::spe::{probe, Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
+use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::op::Symbol;
 use hyperprof_sim::pe::{PeConfig, RunExit};
 use hyperprof_sim::pmu::PmuConfig;
@@ -1036,33 +1035,15 @@ impl World {
 }
 
 fn start_host(kvm: &mut Kvm, cpu: usize, pages: u64) -> SpeDriver {
-    let m = kvm.machine();
-    let tables = Stage1Tables::new(&mut m.mem, &mut m.alloc).unwrap();
-    let va = HOST_VA + ((cpu as u64) << 32);
-    for p in 0..pages {
-        let pa = m.alloc.alloc(&mut m.mem).unwrap();
-        tables
-            .map(
-                &mut m.mem,
-                &mut m.alloc,
-                va + p * PAGE_SIZE,
-                pa,
-                PAGE_SIZE,
-                Perm::RW,
-            )
-            .unwrap();
-    }
-    let mut c = m.cpu(cpu).unwrap();
-    c.write(SysReg::TTBR0_EL2, tables.root).unwrap();
-    c.isb();
-    let caps = probe(&mut c).unwrap();
-    let buf = Buffer {
-        va,
-        size: pages * PAGE_SIZE,
-    };
-    let mut d = SpeDriver::new(host_session(), caps, buf).unwrap();
-    d.start(&mut c).unwrap();
-    d
+    hyperprof_guest::host::start_session(
+        kvm.machine(),
+        cpu,
+        SysReg::TTBR0_EL2,
+        HOST_VA + ((cpu as u64) << 32),
+        pages * PAGE_SIZE,
+        host_session(),
+    )
+    .unwrap()
 }
 
 fn new_guest(kvm: &mut Kvm, i: usize, cfg: &GuestCfg) -> Guest {
