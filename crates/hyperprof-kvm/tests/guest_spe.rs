@@ -12,7 +12,7 @@ use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
-use hyperprof_sim::workload::by_name;
+use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
@@ -74,6 +74,16 @@ fn session() -> SpeSessionConfig {
     }
 }
 
+/// The guest kernel with the default [`session`] and a `pages`-page buffer
+/// at `BUF_VA`, running `ops` operations of `workload` at EL0.
+fn guest_kernel(ttbr: u64, pages: u64, workload: Box<dyn Workload>, ops: u64) -> SpeGuestKernel {
+    let buf = Buffer {
+        va: BUF_VA,
+        size: pages * 4096,
+    };
+    SpeGuestKernel::new(ttbr, session(), buf, workload, ops)
+}
+
 fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
     for _ in 0..10_000 {
         match kvm.run(vcpu, p) {
@@ -126,11 +136,7 @@ fn spe_introspection_shows_the_sanitised_id_registers() {
 #[test]
 fn the_buffer_fills_and_pmbptr_advances_with_pmbsr_clear() {
     let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 64 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 200_000);
+    let mut k = guest_kernel(ttbr, 64, by_name("mix", 3).unwrap(), 200_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     assert_eq!(k.error(), None);
     let records = RecordDecoder::new(k.data())
@@ -151,17 +157,7 @@ fn the_buffer_fills_and_pmbptr_advances_with_pmbsr_clear() {
 #[test]
 fn buffer_full_becomes_the_guests_virtual_ppi_with_bsc_full() {
     let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 2, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 2 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(
-        ttbr,
-        session(),
-        buf,
-        by_name("pointer-chase", 1).unwrap(),
-        300_000,
-    );
+    let mut k = guest_kernel(ttbr, 2, by_name("pointer-chase", 1).unwrap(), 300_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     let d = k.driver_stats().unwrap();
     assert!(d.buffer_full >= 2, "{d:?}");
@@ -206,11 +202,7 @@ fn a_guest_stage1_fault_reaches_the_guest_as_fault_s1() {
     let mut kvm_vm = vm(u64::MAX, 1, BUF_IPA);
     let (kvm, _, vcpu, ttbr) = (&mut kvm_vm.0, kvm_vm.1, kvm_vm.2, kvm_vm.3);
     // The guest's buffer is 4 pages; its tables map only the first.
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 4 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 2).unwrap(), 200_000);
+    let mut k = guest_kernel(ttbr, 4, by_name("mix", 2).unwrap(), 200_000);
     run_to_halt(kvm, vcpu, &mut k);
     assert_eq!(k.faults().len(), 1, "{:?}", k.faults());
     let IrqOutcome::Fault {
@@ -230,11 +222,7 @@ fn a_guest_stage1_fault_reaches_the_guest_as_fault_s1() {
 fn a_buffer_outside_guest_ram_is_an_external_abort_for_the_guest() {
     // The guest maps its buffer to an IPA with no memory behind it.
     let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 4, 0x10_0000_0000);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 4 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 2).unwrap(), 50_000);
+    let mut k = guest_kernel(ttbr, 4, by_name("mix", 2).unwrap(), 50_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     assert_eq!(
         kvm.vcpu_stats(vcpu).unwrap().stage2_aborts,
@@ -258,11 +246,7 @@ fn a_buffer_outside_guest_ram_is_an_external_abort_for_the_guest() {
 #[test]
 fn world_switch_costs_ten_accesses_per_round_trip_while_profiling_and_none_otherwise() {
     let (mut kvm, _, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 64 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 50_000);
+    let mut k = guest_kernel(ttbr, 64, by_name("mix", 3).unwrap(), 50_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     let s = kvm.vcpu_stats(vcpu).unwrap();
     // The first entries ran with the buffer still disabled; count the
@@ -295,11 +279,7 @@ fn pinning_past_the_memlock_limit_exits_with_rlimit_and_resumes_when_raised() {
     // The buffer fits the limit; with the stage-1 table pages that
     // translate it, it does not.
     let (mut kvm, vm_id, vcpu, ttbr) = vm_with(32 * 4096, 32 * 4096, 32, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 32 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 50_000);
+    let mut k = guest_kernel(ttbr, 32, by_name("mix", 3).unwrap(), 50_000);
     let Exit::Rlimit {
         needed,
         used,
@@ -390,11 +370,7 @@ fn host_profiling_resumes_after_the_guest_with_nothing_lost_or_leaked() {
 
     // The guest runs on CPU 0 between load and put.
     kvm.load(vcpu, 0).unwrap();
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 64 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 100_000);
+    let mut k = guest_kernel(ttbr, 64, by_name("mix", 3).unwrap(), 100_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     kvm.put(vcpu).unwrap();
 
@@ -440,11 +416,7 @@ fn host_profiling_resumes_after_the_guest_with_nothing_lost_or_leaked() {
 fn a_buffer_larger_than_the_advertised_maximum_is_a_size_event_and_pins_nothing() {
     // MaxBuffSize says 64 KiB. A correct driver refuses more...
     let (mut kvm, vm_id, vcpu, ttbr) = vm_with(u64::MAX, 64 * 1024, 32, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 32 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 20_000);
+    let mut k = guest_kernel(ttbr, 32, by_name("mix", 3).unwrap(), 20_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     assert!(
         k.error().is_some(),
@@ -569,12 +541,7 @@ fn physical_timestamps_need_the_perfmon_capability() {
 #[test]
 fn a_host_moved_page_drops_the_pin_and_profiling_resumes_after_repinning() {
     let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 16, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 16 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 5).unwrap(), 400_000)
-        .with_slices(50_000);
+    let mut k = guest_kernel(ttbr, 16, by_name("mix", 5).unwrap(), 400_000).with_slices(50_000);
     // Run until the guest's buffer is pinned.
     while kvm.pinned_bytes(vm_id) == Some(0) {
         assert_ne!(kvm.run(vcpu, &mut k), Exit::Halt);
@@ -626,11 +593,7 @@ fn a_vcpu_that_never_touches_spe_costs_no_spe_access_at_load_and_put() {
     assert_eq!(s.spe_switch.total(), 0);
     // The first SPE access makes the state live; from then on every
     // load/put pair switches it (seed 000's sequence).
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 16 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 20_000);
+    let mut k = guest_kernel(ttbr, 16, by_name("mix", 3).unwrap(), 20_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     assert!(!k.data().is_empty());
     let after_touch = kvm.vcpu_stats(vcpu).unwrap().spe_load_put.total();
@@ -1024,12 +987,7 @@ fn a_guest_in_discard_mode_samples_but_writes_nothing() {
 #[test]
 fn destroying_a_vm_puts_its_vcpus_and_releases_every_pin() {
     let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 16, BUF_IPA);
-    let buf = Buffer {
-        va: BUF_VA,
-        size: 16 * 4096,
-    };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 5).unwrap(), 200_000)
-        .with_slices(20_000);
+    let mut k = guest_kernel(ttbr, 16, by_name("mix", 5).unwrap(), 200_000).with_slices(20_000);
     while kvm.pinned_bytes(vm_id) == Some(0) {
         assert_eq!(kvm.run(vcpu, &mut k), Exit::Yield);
     }
