@@ -39,25 +39,24 @@ use hyperprof_guest::drivers::spe::{IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
-use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::memory::PAGE_SIZE;
 use hyperprof_sim::op::Symbol;
-use hyperprof_sim::pe::{PeConfig, RunExit};
-use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::pe::RunExit;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
 use proptest::prelude::*;
 
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------------------
 // The machine, the host and the VM
 // ---------------------------------------------------------------------------
 
-const CPUS: usize = 2;
-/// The host's buffers: one 4 GiB window per CPU from here (EL2&0 VAs).
-const HOST_VA: u64 = 0x0000_7000_0000_0000;
-/// Large enough that the host never fills it in a case: every host record
-/// must then reach the host (no buffer management event excuses a loss).
+/// Pages of the host's buffer on each CPU: large enough that the host never
+/// fills it in a case, so every host record must reach the host (no buffer
+/// management event excuses a loss).
 const HOST_PAGES: u64 = 64;
 const HOST_OPS_MAX: u64 = 30_000;
 
@@ -82,31 +81,6 @@ const UNMAPPED_VA: u64 = 0x0000_0043_0000_0000;
 /// Stands for the guest's real TTBR0_EL1 value in a generated write.
 const TTBR_MARK: u64 = 0x5EED_7788_0000_0001;
 
-/// Every record a unit can hold at once plus the one whose write faulted:
-/// the most a single buffer management event may lose.
-fn loss_per_event() -> u64 {
-    SpeConfig::default().queue_capacity as u64 + 1
-}
-
-fn machine() -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: 6,
-            version: hyperprof_arch::PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: Some(SpeConfig::default()),
-        fgt: true,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; CPUS],
-        ram_base: 0x8000_0000,
-        ram_size: 512 << 20,
-    })
-    .unwrap()
-}
-
 fn host_session() -> SpeSessionConfig {
     SpeSessionConfig {
         interval: 1024,
@@ -116,20 +90,6 @@ fn host_session() -> SpeSessionConfig {
 
 fn in_host_window(v: u64) -> bool {
     (HOST_VA..HOST_VA + ((CPUS as u64) << 32)).contains(&v)
-}
-
-/// Maps the host's buffer on `cpu` in its own EL2&0 tables and starts its
-/// SPE session there.
-fn start_host(kvm: &mut Kvm, cpu: usize) -> SpeDriver {
-    hyperprof_guest::host::start_session(
-        kvm.machine(),
-        cpu,
-        SysReg::TTBR0_EL2,
-        HOST_VA + ((cpu as u64) << 32),
-        HOST_PAGES * PAGE_SIZE,
-        host_session(),
-    )
-    .unwrap()
 }
 
 /// The VM (one SPE vCPU, fully configured, not loaded) and the guest's
@@ -167,49 +127,6 @@ fn vm(kvm: &mut Kvm, memlock: u64) -> (usize, usize, u64) {
         .guest_map(vm, OUT_VA, OUT_IPA, OUT_PAGES * PAGE_SIZE)
         .unwrap();
     (vm, vcpu, ttbr)
-}
-
-fn unit(kvm: &mut Kvm, cpu: usize) -> (SpeStats, u64) {
-    let spe = kvm.machine().pe(cpu).unwrap().spe().unwrap();
-    (*spe.stats(), spe.queued() as u64)
-}
-
-/// Who owns the profiling buffer of `cpu` now: the guest (MDCR_EL2.E2PB
-/// says EL1) or the host.
-fn guest_owns_buffer(kvm: &mut Kvm, cpu: usize) -> bool {
-    let mut c = kvm.machine().cpu(cpu).unwrap();
-    let mdcr = c.read(SysReg::MDCR_EL2).unwrap();
-    mdcr_el2::E2PB.get(mdcr) != mdcr_el2::E2PB_EL2
-}
-
-/// The host's registers that a load and put must leave as they were. The
-/// last three are updated by the unit as it samples.
-const HOST_REGS: [SysReg; 18] = [
-    SysReg::PMSCR_EL2,
-    SysReg::PMSCR_EL12,
-    SysReg::PMSNEVFR_EL1,
-    SysReg::PMSIRR_EL1,
-    SysReg::PMSFCR_EL1,
-    SysReg::PMSEVFR_EL1,
-    SysReg::PMSLATFR_EL1,
-    SysReg::PMSDSFR_EL1,
-    SysReg::PMBLIMITR_EL1,
-    SysReg::MDCR_EL2,
-    SysReg::HCR_EL2,
-    SysReg::HDFGRTR_EL2,
-    SysReg::TTBR0_EL2,
-    SysReg::CONTEXTIDR_EL2,
-    SysReg::CNTVOFF_EL2,
-    SysReg::PMSICR_EL1,
-    SysReg::PMBPTR_EL1,
-    SysReg::PMBSR_EL1,
-];
-const HOST_DYNAMIC: usize = 3;
-
-fn host_regs(kvm: &mut Kvm, cpu: usize) -> Vec<u64> {
-    let mut c = kvm.machine().cpu(cpu).unwrap();
-    assert_eq!(c.current_el(), ExceptionLevel::EL2, "the host runs at EL2");
-    HOST_REGS.iter().map(|&r| c.read(r).unwrap()).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -835,7 +752,9 @@ struct World {
 impl World {
     fn new(memlock: u64) -> Self {
         let mut kvm = Kvm::new(machine());
-        let host: Vec<SpeDriver> = (0..CPUS).map(|c| start_host(&mut kvm, c)).collect();
+        let host: Vec<SpeDriver> = (0..CPUS)
+            .map(|c| start_host(&mut kvm, c, HOST_PAGES, host_session()))
+            .collect();
         let names = ["kernel-array-sum", "kernel-mix"];
         let host_work: Vec<Box<dyn Workload>> = (0..CPUS)
             .map(|c| by_name(names[c], 40 + c as u64).unwrap())

@@ -36,25 +36,24 @@
 //! program that reads PMBIDR_EL1 and yields, and everything the unit does
 //! in it is the host's.
 
-use hyperprof_arch::{mdcr_el2, pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault, SysReg};
+use hyperprof_arch::{pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
-use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::memory::PAGE_SIZE;
 use hyperprof_sim::op::Symbol;
-use hyperprof_sim::pe::{PeConfig, RunExit};
-use hyperprof_sim::pmu::PmuConfig;
-use hyperprof_sim::spe::{SpeConfig, SpeStats};
+use hyperprof_sim::pe::RunExit;
+use hyperprof_sim::spe::SpeStats;
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::record::Record;
 use hyperprof_spe::RecordDecoder;
 use proptest::prelude::*;
 
-const CPUS: usize = 2;
+mod common;
+use common::*;
+
 const VMS: usize = 2;
-const HOST_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
 const GUEST_BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
 const MAX_BUFFER: u64 = 64 << 10;
@@ -70,31 +69,6 @@ const VM_WORKLOADS: [&[&str]; VMS] = [
     &["mix", "stream-copy"],
     &["pointer-chase", "branchy", "array-sum"],
 ];
-
-/// The most one buffer management event may lose: the records the unit
-/// held, and the one whose write faulted.
-fn loss_per_event() -> u64 {
-    SpeConfig::default().queue_capacity as u64 + 1
-}
-
-fn machine() -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: 6,
-            version: hyperprof_arch::PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: Some(SpeConfig::default()),
-        fgt: true,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; CPUS],
-        ram_base: 0x8000_0000,
-        ram_size: 512 << 20,
-    })
-    .unwrap()
-}
 
 // ---------------------------------------------------------------------------
 // Cases
@@ -352,46 +326,6 @@ struct World {
     problems: Vec<(Inv, String)>,
 }
 
-fn unit(kvm: &mut Kvm, cpu: usize) -> (SpeStats, u64) {
-    let spe = kvm.machine().pe(cpu).unwrap().spe().unwrap();
-    (*spe.stats(), spe.queued() as u64)
-}
-
-fn guest_owns_buffer(kvm: &mut Kvm, cpu: usize) -> bool {
-    let mut c = kvm.machine().cpu(cpu).unwrap();
-    let mdcr = c.read(SysReg::MDCR_EL2).unwrap();
-    mdcr_el2::E2PB.get(mdcr) != mdcr_el2::E2PB_EL2
-}
-
-/// What a load and put must leave as it was; the last three are updated
-/// by the unit while the host samples.
-const HOST_REGS: [SysReg; 17] = [
-    SysReg::PMSCR_EL2,
-    SysReg::PMSCR_EL12,
-    SysReg::PMSNEVFR_EL1,
-    SysReg::PMSIRR_EL1,
-    SysReg::PMSFCR_EL1,
-    SysReg::PMSEVFR_EL1,
-    SysReg::PMSLATFR_EL1,
-    SysReg::PMBLIMITR_EL1,
-    SysReg::MDCR_EL2,
-    SysReg::HCR_EL2,
-    SysReg::HDFGRTR_EL2,
-    SysReg::TTBR0_EL2,
-    SysReg::CONTEXTIDR_EL2,
-    SysReg::CNTVOFF_EL2,
-    SysReg::PMSICR_EL1,
-    SysReg::PMBPTR_EL1,
-    SysReg::PMBSR_EL1,
-];
-const HOST_DYNAMIC: usize = 3;
-
-fn host_regs(kvm: &mut Kvm, cpu: usize) -> Vec<u64> {
-    let mut c = kvm.machine().cpu(cpu).unwrap();
-    assert_eq!(c.current_el(), ExceptionLevel::EL2);
-    HOST_REGS.iter().map(|&r| c.read(r).unwrap()).collect()
-}
-
 /// Dense enough that a two-page host buffer fills several times a case.
 fn host_session() -> SpeSessionConfig {
     SpeSessionConfig {
@@ -426,7 +360,11 @@ impl World {
                 .unwrap();
         }
         if let Some(pages) = case.host_pages {
-            host = Some((0..CPUS).map(|c| start_host(&mut kvm, c, pages)).collect());
+            host = Some(
+                (0..CPUS)
+                    .map(|c| start_host(&mut kvm, c, pages, host_session()))
+                    .collect(),
+            );
         }
         let host_work: Vec<Box<dyn Workload>> = (0..CPUS)
             .map(|c| by_name("kernel-mix", 90 + c as u64).unwrap())
@@ -1032,18 +970,6 @@ impl World {
         }
         self.problems
     }
-}
-
-fn start_host(kvm: &mut Kvm, cpu: usize, pages: u64) -> SpeDriver {
-    hyperprof_guest::host::start_session(
-        kvm.machine(),
-        cpu,
-        SysReg::TTBR0_EL2,
-        HOST_VA + ((cpu as u64) << 32),
-        pages * PAGE_SIZE,
-        host_session(),
-    )
-    .unwrap()
 }
 
 fn new_guest(kvm: &mut Kvm, i: usize, cfg: &GuestCfg) -> Guest {
