@@ -40,7 +40,7 @@ fn pp(ipa: u64) -> PinnedPage {
 
 struct Guest {
     mem: PhysMem,
-    s2: Stage2Params,
+    s2t: Stage2Tables,
     s1: Stage1Tables,
     galloc: FrameAllocator,
 }
@@ -61,15 +61,14 @@ impl Guest {
             S2Perm::RW,
         )
         .unwrap();
-        let s2 = s2t.params();
         let mut galloc = FrameAllocator::new(GUEST_TABLES, 0x10_0000).unwrap();
         let s1 = {
-            let mut g = GuestPhysMem::new(&mut mem, s2);
+            let mut g = GuestPhysMem::new(&mut mem, s2t.params());
             Stage1Tables::new(&mut g, &mut galloc).unwrap()
         };
         Self {
             mem,
-            s2,
+            s2t,
             s1,
             galloc,
         }
@@ -77,14 +76,19 @@ impl Guest {
 
     /// Maps guest `va` to guest `ipa` at stage 1, built in guest memory.
     fn map(&mut self, va: u64, ipa: u64, size: u64, perm: Perm) {
-        let mut g = GuestPhysMem::new(&mut self.mem, self.s2);
+        let mut g = GuestPhysMem::new(&mut self.mem, self.s2t.params());
         self.s1
             .map(&mut g, &mut self.galloc, va, ipa, size, perm)
             .unwrap();
     }
 
+    /// The stage-2 translation regime of the guest.
+    fn s2(&self) -> Stage2Params {
+        self.s2t.params()
+    }
+
     fn collect(&self, va: u64, len: u64) -> Result<PinSet, PinError> {
-        collect(&self.mem, self.s1.root, &self.s2, va, len)
+        collect(&self.mem, self.s1.root, &self.s2(), va, len)
     }
 
     /// The stage-1 table pages for `va`, found by reading the descriptors
@@ -264,7 +268,7 @@ fn stage1_table_outside_the_memslots_is_a_stage2_fault_on_the_walk() {
         (2, FaultKind::Translation, outside + l3_index * 8, true)
     );
     // A stage-1 root outside guest RAM faults on the very first read.
-    let f = *collect(&g.mem, 0x2000_0000, &g.s2, va, P)
+    let f = *collect(&g.mem, 0x2000_0000, &g.s2(), va, P)
         .unwrap_err()
         .fault()
         .unwrap();
@@ -273,34 +277,13 @@ fn stage1_table_outside_the_memslots_is_a_stage2_fault_on_the_walk() {
 
 #[test]
 fn write_protected_stage2_page_is_a_stage2_permission_fault() {
-    let mut mem = PhysMem::new();
-    mem.add_ram(HOST_TABLES, 0x10_0000).unwrap();
-    mem.add_ram(HOST_SLOT, SLOT_SIZE).unwrap();
-    let mut halloc = FrameAllocator::new(HOST_TABLES, 0x10_0000).unwrap();
-    let s2t = Stage2Tables::new(&mut mem, &mut halloc, 1).unwrap();
-    s2t.map(
-        &mut mem,
-        &mut halloc,
-        GUEST_RAM,
-        HOST_SLOT,
-        SLOT_SIZE,
-        S2Perm::RW,
-    )
-    .unwrap();
-    let mut galloc = FrameAllocator::new(GUEST_TABLES, 0x10_0000).unwrap();
+    let mut g = Guest::new();
     let va = 0x10_0000;
-    let s1 = {
-        let mut gm = GuestPhysMem::new(&mut mem, s2t.params());
-        let s1 = Stage1Tables::new(&mut gm, &mut galloc).unwrap();
-        s1.map(&mut gm, &mut galloc, va, GUEST_DATA, P, Perm::RW)
-            .unwrap();
-        s1
-    };
-    s2t.set_perm(&mut mem, GUEST_DATA, P, S2Perm::RO).unwrap();
-    let f = *collect(&mem, s1.root, &s2t.params(), va, P)
-        .unwrap_err()
-        .fault()
+    g.map(va, GUEST_DATA, P, Perm::RW);
+    g.s2t
+        .set_perm(&mut g.mem, GUEST_DATA, P, S2Perm::RO)
         .unwrap();
+    let f = *g.collect(va, P).unwrap_err().fault().unwrap();
     assert_eq!(
         (f.stage, f.kind, f.addr, f.s1ptw),
         (2, FaultKind::Permission, GUEST_DATA, false)
@@ -333,7 +316,7 @@ fn collect_within_refuses_a_buffer_above_the_max_size_before_walking() {
     let mut g = Guest::new();
     let va = 0x100_0000;
     g.map(va, GUEST_DATA, 4 * P, Perm::RW);
-    let too_big = collect_within(&g.mem, g.s1.root, &g.s2, va, 4 * P, 2 * P);
+    let too_big = collect_within(&g.mem, g.s1.root, &g.s2(), va, 4 * P, 2 * P);
     assert_eq!(
         too_big,
         Err(PinError::TooLarge {
@@ -343,16 +326,16 @@ fn collect_within_refuses_a_buffer_above_the_max_size_before_walking() {
     );
     // Even an unmapped, huge range: the size error, not a long walk.
     assert_eq!(
-        collect_within(&g.mem, g.s1.root, &g.s2, 0, 1 << 47, 2 * P),
+        collect_within(&g.mem, g.s1.root, &g.s2(), 0, 1 << 47, 2 * P),
         Err(PinError::TooLarge {
             len: 1 << 47,
             max: 2 * P
         })
     );
-    let ok = collect_within(&g.mem, g.s1.root, &g.s2, va, 4 * P, 4 * P).unwrap();
+    let ok = collect_within(&g.mem, g.s1.root, &g.s2(), va, 4 * P, 4 * P).unwrap();
     assert_eq!(ok, g.collect(va, 4 * P).unwrap());
     // 0 is "no limit".
-    assert!(collect_within(&g.mem, g.s1.root, &g.s2, va, 4 * P, 0).is_ok());
+    assert!(collect_within(&g.mem, g.s1.root, &g.s2(), va, 4 * P, 0).is_ok());
     // The buffer from PMBPTR's page to the limit.
     let (bva, blen) = buffer_span(va + 0x123, va + 4 * P).unwrap();
     assert_eq!(g.collect(bva, blen).unwrap().buffer.len(), 4);
