@@ -66,6 +66,18 @@ fn vm_with(memlock: u64, max_buffer: u64, pages: u64, ipa: u64) -> (Kvm, usize, 
     (kvm, vm, vcpu, ttbr)
 }
 
+/// A 16 MiB VM without a memlock limit, with one vCPU of `features`; returns
+/// the vCPU.
+fn small_vm(kvm: &mut Kvm, features: VcpuFeatures) -> usize {
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    kvm.create_vcpu(vm, features).unwrap()
+}
+
 fn session() -> SpeSessionConfig {
     SpeSessionConfig {
         interval: 256,
@@ -305,21 +317,13 @@ fn pinning_past_the_memlock_limit_exits_with_rlimit_and_resumes_when_raised() {
 #[test]
 fn run_fails_cleanly_on_a_vcpu_set_up_wrongly() {
     let mut kvm = Kvm::new(machine());
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let vcpu = small_vm(
+        &mut kvm,
+        VcpuFeatures {
+            spe: true,
+            pmu_v3: false,
+        },
+    );
     let mut p = Once(|_: &mut dyn GuestEnv| {});
     assert!(
         matches!(kvm.run(vcpu, &mut p), Exit::FailEntry(_)),
@@ -470,21 +474,13 @@ fn a_vcpu_on_a_cpu_without_its_spu_fails_entry_as_cpu_unsupported() {
     let mut kvm = Kvm::new(machine);
     assert_eq!(kvm.spus().len(), 1);
     assert_eq!(kvm.spus()[0].cpus, vec![0]);
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let vcpu = small_vm(
+        &mut kvm,
+        VcpuFeatures {
+            spe: true,
+            pmu_v3: false,
+        },
+    );
     kvm.configure_spe(vcpu, 0, 21, 1 << 20).unwrap();
     let mut p = Once(|_: &mut dyn GuestEnv| {});
     kvm.load(vcpu, 1).unwrap();
@@ -607,21 +603,7 @@ fn a_vcpu_that_never_touches_spe_costs_no_spe_access_at_load_and_put() {
 #[test]
 fn a_vcpu_without_spe_cannot_touch_the_hosts_sampling_registers() {
     let mut kvm = Kvm::new(machine());
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: false,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let vcpu = small_vm(&mut kvm, VcpuFeatures::default());
     let host_icr = 0x1234;
     {
         let mut c = kvm.machine().cpu(0).unwrap();
@@ -669,21 +651,13 @@ fn no_fgt_vm(max: u64) -> (Kvm, usize) {
     })
     .unwrap();
     let mut kvm = Kvm::new(machine);
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let vcpu = small_vm(
+        &mut kvm,
+        VcpuFeatures {
+            spe: true,
+            pmu_v3: false,
+        },
+    );
     kvm.configure_spe(vcpu, 0, 21, max).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (kvm, vcpu)
@@ -814,21 +788,7 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
 #[test]
 fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
     let mut kvm = Kvm::new(machine());
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: false,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let vcpu = small_vm(&mut kvm, VcpuFeatures::default());
     let mut host = hyperprof_guest::host::start_session(
         kvm.machine(),
         0,
@@ -879,13 +839,7 @@ fn a_vhe_host_session_pauses_for_a_guest_without_spe_and_resumes_after() {
 #[test]
 fn one_cpu_holds_one_loaded_vcpu_at_a_time() {
     let (mut kvm, vm_id, vcpu, _) = vm(u64::MAX, 4, BUF_IPA);
-    let other = kvm.create_vcpu(
-        vm_id,
-        VcpuFeatures {
-            spe: false,
-            pmu_v3: false,
-        },
-    );
+    let other = kvm.create_vcpu(vm_id, VcpuFeatures::default());
     // The VM has run? Not yet: a second vCPU can still be created.
     let other = other.unwrap();
     let err = kvm.load(other, 0).unwrap_err();
@@ -912,34 +866,14 @@ fn id_aa64dfr0_advertises_the_vms_pmsver_and_hides_spe_from_vcpus_without_it() {
     assert_ne!(id::PMSVer.get(seen), 0);
     // A vCPU of the same VM without the SPE feature sees no SPE.
     kvm.put(vcpu).unwrap();
-    let plain = kvm.create_vcpu(
-        vm_id,
-        VcpuFeatures {
-            spe: false,
-            pmu_v3: false,
-        },
-    );
+    let plain = kvm.create_vcpu(vm_id, VcpuFeatures::default());
     assert_eq!(
         plain,
         Err(Errno::EBUSY),
         "no vCPU is added after the VM ran"
     );
     let mut kvm2 = Kvm::new(machine());
-    let vm2 = kvm2
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let plain = kvm2
-        .create_vcpu(
-            vm2,
-            VcpuFeatures {
-                spe: false,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let plain = small_vm(&mut kvm2, VcpuFeatures::default());
     kvm2.load(plain, 0).unwrap();
     run_to_halt(
         &mut kvm2,
@@ -997,20 +931,6 @@ fn destroying_a_vm_puts_its_vcpus_and_releases_every_pin() {
     assert!(matches!(kvm.run(vcpu, &mut k), Exit::FailEntry(_)));
     assert_eq!(kvm.destroy_vm(vm_id), Err(Errno::ENODEV));
     // CPU 0 is free again: another VM's vCPU loads there.
-    let vm2 = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let other = kvm
-        .create_vcpu(
-            vm2,
-            VcpuFeatures {
-                spe: false,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
+    let other = small_vm(&mut kvm, VcpuFeatures::default());
     kvm.load(other, 0).unwrap();
 }
