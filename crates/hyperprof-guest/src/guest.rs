@@ -11,6 +11,7 @@
 use hyperprof_arch::Cpu;
 use hyperprof_sim::workload::Workload;
 
+use crate::drivers::pmu::{EventSpec, PmuDriver, PmuDriverStats, Range};
 use crate::drivers::spe::{self, Buffer, IrqOutcome, SpeDriver, SpeDriverStats, SpeSessionConfig};
 use crate::drivers::DriverError;
 
@@ -19,7 +20,7 @@ use crate::drivers::DriverError;
 pub enum ExecStop {
     /// The budget ran out.
     Completed,
-    /// The guest's virtual PMBIRQ is pending: take it.
+    /// A virtual interrupt (PMBIRQ or the PMU's) is pending: take it.
     VirtualIrq,
     /// The hypervisor needs the VMM: stop and return.
     Exit,
@@ -31,6 +32,8 @@ pub trait GuestEnv: Cpu {
     fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop);
     /// Whether the virtual PMBIRQ is pending.
     fn virq_pending(&self) -> bool;
+    /// Whether the virtual PMU overflow interrupt is pending.
+    fn pmu_virq_pending(&self) -> bool;
     /// The guest takes the virtual interrupt (exception entry to EL1).
     fn take_virq(&mut self);
     /// Exception return to EL0 (user space).
@@ -63,14 +66,17 @@ enum Phase {
     Done,
 }
 
-/// A guest kernel that profiles its user space with SPE, as Linux with
-/// `perf record -e arm_spe//` would inside a VM: it installs its page
-/// tables, probes and starts the SPE driver, runs a workload at EL0 in
-/// slices, takes the virtual PMBIRQ into the driver, and stops and collects.
-pub struct SpeGuestKernel {
+/// A guest kernel that profiles its user space, as Linux with `perf record
+/// -e arm_spe//` and `perf stat` would inside a VM: it installs its page
+/// tables, probes and starts the SPE driver and the PMU driver (each when
+/// asked for), runs a workload at EL0 in slices, takes the virtual PMBIRQ
+/// and PMU interrupts into the drivers, and stops and collects.
+pub struct GuestKernel {
     ttbr0_el1: u64,
-    session: SpeSessionConfig,
-    buffer: Buffer,
+    spe: Option<(SpeSessionConfig, Buffer)>,
+    pmu_events: Vec<EventSpec>,
+    pmu: Option<PmuDriver>,
+    pmu_counts: Vec<u64>,
     workload: Box<dyn Workload>,
     ops: u64,
     done: u64,
@@ -83,7 +89,7 @@ pub struct SpeGuestKernel {
     data: Vec<u8>,
 }
 
-impl SpeGuestKernel {
+impl GuestKernel {
     /// A session over `buffer` (mapped by the tables at IPA `ttbr0_el1`)
     /// running `ops` operations of `workload`.
     pub fn new(
@@ -93,10 +99,12 @@ impl SpeGuestKernel {
         workload: Box<dyn Workload>,
         ops: u64,
     ) -> Self {
-        SpeGuestKernel {
+        GuestKernel {
             ttbr0_el1,
-            session,
-            buffer,
+            spe: Some((session, buffer)),
+            pmu_events: Vec::new(),
+            pmu: None,
+            pmu_counts: Vec::new(),
             workload,
             ops,
             done: 0,
@@ -108,6 +116,42 @@ impl SpeGuestKernel {
             error: None,
             data: Vec::new(),
         }
+    }
+
+    /// A kernel without SPE (add PMU events with [`GuestKernel::with_pmu`]),
+    /// running `ops` operations of `workload` under the tables at IPA
+    /// `ttbr0_el1`.
+    pub fn without_spe(ttbr0_el1: u64, workload: Box<dyn Workload>, ops: u64) -> Self {
+        let mut k = GuestKernel::new(
+            ttbr0_el1,
+            SpeSessionConfig::default(),
+            Buffer { va: 0, size: 0 },
+            workload,
+            ops,
+        );
+        k.spe = None;
+        k
+    }
+
+    /// Counts (and, with a period, samples) `events` with the PMU driver on
+    /// the vCPU's counters `0..PMCR_EL0.N`.
+    pub fn with_pmu(mut self, events: Vec<EventSpec>) -> Self {
+        self.pmu_events = events;
+        self
+    }
+
+    /// The PMU events' totals, read when the session stopped (in the order
+    /// given to [`GuestKernel::with_pmu`]).
+    pub fn pmu_counts(&self) -> &[u64] {
+        &self.pmu_counts
+    }
+
+    /// The PMU driver's record: interrupts taken, and per event its
+    /// overflows.
+    pub fn pmu_driver(&self) -> Option<(PmuDriverStats, Vec<u64>)> {
+        self.pmu
+            .as_ref()
+            .map(|d| (d.stats(), d.slots().iter().map(|s| s.overflows).collect()))
     }
 
     /// Runs user space in slices of `ops` operations and gives the CPU back
@@ -148,18 +192,56 @@ impl SpeGuestKernel {
     fn boot(&mut self, mut env: &mut dyn GuestEnv) -> Result<(), DriverError> {
         super::drivers::wr(env, hyperprof_arch::SysReg::TTBR0_EL1, self.ttbr0_el1)?;
         env.isb();
-        if self.driver.is_none() {
-            let caps = spe::probe(&mut env)?;
-            self.driver = Some(SpeDriver::new(self.session, caps, self.buffer)?);
+        if let Some((session, buffer)) = self.spe {
+            if self.driver.is_none() {
+                let caps = spe::probe(&mut env)?;
+                self.driver = Some(SpeDriver::new(session, caps, buffer)?);
+            }
+            if let Some(d) = self.driver.as_mut() {
+                d.start(&mut env)?;
+            }
         }
-        if let Some(d) = self.driver.as_mut() {
-            d.start(&mut env)?;
+        if !self.pmu_events.is_empty() {
+            if self.pmu.is_none() {
+                let mut d = PmuDriver::probe(&mut env, Range::Low)?;
+                for e in &self.pmu_events {
+                    d.add(*e)?;
+                }
+                self.pmu = Some(d);
+            }
+            if let Some(d) = self.pmu.as_mut() {
+                d.start(&mut env)?;
+            }
         }
         Ok(())
     }
 }
 
-impl GuestProgram for SpeGuestKernel {
+impl GuestKernel {
+    /// The interrupt handlers of the pending virtual interrupts.
+    fn handle_irqs(
+        &mut self,
+        mut env: &mut dyn GuestEnv,
+        spe_irq: bool,
+        pmu_irq: bool,
+    ) -> Result<(), DriverError> {
+        if spe_irq {
+            if let Some(d) = self.driver.as_mut() {
+                if let f @ IrqOutcome::Fault { .. } = d.handle_irq(&mut env)? {
+                    self.faults.push(f);
+                }
+            }
+        }
+        if pmu_irq {
+            if let Some(d) = self.pmu.as_mut() {
+                d.handle_irq(&mut env)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GuestProgram for GuestKernel {
     fn run(&mut self, mut env: &mut dyn GuestEnv) -> GuestStep {
         loop {
             match self.phase {
@@ -176,14 +258,12 @@ impl GuestProgram for SpeGuestKernel {
                         self.phase = Phase::Stop;
                         continue;
                     }
-                    if env.virq_pending() {
+                    let (spe_irq, pmu_irq) = (env.virq_pending(), env.pmu_virq_pending());
+                    if spe_irq || pmu_irq {
                         env.take_virq();
-                        let Some(d) = self.driver.as_mut() else {
-                            return GuestStep::Done;
-                        };
-                        match d.handle_irq(&mut env) {
-                            Ok(f @ IrqOutcome::Fault { .. }) => self.faults.push(f),
-                            Ok(_) => {}
+                        let r = self.handle_irqs(env, spe_irq, pmu_irq);
+                        match r {
+                            Ok(()) => {}
                             Err(e) if is_exit(&e) => return GuestStep::More,
                             Err(e) => {
                                 self.error = Some(e);
@@ -207,6 +287,15 @@ impl GuestProgram for SpeGuestKernel {
                     if let Some(d) = self.driver.as_mut() {
                         match d.stop(&mut env) {
                             Ok(()) => self.data.extend(d.take_data()),
+                            Err(e) if is_exit(&e) => return GuestStep::More,
+                            Err(e) => self.error = Some(e),
+                        }
+                    }
+                    if let Some(d) = self.pmu.as_mut() {
+                        let totals: Result<Vec<u64>, _> =
+                            (0..d.slots().len()).map(|i| d.read(&mut env, i)).collect();
+                        match totals.and_then(|t| d.stop(&mut env).map(|()| t)) {
+                            Ok(t) => self.pmu_counts = t,
                             Err(e) if is_exit(&e) => return GuestStep::More,
                             Err(e) => self.error = Some(e),
                         }

@@ -5,7 +5,9 @@
 //! - [`switch`]: the VHE SPE world switch of seed 000.
 //! - [`vm`]: the hypervisor: VMs, vCPUs, KVM_RUN, trap emulation.
 //! - [`pmu_attr`]: the PMU_V3 vCPU device attributes, served by [`vm`]'s
-//!   device-attribute calls (the guest PMU world switch is the next step).
+//!   device-attribute calls.
+//! - [`vpmu`]: the guest PMU in partitioned and emulated mode: its world
+//!   switch, trap emulation and virtual overflow interrupt.
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]
@@ -17,3 +19,4 @@ pub mod spe_attr;
 pub mod switch;
 pub mod uapi;
 pub mod vm;
+pub mod vpmu;

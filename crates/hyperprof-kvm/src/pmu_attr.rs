@@ -492,19 +492,16 @@ impl VmPmu {
         self.filter.is_some()
     }
 
-    /// The most counters the guest may have: the PMU's N, or its guest
-    /// counters when partitioned; 0 with no PMU recorded.
+    /// The most counters the guest may have: the counters the host leaves
+    /// to guests (N less the host's reservation) in either mode, since an
+    /// emulated guest's counters are backed by those same hardware
+    /// counters; 0 with no PMU recorded.
     pub fn counter_limit(&self) -> u8 {
-        match &self.pmu {
-            Some(p) if self.partitioned => p.guest_counters(),
-            Some(p) => p.n(),
-            None => 0,
-        }
+        self.pmu.as_ref().map_or(0, HostPmu::guest_counters)
     }
 
     /// The guest's number of event counters (PMCR_EL0.N): the value set
-    /// with `SET_NR_COUNTERS`, else the default [`VmPmu::counter_limit`]
-    /// (full N emulated, guest counters partitioned).
+    /// with `SET_NR_COUNTERS`, else the default [`VmPmu::counter_limit`].
     pub fn nr_counters(&self) -> u8 {
         self.nr_counters.unwrap_or_else(|| self.counter_limit())
     }

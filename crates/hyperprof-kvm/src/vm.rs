@@ -29,6 +29,10 @@ use crate::pmu_attr::{HostPmu, PmuAttrCtx, VcpuPmu, VmPmu};
 use crate::spe_attr::{Spu, VcpuSpe, VmSpe};
 use crate::switch::{self, Features, GuestSpe, HostSpe};
 use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_SPE_CTRL};
+use crate::vpmu::{GuestPmu, HostPmuRegs};
+
+mod pmu;
+pub use pmu::PmuSetup;
 
 /// HCR_EL2 for a guest: VM (stage 2 on) and TID3 (ID register reads trap,
 /// so the hypervisor describes the VM).
@@ -116,6 +120,19 @@ pub struct VcpuStats {
     pub stage2_aborts: u64,
     /// Pins dropped by host MMU-notifier events.
     pub invalidations: u64,
+    /// Exits for trapped PMU accesses (part of `trap_exits`).
+    pub pmu_trap_exits: u64,
+    /// Virtual PMU overflow interrupts the guest took.
+    pub pmu_virqs: u64,
+    /// Guest counter overflows moved from the hardware to the vCPU.
+    pub pmu_overflows: u64,
+    /// Loads with the guest's PMU state live (each with a put).
+    pub pmu_live_loads: u64,
+    /// Register accesses and barriers of the PMU parts of load and put.
+    pub pmu_load_put: AccessStats,
+    /// Register accesses of the PMU parts of entry and exit (PMSELR_EL0
+    /// switched late; overflow flags moved at interrupt exits).
+    pub pmu_switch: AccessStats,
 }
 
 struct VmState {
@@ -159,7 +176,31 @@ struct VcpuState {
     /// goes back to the hardware.
     needs_repin: bool,
     pins: VcpuPins,
+    /// The guest's PMU registers (the hardware holds part of them while
+    /// `pmu_host` is set).
+    pmu: GuestPmu,
+    /// The guest has touched its PMU: its state goes to the hardware at
+    /// load. Until then every PMU access traps and load and put leave the
+    /// PMU alone.
+    pmu_live: bool,
+    /// The state is on the hardware of the CPU the vCPU is loaded on; what
+    /// put restores of the host.
+    pmu_host: Option<HostPmuRegs>,
+    /// The guest's virtual PMU interrupt level.
+    pmu_virq: bool,
     stats: VcpuStats,
+}
+
+/// What the hypervisor knows of one physical CPU's PMU.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuPmu {
+    /// The vCPU whose event types are in the hardware's guest counters.
+    types_of: Option<usize>,
+    /// PMSELR_EL0 in the hardware.
+    pmselr: u64,
+    /// The host's PMUSERENR_EL0 (the host tells the hypervisor when it
+    /// changes it, as Linux's perf calls `kvm_set_pmuserenr()`).
+    host_pmuserenr: u64,
 }
 
 /// The hypervisor and what it runs.
@@ -170,6 +211,7 @@ pub struct Kvm {
     vms: Vec<VmState>,
     vcpus: Vec<VcpuState>,
     mode: HostMode,
+    cpu_pmu: Vec<CpuPmu>,
 }
 
 /// How the host runs.
@@ -209,8 +251,10 @@ impl Kvm {
     }
 
     fn with_mode(mut machine: Machine, mode: HostMode) -> Kvm {
-        for cpu in 0..machine.pes().len() {
+        let mut cpu_pmu = vec![CpuPmu::default(); machine.pes().len()];
+        for (cpu, hw) in cpu_pmu.iter_mut().enumerate() {
             if let Some(mut c) = machine.cpu(cpu) {
+                hw.host_pmuserenr = c.read(SysReg::PMUSERENR_EL0).unwrap_or(0);
                 let (hcr, e2pb) = match mode {
                     HostMode::Vhe => (
                         hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1),
@@ -284,6 +328,7 @@ impl Kvm {
             vms: Vec::new(),
             vcpus: Vec::new(),
             mode,
+            cpu_pmu,
         }
     }
 
@@ -315,6 +360,7 @@ impl Kvm {
         for h in &mut self.host_pmus {
             h.reserved_for_host = counters;
         }
+        self.apply_host_hpmn();
         Ok(())
     }
 
@@ -638,6 +684,12 @@ impl Kvm {
         if features.spe && self.spus.is_empty() {
             return Err(Errno::EINVAL);
         }
+        // The guest PMU is switched by a VHE host's load and put; an nVHE
+        // host kernel at EL1 cannot leave counters to guests (its own
+        // accesses are limited to MDCR_EL2.HPMN), so it offers no vPMU.
+        if features.pmu_v3 && self.mode == HostMode::Nvhe {
+            return Err(Errno::EINVAL);
+        }
         self.vcpus.push(VcpuState {
             vm,
             features,
@@ -654,6 +706,10 @@ impl Kvm {
             spe_live: false,
             needs_repin: false,
             pins: VcpuPins::default(),
+            pmu: GuestPmu::reset(),
+            pmu_live: false,
+            pmu_host: None,
+            pmu_virq: false,
             stats: VcpuStats::default(),
         });
         Ok(self.vcpus.len() - 1)
@@ -836,37 +892,52 @@ impl Kvm {
             return Ok(());
         }
         let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
-        let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
-        let host_mdcr = c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?;
-        if !live {
-            // SPE untouched (or absent): the sampling registers trap
-            // (TPMS) and the buffer stays the host's, its EL1 accesses
-            // trapped (E2PB = 0b00); no SPE register is switched.
-            let mdcr = mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL2), 1);
-            c.write(SysReg::MDCR_EL2, mdcr)
-                .map_err(access(SysReg::MDCR_EL2))?;
-        }
-        c.write(SysReg::CNTVOFF_EL2, cntvoff)
-            .map_err(access(SysReg::CNTVOFF_EL2))?;
-        // The SPE ID registers always trap: sanitised for an SPE vCPU,
-        // UNDEFINED for one without (the VM does not have SPE).
-        let traps = hyperprof_arch::hdfgrtr_el2::value_trapping(
-            hyperprof_arch::hdfgrtr_el2::PMBIDR_EL1.mask()
-                | hyperprof_arch::hdfgrtr_el2::PMSIDR_EL1.mask(),
-        );
-        c.write(SysReg::HDFGRTR_EL2, traps)
-            .map_err(access(SysReg::HDFGRTR_EL2))?;
-        let (ttbr, ctx) = (self.vcpus[vcpu].ttbr0_el1, self.vcpus[vcpu].contextidr_el1);
-        c.write(SysReg::TTBR0_EL12, ttbr)
-            .map_err(access(SysReg::TTBR0_EL12))?;
-        c.write(SysReg::CONTEXTIDR_EL12, ctx)
-            .map_err(access(SysReg::CONTEXTIDR_EL12))?;
+        let host_mdcr = {
+            let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+            c.read(SysReg::MDCR_EL2).map_err(access(SysReg::MDCR_EL2))?
+        };
         let v = &mut self.vcpus[vcpu];
         v.stats.loads += 1;
         v.host_spe = None;
         v.host_mdcr = host_mdcr;
         v.loaded_on = Some(cpu);
         v.unsupported_cpu = unsupported;
+        // A guest that has used its PMU gets its state back at load; one
+        // that has not keeps trapping (lazy) and costs nothing here.
+        if self.vcpus[vcpu].pmu_live {
+            self.pmu_load(vcpu, cpu)?;
+        }
+        // SPE untouched (or absent): the sampling registers trap (TPMS) and
+        // the buffer stays the host's, its EL1 accesses trapped (E2PB =
+        // 0b00); no SPE register is switched. SPE live: spe_activate
+        // writes MDCR_EL2.
+        let mdcr = (!live).then(|| {
+            let spe_bits = mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL2), 1);
+            self.pmu_mdcr(vcpu, cpu, spe_bits)
+        });
+        // The SPE ID registers always trap: sanitised for an SPE vCPU,
+        // UNDEFINED for one without (the VM does not have SPE); a live
+        // partitioned PMU adds its trapped registers.
+        let (rd_traps, wr_traps) = self.fgt_values(vcpu, cpu);
+        let pmu_fgt = wr_traps != hyperprof_arch::hdfgwtr_el2::TRAP_NOTHING;
+        let (ttbr, ctx) = (self.vcpus[vcpu].ttbr0_el1, self.vcpus[vcpu].contextidr_el1);
+        let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+        if let Some(mdcr) = mdcr {
+            c.write(SysReg::MDCR_EL2, mdcr)
+                .map_err(access(SysReg::MDCR_EL2))?;
+        }
+        c.write(SysReg::CNTVOFF_EL2, cntvoff)
+            .map_err(access(SysReg::CNTVOFF_EL2))?;
+        c.write(SysReg::HDFGRTR_EL2, rd_traps)
+            .map_err(access(SysReg::HDFGRTR_EL2))?;
+        if pmu_fgt {
+            c.write(SysReg::HDFGWTR_EL2, wr_traps)
+                .map_err(access(SysReg::HDFGWTR_EL2))?;
+        }
+        c.write(SysReg::TTBR0_EL12, ttbr)
+            .map_err(access(SysReg::TTBR0_EL12))?;
+        c.write(SysReg::CONTEXTIDR_EL12, ctx)
+            .map_err(access(SysReg::CONTEXTIDR_EL12))?;
         if live {
             self.spe_activate(vcpu, cpu)?;
         }
@@ -913,10 +984,12 @@ impl Kvm {
         let v = &self.vcpus[vcpu];
         let (guest, host_mdcr, vm) = (v.spe, v.host_mdcr, v.vm);
         let perfmon = self.vms[vm].perfmon;
+        let spe_bits =
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0);
+        let mdcr = self.pmu_mdcr(vcpu, cpu, spe_bits);
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
         let host = switch::load(&mut c, &guest, f).map_err(|e| format!("SPE load: {e}"))?;
-        let mdcr = mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0);
         c.write(SysReg::MDCR_EL2, mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;
         if perfmon {
@@ -948,10 +1021,20 @@ impl Kvm {
             return Ok(());
         }
         let f = self.spe_features(vcpu);
+        let pmu_fgt = self.fgt_values(vcpu, cpu).1 != hyperprof_arch::hdfgwtr_el2::TRAP_NOTHING;
+        self.pmu_put(vcpu, cpu)?;
+        let v = &self.vcpus[vcpu];
         let (host_mdcr, host_spe) = (v.host_mdcr, v.host_spe);
         let measured_mdcr = host_spe.is_some();
         let mut guest = v.spe;
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
+        if pmu_fgt {
+            c.write(
+                SysReg::HDFGWTR_EL2,
+                hyperprof_arch::hdfgwtr_el2::TRAP_NOTHING,
+            )
+            .map_err(access(SysReg::HDFGWTR_EL2))?;
+        }
         let ttbr = c
             .read(SysReg::TTBR0_EL12)
             .map_err(access(SysReg::TTBR0_EL12))?;
@@ -1141,6 +1224,7 @@ impl GuestCpu<'_> {
             add_stats(&mut v.stats.spe_switch_live, diff(after, before));
         }
         self.buffer_live = live;
+        self.pmu_enter()?;
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())
     }
@@ -1228,6 +1312,8 @@ impl GuestCpu<'_> {
             // Lazy or without SPE: EL2 owns the buffer, EL1 accesses trap.
             mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL2), 1)
         };
+        // No vPMU under nVHE: every PMU access traps and is UNDEFINED.
+        let mdcr = mdcr_el2::TPMCR.set(mdcr_el2::TPM.set(mdcr, 1), 1);
         c.write(SysReg::MDCR_EL2, mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;
         if spe_state {
@@ -1363,6 +1449,7 @@ impl GuestCpu<'_> {
             to: ExceptionLevel::EL2,
         };
         self.kvm.vcpus[self.vcpu].stats.trap_exits += 1;
+        let el = self.pe().el();
         self.leave().map_err(fail)?;
         // The guest's first SPE access makes its SPE state live.
         let v = &self.kvm.vcpus[self.vcpu];
@@ -1370,12 +1457,20 @@ impl GuestCpu<'_> {
         if lazy {
             self.kvm.spe_activate(self.vcpu, self.cpu).map_err(fail)?;
         }
-        let r = (!(lazy && reg.unit() == Unit::SpeSampling)).then(|| self.emulate(reg, write));
+        let r = if reg.unit() == Unit::Pmu {
+            self.pmu_trap(reg, write, el)
+        } else {
+            (!(lazy && reg.unit() == Unit::SpeSampling)).then(|| self.emulate(reg, write))
+        };
         self.enter().map_err(fail)?;
+        if el != ExceptionLevel::EL1 {
+            // Back to the Exception level that trapped (EL0 PMU accesses).
+            self.pe().eret(el);
+        }
         match r {
             Some(r) => r,
-            // A sampling register is the guest's own on the hardware now:
-            // the access completes there.
+            // A sampling register, or an untrapped PMU register, is the
+            // guest's own on the hardware now: the access completes there.
             None => {
                 let mut c = self
                     .kvm
@@ -1406,6 +1501,12 @@ impl GuestCpu<'_> {
                 PmsVer::from_field(id::PMSVer.get(hw)).unwrap_or(PmsVer::NotImplemented)
             }),
             _ => PmsVer::NotImplemented,
+        };
+        // A vCPU without the PMU feature has no PMU.
+        let hw = if v.features.pmu_v3 {
+            hw
+        } else {
+            id::PMUVer.set(hw, 0)
         };
         id::PMSVer.set(hw, level.to_field())
     }
@@ -1530,7 +1631,7 @@ impl GuestEnv for GuestCpu<'_> {
         }
         let mut total = 0;
         while total < budget {
-            if self.virq_pending() {
+            if self.virq_pending() || self.pmu_level() {
                 return (total, ExecStop::VirtualIrq);
             }
             let mut done = 0;
@@ -1545,12 +1646,19 @@ impl GuestEnv for GuestCpu<'_> {
                     // moves a guest buffer event into the guest's PMBSR.
                     let back = self.pe().el();
                     self.kvm.vcpus[self.vcpu].stats.irq_exits += 1;
-                    if self.leave().and_then(|()| self.enter()).is_err() {
+                    if self.leave().is_err() {
+                        return (total, ExecStop::Exit);
+                    }
+                    self.pmu_interrupt_exit();
+                    if self.enter().is_err() {
                         return (total, ExecStop::Exit);
                     }
                     self.pe().eret(back);
-                    if self.pe().irq_lines().any() && !self.virq_pending() {
-                        // Not the guest's: it stays asserted for the host.
+                    // The guest's PMU flags have left the hardware, and
+                    // its buffer event is back only as its own PMBSR: what
+                    // is still asserted is the host's.
+                    let lines = self.pe().irq_lines();
+                    if lines.pmuirq || (lines.pmbirq && !self.virq_pending()) {
                         self.exit = Some(Exit::Yield);
                         return (total, ExecStop::Exit);
                     }
@@ -1570,8 +1678,15 @@ impl GuestEnv for GuestCpu<'_> {
         self.pe().exception_entry(ExceptionLevel::EL1);
     }
 
+    fn pmu_virq_pending(&self) -> bool {
+        self.pmu_level()
+    }
+
     fn take_virq(&mut self) {
-        self.kvm.vcpus[self.vcpu].stats.virqs += 1;
+        let (spe, pmu) = (self.virq_pending(), self.pmu_level());
+        let stats = &mut self.kvm.vcpus[self.vcpu].stats;
+        stats.virqs += u64::from(spe || !pmu);
+        stats.pmu_virqs += u64::from(pmu);
         self.to_el1();
     }
 }

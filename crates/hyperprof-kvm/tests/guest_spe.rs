@@ -5,7 +5,7 @@
 
 use hyperprof_arch::{maxbuffsize, pmbsr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeSessionConfig};
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
+use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
@@ -88,12 +88,12 @@ fn session() -> SpeSessionConfig {
 
 /// The guest kernel with the default [`session`] and a `pages`-page buffer
 /// at `BUF_VA`, running `ops` operations of `workload` at EL0.
-fn guest_kernel(ttbr: u64, pages: u64, workload: Box<dyn Workload>, ops: u64) -> SpeGuestKernel {
+fn guest_kernel(ttbr: u64, pages: u64, workload: Box<dyn Workload>, ops: u64) -> GuestKernel {
     let buf = Buffer {
         va: BUF_VA,
         size: pages * 4096,
     };
-    SpeGuestKernel::new(ttbr, session(), buf, workload, ops)
+    GuestKernel::new(ttbr, session(), buf, workload, ops)
 }
 
 fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
@@ -512,7 +512,7 @@ fn guest_timestamps(perfmon: bool) -> (Vec<u64>, u64) {
         va: BUF_VA,
         size: 64 * 4096,
     };
-    let mut k = SpeGuestKernel::new(ttbr, cfg, buf, by_name("mix", 4).unwrap(), 20_000);
+    let mut k = GuestKernel::new(ttbr, cfg, buf, by_name("mix", 4).unwrap(), 20_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     let ts: Vec<u64> = RecordDecoder::new(k.data())
         .map(|r| r.unwrap().1.timestamp.unwrap())
@@ -710,7 +710,7 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
         size: 8 * 4096,
     };
     let kernel = |ttbr| {
-        SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 6).unwrap(), 300_000)
+        GuestKernel::new(ttbr, session(), buf, by_name("mix", 6).unwrap(), 300_000)
             .with_slices(25_000)
     };
     // The reference: the whole session on one host.
@@ -862,7 +862,8 @@ fn id_aa64dfr0_advertises_the_vms_pmsver_and_hides_spe_from_vcpus_without_it() {
         vcpu,
         &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::ID_AA64DFR0_EL1).unwrap()),
     );
-    assert_eq!(seen, hw, "the SPU's own level");
+    // The vCPU has no PMU feature: no PMU either.
+    assert_eq!(seen, id::PMUVer.set(hw, 0), "the SPU's own level");
     assert_ne!(id::PMSVer.get(seen), 0);
     // A vCPU of the same VM without the SPE feature sees no SPE.
     kvm.put(vcpu).unwrap();
@@ -881,11 +882,13 @@ fn id_aa64dfr0_advertises_the_vms_pmsver_and_hides_spe_from_vcpus_without_it() {
         &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::ID_AA64DFR0_EL1).unwrap()),
     );
     assert_eq!(id::PMSVer.get(seen), 0);
+    let others = !(id::PMSVer.mask() | id::PMUVer.mask());
     assert_eq!(
-        seen & !id::PMSVer.mask(),
-        hw & !id::PMSVer.mask(),
+        seen & others,
+        hw & others,
         "everything else as the hardware says"
     );
+    assert_eq!(id::PMUVer.get(seen), 0, "no PMU feature, no PMU");
 }
 
 #[test]
@@ -899,7 +902,7 @@ fn a_guest_in_discard_mode_samples_but_writes_nothing() {
         va: BUF_VA,
         size: 4 * 4096,
     };
-    let mut k = SpeGuestKernel::new(ttbr, cfg, buf, by_name("mix", 2).unwrap(), 100_000);
+    let mut k = GuestKernel::new(ttbr, cfg, buf, by_name("mix", 2).unwrap(), 100_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     assert_eq!(k.error(), None);
     assert!(k.data().is_empty());

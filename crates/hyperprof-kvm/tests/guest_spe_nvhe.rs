@@ -4,7 +4,7 @@
 
 use hyperprof_arch::{PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
+use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, HostMode, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
@@ -117,7 +117,7 @@ fn an_nvhe_guest_profiles_itself_with_virtual_pmbirqs() {
         va: BUF_VA,
         size: 4 * 4096,
     };
-    let mut k = SpeGuestKernel::new(
+    let mut k = GuestKernel::new(
         ttbr,
         session(),
         buf,
@@ -150,7 +150,7 @@ fn the_nvhe_host_session_stops_at_every_entry_and_resumes_at_every_exit() {
         va: BUF_VA,
         size: 64 * 4096,
     };
-    let mut k = SpeGuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 100_000)
+    let mut k = GuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 100_000)
         .with_slices(20_000);
     run_to_halt(&mut kvm, vcpu, &mut k);
     kvm.machine()

@@ -1,5 +1,5 @@
 //! The DESIGN.md invariants under randomized schedules: two VMs whose guest
-//! kernels profile themselves with SPE (`SpeGuestKernel` in slices, small
+//! kernels profile themselves with SPE (`GuestKernel` in slices, small
 //! buffers so that they fill) on a two-CPU VHE host that profiles its own
 //! kernel (or not), while proptest picks the order of host work, vCPU loads
 //! (on either CPU), runs and puts.
@@ -38,7 +38,7 @@
 
 use hyperprof_arch::{pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
-use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep, SpeGuestKernel};
+use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestKernel, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::memory::PAGE_SIZE;
@@ -186,7 +186,7 @@ enum Inv {
 struct Guest {
     vm: usize,
     vcpu: usize,
-    kernel: SpeGuestKernel,
+    kernel: GuestKernel,
     symbols: Vec<Symbol>,
     limit: u64,
     loaded: Option<usize>,
@@ -212,7 +212,7 @@ const RUN_BUDGET: u64 = 20_000;
 /// the VMM would) once it has made `RUN_BUDGET` accesses, so that a
 /// livelocked guest fails the test instead of hanging it.
 struct Bounded<'a> {
-    kernel: &'a mut SpeGuestKernel,
+    kernel: &'a mut GuestKernel,
     exhausted: bool,
 }
 
@@ -283,6 +283,9 @@ impl GuestEnv for Counting<'_> {
     }
     fn virq_pending(&self) -> bool {
         self.inner.virq_pending()
+    }
+    fn pmu_virq_pending(&self) -> bool {
+        self.inner.pmu_virq_pending()
     }
     fn take_virq(&mut self) {
         self.inner.take_virq();
@@ -1009,7 +1012,7 @@ fn new_guest(kvm: &mut Kvm, i: usize, cfg: &GuestCfg) -> Guest {
         jitter: cfg.jitter,
         ..SpeSessionConfig::default()
     };
-    let kernel = SpeGuestKernel::new(
+    let kernel = GuestKernel::new(
         ttbr,
         session,
         Buffer {

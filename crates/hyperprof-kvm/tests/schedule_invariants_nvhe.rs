@@ -4,7 +4,7 @@
 
 use hyperprof_arch::{ExceptionLevel, PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
-use hyperprof_guest::guest::SpeGuestKernel;
+use hyperprof_guest::guest::GuestKernel;
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
@@ -87,7 +87,7 @@ proptest! {
         kvm.configure_spe(vcpu, 0, 21, 64 * 1024).unwrap();
         let ttbr = kvm.guest_map(vm, BUF_VA, GUEST_RAM_IPA + (8 << 20), guest_pages * 4096).unwrap();
         let buf = Buffer { va: BUF_VA, size: guest_pages * 4096 };
-        let mut guest = SpeGuestKernel::new(ttbr, session(interval), buf, by_name("mix", 7).unwrap(), guest_ops)
+        let mut guest = GuestKernel::new(ttbr, session(interval), buf, by_name("mix", 7).unwrap(), guest_ops)
             .with_slices(slice);
         let mut hosts: Vec<Option<SpeDriver>> = (0..2)
             .map(|cpu| {
@@ -101,7 +101,7 @@ proptest! {
             .collect();
         let mut host_loads: Vec<Box<dyn Workload>> = (0..2).map(|c| by_name("kernel-array-sum", 3 + c).unwrap()).collect();
         let mut loaded: Option<usize> = None;
-        let run_guest = |kvm: &mut Kvm, loaded: &mut Option<usize>, cpu: usize, guest: &mut SpeGuestKernel| {
+        let run_guest = |kvm: &mut Kvm, loaded: &mut Option<usize>, cpu: usize, guest: &mut GuestKernel| {
             if *loaded != Some(cpu) {
                 if loaded.is_some() {
                     kvm.put(vcpu).unwrap();

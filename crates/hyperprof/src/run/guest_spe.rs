@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use hyperprof_arch::{ExceptionLevel, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
-use hyperprof_guest::guest::SpeGuestKernel;
+use hyperprof_guest::guest::GuestKernel;
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::Machine;
@@ -233,7 +233,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             va: GUEST_BUF_VA,
             size: GUEST_BUF_PAGES * PAGE_SIZE,
         };
-        guests.push(SpeGuestKernel::new(ttbr, session(), buf, wl, opts.ops).with_slices(SLICE));
+        guests.push(GuestKernel::new(ttbr, session(), buf, wl, opts.ops).with_slices(SLICE));
         vcpus.push((vm, vcpu));
     }
     let mut host = Vec::new();

@@ -1,0 +1,331 @@
+//! Guest PMU through the hypervisor, in partitioned and emulated mode: a
+//! guest kernel counts and samples with its PMU driver while its vCPU moves
+//! between CPUs and the host counts on its reserved counters; the counts are
+//! exact, the host's counters untouched, and the world switch costs what
+//! the closing note reports.
+
+use hyperprof_arch::{pmcr_el0, AccessFault, Cpu, PmuVer, SysReg};
+use hyperprof_guest::drivers::pmu::{EventSpec, Filter, PmuDriver, Range};
+use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
+use hyperprof_kvm::uapi::VcpuFeatures;
+use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
+use hyperprof_sim::event::{Event, EventCounts};
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::pe::{PeConfig, RunExit};
+use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::workload::by_name;
+
+const COUNTERS: u8 = 8;
+const HOST_RESERVED: u8 = 2;
+
+fn machine(fgt: bool) -> Machine {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: COUNTERS,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: None,
+        fgt,
+    };
+    Machine::new(&MachineConfig {
+        pes: vec![pe; 2],
+        ram_base: 0x8000_0000,
+        ram_size: 64 << 20,
+    })
+    .unwrap()
+}
+
+/// A hypervisor whose host reserves two counters, with one single-vCPU VM.
+fn vm(partitioned: bool, fgt: bool, nr: Option<u8>) -> (Kvm, usize) {
+    let mut kvm = Kvm::new(machine(fgt));
+    kvm.set_host_pmu_reserve(HOST_RESERVED).unwrap();
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                pmu_v3: true,
+                spe: false,
+            },
+        )
+        .unwrap();
+    kvm.configure_pmu(
+        vcpu,
+        &PmuSetup {
+            irq: 23,
+            partitioned,
+            nr_counters: nr,
+            filters: Vec::new(),
+        },
+    )
+    .unwrap();
+    (kvm, vcpu)
+}
+
+fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram, cpus: &[usize]) {
+    for round in 0..100_000 {
+        let cpu = cpus[round % cpus.len()];
+        kvm.load(vcpu, cpu).unwrap();
+        let exit = kvm.run(vcpu, p);
+        kvm.put(vcpu).unwrap();
+        match exit {
+            Exit::Halt => return,
+            Exit::Yield => continue,
+            e => panic!("unexpected exit {e:?}"),
+        }
+    }
+    panic!("the guest never halted");
+}
+
+fn events_of(workload: &str, seed: u64, ops: u64) -> EventCounts {
+    let mut w = by_name(workload, seed).unwrap();
+    let mut counts = EventCounts::default();
+    w.skip(ops, &mut counts);
+    counts
+}
+
+fn user(event: u16, period: Option<u32>) -> EventSpec {
+    EventSpec {
+        event,
+        filter: Filter {
+            el0: true,
+            el1: false,
+            el2: false,
+        },
+        period,
+    }
+}
+
+#[test]
+fn guest_counts_are_exact_in_both_modes_while_the_vcpu_moves() {
+    for (partitioned, fgt) in [(true, true), (true, false), (false, true)] {
+        let (mut kvm, vcpu) = vm(partitioned, fgt, None);
+        let ops = 3_000_000;
+        let mut k = GuestKernel::without_spe(0, by_name("mix", 7).unwrap(), ops)
+            .with_pmu(vec![
+                user(Event::INST_RETIRED.number(), None),
+                user(Event::L1D_CACHE_REFILL.number(), Some(10_000)),
+                user(Event::BR_MIS_PRED.number(), None),
+            ])
+            .with_slices(250_000);
+        run_to_halt(&mut kvm, vcpu, &mut k, &[0, 1]);
+        assert_eq!(k.error(), None);
+        let want = events_of("mix", 7, ops);
+        let mode = format!("partitioned={partitioned} fgt={fgt}");
+        assert_eq!(
+            k.pmu_counts(),
+            &[
+                want.get(Event::INST_RETIRED),
+                want.get(Event::L1D_CACHE_REFILL),
+                want.get(Event::BR_MIS_PRED)
+            ],
+            "{mode}"
+        );
+        let (stats, overflows) = k.pmu_driver().unwrap();
+        assert_eq!(
+            overflows[1],
+            want.get(Event::L1D_CACHE_REFILL) / 10_000,
+            "{mode}: one overflow interrupt per period"
+        );
+        assert_eq!(stats.spurious, 0, "{mode}");
+        let s = kvm.vcpu_stats(vcpu).unwrap();
+        assert_eq!(s.pmu_virqs, overflows[1], "{mode}: each delivered once");
+    }
+}
+
+#[test]
+fn partitioned_counter_reads_cause_no_exit_and_emulated_ones_all_exit() {
+    let reads = 1_000_000u64;
+    let mut exits = Vec::new();
+    for partitioned in [true, false] {
+        let (mut kvm, vcpu) = vm(partitioned, true, None);
+        let mut p = Reader { reads, done: 0 };
+        run_to_halt(&mut kvm, vcpu, &mut p, &[0]);
+        let s = kvm.vcpu_stats(vcpu).unwrap();
+        exits.push(s.pmu_trap_exits);
+    }
+    // Partitioned: only the first access (the lazy switch) exits.
+    assert_eq!(exits[0], 1);
+    assert_eq!(exits[1], reads + 1);
+}
+
+/// A guest that enables counter 0 then reads it `reads` times.
+struct Reader {
+    reads: u64,
+    done: u64,
+}
+
+impl GuestProgram for Reader {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        if self.done == 0 {
+            env.write(SysReg::PMCNTENSET_EL0, 1).unwrap();
+        }
+        while self.done < self.reads {
+            match env.read(SysReg::PMEVCNTR_EL0(
+                hyperprof_arch::EventCounter::new(0).unwrap(),
+            )) {
+                Ok(_) => self.done += 1,
+                Err(AccessFault::Trapped { .. }) => return GuestStep::More,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        GuestStep::Done
+    }
+}
+
+#[test]
+fn load_put_cost_is_within_the_series_sequence_and_zero_while_lazy() {
+    // HPMN = 6: eight counters, two for the host.
+    let (mut kvm, vcpu) = vm(true, true, None);
+    let mut idle = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 10_000);
+    run_to_halt(&mut kvm, vcpu, &mut idle, &[0]);
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(s.pmu_load_put.total(), 0, "untouched: nothing switched");
+
+    let (mut kvm, vcpu) = vm(true, true, None);
+    let mut k = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 2_000_000)
+        .with_pmu(vec![user(Event::INST_RETIRED.number(), None)])
+        .with_slices(100_000);
+    run_to_halt(&mut kvm, vcpu, &mut k, &[0]);
+    assert_eq!(k.pmu_counts().len(), 1);
+    let pair = |kvm: &mut Kvm, cpu: usize| {
+        let before = kvm.vcpu_stats(vcpu).unwrap().pmu_load_put.total();
+        kvm.load(vcpu, cpu).unwrap();
+        kvm.put(vcpu).unwrap();
+        kvm.vcpu_stats(vcpu).unwrap().pmu_load_put.total() - before
+    };
+    // Six counter values and the cycle counter each way, PMCR, the enable
+    // and interrupt-enable bitmaps, PMUSERENR (the host's restored from
+    // what the hypervisor keeps), PMSELR and the overflow flags saved,
+    // the guest's enables cleared at put.
+    let same_cpu = pair(&mut kvm, 0);
+    assert_eq!(same_cpu, 27, "seed 001's sequence is 26, without the host PMUSERENR, the overflow flags and stopping the guest's counters");
+    // On a CPU that last held another vCPU's event types, they are written
+    // too: six and PMCCFILTR.
+    let other_cpu = pair(&mut kvm, 1);
+    assert_eq!(other_cpu, 27 + 7);
+    assert_eq!(
+        pair(&mut kvm, 1),
+        27,
+        "the types stay until another vCPU loads"
+    );
+    println!("load+put with HPMN=6: {same_cpu} accesses, {other_cpu} after a move");
+}
+
+#[test]
+fn host_counters_count_exactly_the_hosts_work_whatever_the_guest_does() {
+    for partitioned in [true, false] {
+        let (mut kvm, vcpu) = vm(partitioned, true, None);
+        // The host counts its kernel's instructions (EL2) on its reserved
+        // counters, with overflow interrupts every 2^20.
+        let mut hosts = Vec::new();
+        for cpu in 0..2 {
+            let mut c = kvm.machine().cpu(cpu).unwrap();
+            let mut d = PmuDriver::probe(&mut c, Range::High).unwrap();
+            assert_eq!(d.counters(), 6..8);
+            let spec = |event, period| EventSpec {
+                event,
+                filter: Filter {
+                    el0: false,
+                    el1: false,
+                    el2: true,
+                },
+                period,
+            };
+            d.add(spec(Event::INST_RETIRED.number(), None)).unwrap();
+            d.add(spec(Event::CPU_CYCLES.number(), Some(1 << 20)))
+                .unwrap();
+            d.start(&mut c).unwrap();
+            hosts.push(d);
+        }
+        let mut host_work: Vec<_> = (0..2)
+            .map(|cpu| by_name("kernel-mix", cpu).unwrap())
+            .collect();
+        let mut guest = Vandal { rounds: 0 };
+        let mut host_ops = [0u64; 2];
+        for round in 0..40 {
+            let cpu = round % 2;
+            // Host kernel work, taking its own PMU interrupts.
+            let mut left = 200_000u64;
+            while left > 0 {
+                let mut done = 0;
+                let exit = kvm
+                    .machine()
+                    .run(cpu, host_work[cpu].as_mut(), left, &mut done)
+                    .unwrap();
+                left -= done;
+                host_ops[cpu] += done;
+                if let RunExit::Interrupt(_) = exit {
+                    let mut c = kvm.machine().cpu(cpu).unwrap();
+                    let ovs = hosts[cpu].handle_irq(&mut c).unwrap();
+                    assert_ne!(ovs, 0, "the host only sees its own overflows");
+                }
+            }
+            kvm.load(vcpu, cpu).unwrap();
+            match kvm.run(vcpu, &mut guest) {
+                Exit::Halt | Exit::Yield => {}
+                e => panic!("{e:?}"),
+            }
+            kvm.put(vcpu).unwrap();
+        }
+        for (cpu, d) in hosts.iter().enumerate() {
+            let want = events_of("kernel-mix", cpu as u64, host_ops[cpu]);
+            let mut c = kvm.machine().cpu(cpu).unwrap();
+            assert_eq!(
+                d.read(&mut c, 0).unwrap(),
+                want.get(Event::INST_RETIRED),
+                "partitioned={partitioned} cpu {cpu}"
+            );
+            assert_eq!(
+                d.read(&mut c, 1).unwrap(),
+                want.get(Event::CPU_CYCLES),
+                "partitioned={partitioned} cpu {cpu}"
+            );
+            let pmcr = c.read(SysReg::PMCR_EL0).unwrap();
+            assert_eq!(pmcr_el0::N.get(pmcr), u64::from(COUNTERS));
+        }
+    }
+}
+
+/// A guest that tries everything on counters it does not have, and counts
+/// with all of its own, overflowing them often.
+struct Vandal {
+    rounds: u64,
+}
+
+impl GuestProgram for Vandal {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        self.rounds += 1;
+        let _ = env.write(SysReg::PMCR_EL0, 0b111);
+        let _ = env.write(SysReg::PMCNTENSET_EL0, u64::MAX);
+        let _ = env.write(SysReg::PMOVSSET_EL0, u64::MAX);
+        let _ = env.write(SysReg::PMINTENSET_EL1, u64::MAX);
+        for i in 0..31 {
+            let c = hyperprof_arch::EventCounter::new(i).unwrap();
+            let _ = env.write(SysReg::PMEVCNTR_EL0(c), 0xFFFF_FFF0);
+            let _ = env.write(SysReg::PMEVTYPER_EL0(c), 0x08 | 1 << 27);
+        }
+        let _ = env.write(SysReg::PMSELR_EL0, 7);
+        let _ = env.write(SysReg::PMXEVCNTR_EL0, 5);
+        let _ = env.write(SysReg::PMSWINC_EL0, u64::MAX);
+        let _ = env.write(SysReg::PMCCFILTR_EL0, 1 << 27);
+        let _ = env.write(SysReg::PMUSERENR_EL0, 0xF);
+        let mut w = by_name("mix", self.rounds).unwrap();
+        env.to_el0();
+        let (_, stop) = env.execute(w.as_mut(), 100_000);
+        env.to_el1();
+        if env.pmu_virq_pending() {
+            env.take_virq();
+            let _ = env.write(SysReg::PMOVSCLR_EL0, u64::MAX);
+        }
+        let _ = stop;
+        GuestStep::More
+    }
+}
