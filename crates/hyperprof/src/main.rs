@@ -75,6 +75,10 @@ enum Scenario {
     /// The same with an nVHE host: the host kernel at EL1, its buffer
     /// drained and disabled at every guest entry.
     GuestSpeNvhe,
+    /// A VM with a partitioned PMU and a VM with an emulated PMU counting
+    /// their user space beside a host counting its kernel on its reserved
+    /// counters; the vCPUs swap CPUs.
+    GuestPmu,
 }
 
 #[derive(Subcommand)]
@@ -322,6 +326,29 @@ fn run_scenario(
                     + "\n"
             } else {
                 guest_spe::render(&o.report)
+            };
+            (text, holds)
+        }
+        Scenario::GuestPmu => {
+            use hyperprof::run::{engine, presets, system};
+            if cpus.is_some() {
+                return Err(Error::Usage(
+                    "--cpus applies to the bare-metal scenario; guest-pmu runs on two CPUs".into(),
+                ));
+            }
+            let o = engine::run(&presets::guest_pmu(seed, ops), &mut |_, _| {})?;
+            let (rep, _) = system::build(&o);
+            if let Some(dir) = &out {
+                let path = dir.join("report.json");
+                let text =
+                    serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))?;
+                write_file(&path, text.as_bytes())?;
+            }
+            let holds = rep.invariants.iter().all(|v| v.holds);
+            let text = if json {
+                serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+            } else {
+                system::render(&rep)
             };
             (text, holds)
         }

@@ -121,3 +121,54 @@ fn guest_spe_nvhe_pays_more_per_round_trip_than_vhe() {
     assert!((10.0..=12.0).contains(&vhe), "{vhe}");
     assert!(nvhe > 2.0 * vhe, "nVHE {nvhe} vs VHE {vhe}");
 }
+
+#[test]
+fn guest_pmu_counts_exactly_in_both_modes_beside_a_counting_host() {
+    let out = run(&["--scenario", "guest-pmu", "--ops", "3000000", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["scenario"], "guest-pmu");
+    for v in r["invariants"].as_array().unwrap() {
+        assert_eq!(v["holds"], true, "{v}");
+    }
+    let vms = r["vms"].as_array().unwrap();
+    let modes: Vec<_> = vms.iter().map(|v| v["pmu_mode"].clone()).collect();
+    assert_eq!(modes, ["partitioned", "emulated"]);
+    for vm in vms {
+        assert_eq!(vm["ops"], 3_000_000);
+        let pmu = vm["pmu"].as_array().unwrap();
+        assert_eq!(pmu.len(), 6);
+        for c in pmu {
+            assert_eq!(c["count"], c["expected"], "{c}");
+        }
+        let inst = pmu.iter().find(|c| c["event"] == "INST_RETIRED").unwrap();
+        assert_eq!(inst["count"], 3_000_000);
+        let refill = pmu
+            .iter()
+            .find(|c| c["event"] == "L1D_CACHE_REFILL")
+            .unwrap();
+        let overflows = refill["overflow_interrupts"].as_u64().unwrap();
+        assert_eq!(overflows, refill["count"].as_u64().unwrap() / 100_000);
+        assert_eq!(vm["pmu_interrupts"], overflows, "each delivered once");
+        let kvm = &vm["hypervisor"];
+        assert!(kvm["loads"].as_u64().unwrap() >= 10, "the vCPU moved");
+    }
+    // The emulated guest exits for every PMU access, the partitioned one
+    // only for the trapped registers.
+    let exits = |i: usize| vms[i]["hypervisor"]["pmu_trap_exits"].as_u64().unwrap();
+    assert!(exits(0) < exits(1), "{} vs {}", exits(0), exits(1));
+    let host = &r["host"];
+    for c in host["pmu"].as_array().unwrap() {
+        assert_eq!(c["count"], c["expected"], "{c}");
+    }
+    let again = run(&["--scenario", "guest-pmu", "--ops", "3000000", "--json"]);
+    assert_eq!(out.stdout, again.stdout, "deterministic");
+    let text = run(&["--scenario", "guest-pmu", "--ops", "1000000"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("partitioned PMU"), "{text}");
+    assert!(text.contains("ok   exact counts"), "{text}");
+}

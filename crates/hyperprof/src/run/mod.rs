@@ -1,5 +1,9 @@
 //! `hyperprof run`: scenarios on the simulated machine, and their reports.
 
 pub mod bare_metal;
+pub mod engine;
 pub mod guest_spe;
+pub mod presets;
+pub mod profile;
 pub mod report;
+pub mod system;

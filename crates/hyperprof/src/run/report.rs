@@ -99,7 +99,7 @@ pub struct CpuFigures {
 }
 
 /// An invariant and whether it held.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Verdict {
     /// What was checked.
     pub invariant: String,

@@ -1,0 +1,670 @@
+//! The system run: a host that profiles its own kernel with SPE and counts
+//! with its reserved PMU counters, and VMs whose guest kernels profile
+//! themselves with guest SPE and the guest PMU (partitioned or emulated),
+//! their vCPUs moving between the physical CPUs. Every scenario that has
+//! VMs with a PMU, or a heterogeneous machine, runs here; [`Setup`] is what
+//! a scenario file describes.
+//!
+//! Each round, every CPU runs a slice of host kernel work (taking the
+//! host's PMBIRQ and PMU interrupts into its drivers), then each vCPU runs
+//! one slice on the CPU the schedule gives it: load, KVM_RUN, put.
+
+use hyperprof_arch::{ExceptionLevel, SysReg};
+use hyperprof_guest::drivers::pmu::{EventSpec, PmuDriver, Range};
+use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
+use hyperprof_guest::guest::GuestKernel;
+use hyperprof_kvm::uapi::VcpuFeatures;
+use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VcpuStats, VmConfig, GUEST_RAM_IPA};
+use hyperprof_sim::event::EventCounts;
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::op::Symbol;
+use hyperprof_sim::pe::RunExit;
+use hyperprof_sim::spe::SpeStats;
+use hyperprof_sim::workload::{by_name, Workload};
+
+use crate::error::{Error, Result};
+
+/// A whole run.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Name shown in the report.
+    pub name: String,
+    /// Seed of every workload.
+    pub seed: u64,
+    /// The machine.
+    pub machine: MachineConfig,
+    /// The host kernel runs at EL1 (nVHE) rather than EL2 (VHE).
+    pub nvhe: bool,
+    /// The host.
+    pub host: HostSetup,
+    /// The VMs.
+    pub vms: Vec<VmSetup>,
+    /// Guest operations a vCPU runs before it gives the CPU back.
+    pub slice_ops: u64,
+    /// Host kernel operations per CPU per round.
+    pub host_slice_ops: u64,
+    /// How vCPUs move between CPUs.
+    pub schedule: Schedule,
+}
+
+/// How vCPUs are placed each round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// vCPU `j` runs on the `(j + round)`-th of the CPUs it may use.
+    Rotate,
+    /// vCPU `j` always runs on the `j`-th of the CPUs it may use.
+    Pinned,
+}
+
+/// The host's profiling.
+#[derive(Clone, Debug)]
+pub struct HostSetup {
+    /// The host kernel's workload (a `kernel-` workload).
+    pub workload: String,
+    /// Event counters the host keeps for itself (the boot parameter).
+    pub pmu_reserved: u8,
+    /// SPE sampling of the host kernel on every CPU with an SPE unit.
+    pub spe: Option<SpeSetup>,
+    /// PMU events counted on every CPU: on the reserved counters, or on
+    /// all counters when none are reserved (then no VM may have a PMU).
+    pub pmu_events: Vec<EventSpec>,
+}
+
+/// An SPE session: its configuration and buffer size.
+#[derive(Clone, Copy, Debug)]
+pub struct SpeSetup {
+    /// The driver's session.
+    pub session: SpeSessionConfig,
+    /// Buffer bytes (a page multiple).
+    pub buffer_bytes: u64,
+}
+
+/// Guest SPE of a VM.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestSpeSetup {
+    /// PMBIRQ's PPI.
+    pub irq: u32,
+    /// SPE_MAX_BUFFER_SIZE (0: the SPU's own maximum).
+    pub max_buffer_size: u64,
+    /// The guest driver's session and buffer.
+    pub spe: SpeSetup,
+}
+
+/// Guest PMU of a VM.
+#[derive(Clone, Debug)]
+pub struct GuestPmuSetup {
+    /// The device attributes.
+    pub attrs: PmuSetup,
+    /// The guest kernel's perf events.
+    pub events: Vec<EventSpec>,
+}
+
+/// One VM.
+#[derive(Clone, Debug)]
+pub struct VmSetup {
+    /// Name.
+    pub name: String,
+    /// Guest RAM bytes.
+    pub ram_bytes: u64,
+    /// RLIMIT_MEMLOCK of its VMM.
+    pub memlock_bytes: u64,
+    /// The guest's user workload.
+    pub workload: String,
+    /// Guest user operations (shared between its vCPUs).
+    pub ops: u64,
+    /// vCPUs.
+    pub vcpus: usize,
+    /// Guest PMU.
+    pub pmu: Option<GuestPmuSetup>,
+    /// Guest SPE.
+    pub spe: Option<GuestSpeSetup>,
+}
+
+/// What one vCPU did.
+pub struct VcpuOutcome {
+    /// Its index in the hypervisor.
+    pub vcpu: usize,
+    /// Guest operations run.
+    pub ops: u64,
+    /// The hypervisor's counts.
+    pub stats: VcpuStats,
+    /// SPE data the guest collected.
+    pub spe_data: Vec<u8>,
+    /// Buffer-full interrupts its SPE driver handled.
+    pub spe_buffer_full: u64,
+    /// What the CPUs' SPE units did while it ran.
+    pub spe_unit: SpeStats,
+    /// PMU totals per event (the setup's order).
+    pub pmu_counts: Vec<u64>,
+    /// Overflow interrupts per event.
+    pub pmu_overflows: Vec<u64>,
+    /// Events its operations caused (the ground truth).
+    pub truth: EventCounts,
+    /// A driver error, if one ended its session.
+    pub error: Option<String>,
+}
+
+/// What one VM did.
+pub struct VmOutcome {
+    /// Its setup.
+    pub setup: VmSetup,
+    /// Per vCPU.
+    pub vcpus: Vec<VcpuOutcome>,
+    /// Bytes still pinned at the end.
+    pub pinned_at_end: u64,
+    /// Most bytes pinned at once.
+    pub pinned_peak: u64,
+    /// The workload's functions.
+    pub symbols: Vec<Symbol>,
+}
+
+/// What the host did on one CPU.
+pub struct HostCpuOutcome {
+    /// The CPU.
+    pub cpu: usize,
+    /// Host kernel operations.
+    pub ops: u64,
+    /// SPE data (empty without an SPE unit or session).
+    pub spe_data: Vec<u8>,
+    /// Buffer-full interrupts.
+    pub spe_buffer_full: u64,
+    /// The SPE unit's counts while the host ran.
+    pub spe_unit: Option<SpeStats>,
+    /// The unit's counts for host and guests together.
+    pub spe_unit_total: Option<SpeStats>,
+    /// PMU totals per host event.
+    pub pmu_counts: Vec<u64>,
+    /// Overflow interrupts per host event.
+    pub pmu_overflows: Vec<u64>,
+    /// PMU interrupts the host took.
+    pub pmu_interrupts: u64,
+    /// PMBIRQs the host took.
+    pub pmbirqs: u64,
+    /// Events of the host's own work.
+    pub truth: EventCounts,
+    /// The CPU has an SPE unit.
+    pub has_spe: bool,
+}
+
+/// Everything a run produced.
+pub struct Outcome {
+    /// The setup it ran.
+    pub setup: Setup,
+    /// Per VM.
+    pub vms: Vec<VmOutcome>,
+    /// Per CPU.
+    pub host: Vec<HostCpuOutcome>,
+    /// The host workload's functions.
+    pub host_symbols: Vec<Symbol>,
+    /// Rounds run.
+    pub rounds: u64,
+    /// Problems the run saw (each fails the invariant it names).
+    pub problems: Vec<(Invariant, String)>,
+}
+
+/// The invariants a run checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invariant {
+    /// Host and guest SPE records stay in their own buffers.
+    Isolation,
+    /// Every sampled operation is accounted for; every record collected.
+    Conservation,
+    /// Guest and host PMU counts equal the events of their own work.
+    ExactCounts,
+    /// Nothing stays pinned after a guest disables its buffer.
+    Limits,
+    /// Every guest kernel finished without a driver error.
+    Completion,
+}
+
+fn fail(what: &str) -> impl Fn(String) -> Error + '_ {
+    move |e| Error::Usage(format!("run: {what}: {e}"))
+}
+
+const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
+const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
+
+/// Per-host-CPU drivers and workload.
+struct HostCpu {
+    spe: Option<SpeDriver>,
+    pmu: Option<PmuDriver>,
+    work: Box<dyn Workload>,
+    truth: EventCounts,
+    ops: u64,
+    spe_unit: SpeStats,
+    pmu_interrupts: u64,
+    pmbirqs: u64,
+}
+
+struct Vcpu {
+    vm: usize,
+    vcpu: usize,
+    kernel: GuestKernel,
+    allowed_cpus: Vec<usize>,
+    spe_unit: SpeStats,
+}
+
+fn add_unit(to: &mut SpeStats, after: &SpeStats, before: &SpeStats) {
+    to.sampled += after.sampled - before.sampled;
+    to.written += after.written - before.written;
+    to.filtered += after.filtered - before.filtered;
+    to.collided += after.collided - before.collided;
+    to.discarded += after.discarded - before.discarded;
+    to.lost += after.lost - before.lost;
+    to.records_bytes += after.records_bytes - before.records_bytes;
+    to.buffer_full_events += after.buffer_full_events - before.buffer_full_events;
+    to.fault_events += after.fault_events - before.fault_events;
+}
+
+fn unit_stats(kvm: &mut Kvm, cpu: usize) -> SpeStats {
+    kvm.machine()
+        .pe(cpu)
+        .and_then(|p| p.spe())
+        .map(|s| *s.stats())
+        .unwrap_or_default()
+}
+
+/// Runs `setup`; `progress(done, total)` is called after every round with
+/// guest operations done and to do.
+pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome> {
+    let machine = Machine::new(&setup.machine).map_err(|e| fail("machine")(e.to_string()))?;
+    let ncpus = setup.machine.pes.len();
+    let mut kvm = if setup.nvhe {
+        Kvm::new_nvhe(machine)
+    } else {
+        Kvm::new(machine)
+    };
+    let host_el = if setup.nvhe {
+        ExceptionLevel::EL1
+    } else {
+        ExceptionLevel::EL2
+    };
+    kvm.set_host_pmu_reserve(setup.host.pmu_reserved)
+        .map_err(|e| fail("host PMU reservation")(e.to_string()))?;
+
+    // The host: SPE where there is a unit, PMU events everywhere.
+    let mut host = Vec::new();
+    for cpu in 0..ncpus {
+        let work = by_name(&setup.host.workload, setup.seed ^ 0xa5 ^ cpu as u64)
+            .ok_or_else(|| fail("host workload")(setup.host.workload.clone()))?;
+        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
+        let spe = match (&setup.host.spe, has_spe) {
+            (Some(s), true) => {
+                let ttbr = if setup.nvhe {
+                    SysReg::TTBR0_EL1
+                } else {
+                    SysReg::TTBR0_EL2
+                };
+                let va = HOST_BUF_VA + ((cpu as u64) << 32);
+                Some(
+                    hyperprof_guest::host::start_session(
+                        kvm.machine(),
+                        cpu,
+                        ttbr,
+                        va,
+                        s.buffer_bytes,
+                        s.session,
+                    )
+                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let pmu = if setup.host.pmu_events.is_empty() {
+            None
+        } else {
+            let range = if setup.host.pmu_reserved > 0 {
+                Range::High
+            } else {
+                Range::Low
+            };
+            let mut c = kvm
+                .machine()
+                .cpu(cpu)
+                .ok_or_else(|| fail("host")("no such CPU".into()))?;
+            let mut d = PmuDriver::probe(&mut c, range)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            for e in &setup.host.pmu_events {
+                d.add(*e)
+                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            }
+            d.start(&mut c)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            Some(d)
+        };
+        host.push(HostCpu {
+            spe,
+            pmu,
+            work,
+            truth: EventCounts::default(),
+            ops: 0,
+            spe_unit: SpeStats::default(),
+            pmu_interrupts: 0,
+            pmbirqs: 0,
+        });
+    }
+    let host_symbols = host
+        .first()
+        .map(|h| h.work.symbols().to_vec())
+        .unwrap_or_default();
+
+    // The VMs.
+    let mut vcpus: Vec<Vcpu> = Vec::new();
+    let mut vm_ids = Vec::new();
+    let mut symbols = Vec::new();
+    for (i, v) in setup.vms.iter().enumerate() {
+        let vm = kvm
+            .create_vm(VmConfig {
+                ram_bytes: v.ram_bytes,
+                memlock_limit: v.memlock_bytes,
+            })
+            .map_err(|e| fail("create_vm")(format!("{}: {e}", v.name)))?;
+        vm_ids.push(vm);
+        symbols.push(
+            by_name(&v.workload, 0)
+                .map(|w| w.symbols().to_vec())
+                .ok_or_else(|| fail("workload")(v.workload.clone()))?,
+        );
+        let features = VcpuFeatures {
+            spe: v.spe.is_some(),
+            pmu_v3: v.pmu.is_some(),
+        };
+        let n = v.vcpus.max(1);
+        for j in 0..n {
+            let vcpu = kvm
+                .create_vcpu(vm, features)
+                .map_err(|e| fail("create_vcpu")(format!("{}: {e}", v.name)))?;
+            let ops = v.ops / n as u64 + u64::from((j as u64) < v.ops % n as u64);
+            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+            let wl =
+                by_name(&v.workload, seed).ok_or_else(|| fail("workload")(v.workload.clone()))?;
+            let mut allowed: Vec<usize> = (0..ncpus).collect();
+            let mut kernel = match &v.spe {
+                Some(s) => {
+                    let spu = kvm
+                        .spus()
+                        .first()
+                        .map(|s| (s.id, s.cpus.clone()))
+                        .ok_or_else(|| {
+                            fail("guest SPE")(format!("{}: the machine has no SPE", v.name))
+                        })?;
+                    allowed = spu.1;
+                    let max = if s.max_buffer_size == 0 {
+                        u64::MAX
+                    } else {
+                        s.max_buffer_size
+                    };
+                    kvm.configure_spe(vcpu, spu.0, s.irq, max)
+                        .map_err(|(attr, e)| {
+                            fail("guest SPE")(format!("{}: attribute {attr}: {e}", v.name))
+                        })?;
+                    let va = GUEST_BUF_VA + ((j as u64) << 32);
+                    let ipa = GUEST_RAM_IPA + (16 << 20) + j as u64 * s.spe.buffer_bytes;
+                    let ttbr = kvm
+                        .guest_map(vm, va, ipa, s.spe.buffer_bytes)
+                        .map_err(|e| fail("guest_map")(format!("{}: {e}", v.name)))?;
+                    let buf = Buffer {
+                        va,
+                        size: s.spe.buffer_bytes,
+                    };
+                    GuestKernel::new(ttbr, s.spe.session, buf, wl, ops)
+                }
+                None => GuestKernel::without_spe(0, wl, ops),
+            };
+            if let Some(p) = &v.pmu {
+                kvm.configure_pmu(vcpu, &p.attrs).map_err(|(attr, e)| {
+                    fail("guest PMU")(format!("{}: attribute {attr}: {e}", v.name))
+                })?;
+                kernel = kernel.with_pmu(p.events.clone());
+            }
+            vcpus.push(Vcpu {
+                vm: i,
+                vcpu,
+                kernel: kernel.with_slices(setup.slice_ops),
+                allowed_cpus: allowed,
+                spe_unit: SpeStats::default(),
+            });
+        }
+    }
+
+    let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
+    let mut pinned_peak = vec![0u64; setup.vms.len()];
+    let mut round = 0u64;
+    while vcpus.iter().any(|v| !v.kernel.finished()) {
+        for (cpu, h) in host.iter_mut().enumerate() {
+            host_slice(&mut kvm, cpu, h, setup.host_slice_ops, host_el)?;
+        }
+        for (j, v) in vcpus.iter_mut().enumerate() {
+            if v.kernel.finished() {
+                continue;
+            }
+            let k = v.allowed_cpus.len().max(1) as u64;
+            let slot = match setup.schedule {
+                Schedule::Rotate => (j as u64 + round) % k,
+                Schedule::Pinned => j as u64 % k,
+            };
+            let cpu = v.allowed_cpus.get(slot as usize).copied().unwrap_or(0);
+            let before = unit_stats(&mut kvm, cpu);
+            kvm.load(v.vcpu, cpu).map_err(fail("load"))?;
+            let exit = kvm.run(v.vcpu, &mut v.kernel);
+            kvm.put(v.vcpu).map_err(fail("put"))?;
+            let after = unit_stats(&mut kvm, cpu);
+            add_unit(&mut v.spe_unit, &after, &before);
+            match exit {
+                Exit::Halt | Exit::Yield => {}
+                other => {
+                    return Err(fail("KVM_RUN")(format!(
+                        "{} vCPU {j}: {other:?}",
+                        setup.vms[v.vm].name
+                    )))
+                }
+            }
+            let vm = vm_ids[v.vm];
+            let pinned = kvm.pinned_bytes(vm).unwrap_or(0);
+            pinned_peak[v.vm] = pinned_peak[v.vm].max(pinned);
+        }
+        round += 1;
+        let done: u64 = vcpus.iter().map(|v| v.kernel.ops_done()).sum();
+        progress(done, total);
+        if round > 10_000_000 {
+            return Err(fail("run")("the guests never finished".into()));
+        }
+    }
+
+    // Collect.
+    let mut problems = Vec::new();
+    let mut host_out = Vec::new();
+    for (cpu, mut h) in host.into_iter().enumerate() {
+        let mut c = kvm
+            .machine()
+            .cpu(cpu)
+            .ok_or_else(|| fail("host")("no such CPU".into()))?;
+        let mut spe_data = Vec::new();
+        let mut buffer_full = 0;
+        if let Some(d) = h.spe.as_mut() {
+            d.stop(&mut c)
+                .map_err(|e| fail("host SPE stop")(e.to_string()))?;
+            spe_data = d.take_data();
+            buffer_full = d.stats().buffer_full;
+        }
+        let (mut counts, mut overflows) = (Vec::new(), Vec::new());
+        if let Some(d) = h.pmu.as_mut() {
+            for i in 0..d.slots().len() {
+                counts.push(
+                    d.read(&mut c, i)
+                        .map_err(|e| fail("host PMU")(e.to_string()))?,
+                );
+            }
+            overflows = d.slots().iter().map(|s| s.overflows).collect();
+            d.stop(&mut c)
+                .map_err(|e| fail("host PMU")(e.to_string()))?;
+        }
+        let has_spe = c.pe().has_spe();
+        let total_unit = c.pe().spe().map(|s| *s.stats());
+        if let Some(spe) = c.pe().spe() {
+            if !spe.conserved() {
+                problems.push((
+                    Invariant::Conservation,
+                    format!(
+                        "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
+                        spe.stats()
+                    ),
+                ));
+            }
+        }
+        host_out.push(HostCpuOutcome {
+            cpu,
+            ops: h.ops,
+            spe_data,
+            spe_buffer_full: buffer_full,
+            spe_unit: has_spe.then_some(h.spe_unit),
+            spe_unit_total: total_unit,
+            pmu_counts: counts,
+            pmu_overflows: overflows,
+            pmu_interrupts: h.pmu_interrupts,
+            pmbirqs: h.pmbirqs,
+            truth: h.truth,
+            has_spe,
+        });
+    }
+    let mut vms: Vec<VmOutcome> = setup
+        .vms
+        .iter()
+        .enumerate()
+        .map(|(i, s)| VmOutcome {
+            setup: s.clone(),
+            vcpus: Vec::new(),
+            pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
+            pinned_peak: pinned_peak[i],
+            symbols: symbols[i].clone(),
+        })
+        .collect();
+    for v in vcpus {
+        let stats = kvm
+            .vcpu_stats(v.vcpu)
+            .ok_or_else(|| fail("stats")("no vCPU".into()))?;
+        let (pmu_overflows, spe_buffer_full) = (
+            v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
+            v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
+        );
+        vms[v.vm].vcpus.push(VcpuOutcome {
+            vcpu: v.vcpu,
+            ops: v.kernel.ops_done(),
+            stats,
+            spe_data: v.kernel.data().to_vec(),
+            spe_buffer_full,
+            spe_unit: v.spe_unit,
+            pmu_counts: v.kernel.pmu_counts().to_vec(),
+            pmu_overflows,
+            truth: EventCounts::default(),
+            error: v.kernel.error().map(|e| e.to_string()),
+        });
+    }
+    // The ground truth of each vCPU: its workload from the same seed,
+    // skipped over the operations it ran.
+    for (i, vm) in vms.iter_mut().enumerate() {
+        for (j, out) in vm.vcpus.iter_mut().enumerate() {
+            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+            let mut w = by_name(&vm.setup.workload, seed)
+                .ok_or_else(|| fail("workload")(vm.setup.workload.clone()))?;
+            w.skip(out.ops, &mut out.truth);
+        }
+    }
+    Ok(Outcome {
+        setup: setup.clone(),
+        vms,
+        host: host_out,
+        host_symbols,
+        rounds: round,
+        problems,
+    })
+}
+
+/// One slice of host kernel work on `cpu`, its interrupts taken into the
+/// host's drivers.
+fn host_slice(
+    kvm: &mut Kvm,
+    cpu: usize,
+    h: &mut HostCpu,
+    ops: u64,
+    host_el: ExceptionLevel,
+) -> Result<()> {
+    let err = fail("host work");
+    let before = unit_stats(kvm, cpu);
+    let mut left = ops;
+    while left > 0 {
+        let mut done = 0;
+        let mut counts = EventCounts::default();
+        let exit = {
+            // The ground truth: what the host's own operations cause.
+            let mut probe = Tally {
+                inner: h.work.as_mut(),
+                counts: &mut counts,
+            };
+            kvm.machine()
+                .run(cpu, &mut probe, left, &mut done)
+                .ok_or_else(|| err("no such CPU".into()))?
+        };
+        h.truth.add_all(&counts);
+        left -= done;
+        h.ops += done;
+        if let RunExit::Interrupt(lines) = exit {
+            let m = kvm.machine();
+            let pe = m.pe_mut(cpu).ok_or_else(|| err("no such CPU".into()))?;
+            pe.exception_entry(host_el);
+            let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
+            let mut handled = false;
+            if lines.pmbirq {
+                if let Some(d) = h.spe.as_mut() {
+                    d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
+                    h.pmbirqs += 1;
+                    handled = true;
+                }
+            }
+            if lines.pmuirq {
+                if let Some(d) = h.pmu.as_mut() {
+                    d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
+                    h.pmu_interrupts += 1;
+                    handled = true;
+                }
+            }
+            if !handled {
+                return Err(err(format!(
+                    "cpu {cpu}: an interrupt no host driver owns: {lines:?}"
+                )));
+            }
+        }
+    }
+    let after = unit_stats(kvm, cpu);
+    add_unit(&mut h.spe_unit, &after, &before);
+    Ok(())
+}
+
+/// A workload seen through a tally of the events its operations cause.
+struct Tally<'a> {
+    inner: &'a mut dyn Workload,
+    counts: &'a mut EventCounts,
+}
+
+impl Workload for Tally<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn symbols(&self) -> &[Symbol] {
+        self.inner.symbols()
+    }
+    fn skip(&mut self, n: u64, counts: &mut EventCounts) {
+        let mut mine = EventCounts::default();
+        self.inner.skip(n, &mut mine);
+        self.counts.add_all(&mine);
+        counts.add_all(&mine);
+    }
+    fn step(&mut self) -> hyperprof_sim::op::Op {
+        let op = self.inner.step();
+        op.add_events(self.counts);
+        op
+    }
+    fn ops_until(&self, event: hyperprof_sim::event::Event, k: u64, limit: u64) -> u64 {
+        self.inner.ops_until(event, k, limit)
+    }
+}

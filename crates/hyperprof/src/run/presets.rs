@@ -1,0 +1,102 @@
+//! Built-in system setups that `hyperprof run --scenario` names.
+
+use hyperprof_arch::PmuVer;
+use hyperprof_guest::drivers::pmu::{EventSpec, Filter};
+use hyperprof_kvm::vm::PmuSetup;
+use hyperprof_sim::event::Event;
+use hyperprof_sim::machine::MachineConfig;
+use hyperprof_sim::pe::PeConfig;
+use hyperprof_sim::pmu::PmuConfig;
+
+use super::engine::{GuestPmuSetup, HostSetup, Schedule, Setup, VmSetup};
+
+fn at(event: Event, el0: bool, el2: bool, period: Option<u32>) -> EventSpec {
+    EventSpec {
+        event: event.number(),
+        filter: Filter {
+            el0,
+            el1: false,
+            el2,
+        },
+        period,
+    }
+}
+
+/// What a guest kernel counts: six events of its user space, one sampling.
+pub fn guest_events() -> Vec<EventSpec> {
+    vec![
+        at(Event::CPU_CYCLES, true, false, None),
+        at(Event::INST_RETIRED, true, false, None),
+        at(Event::L1D_CACHE, true, false, None),
+        at(Event::L1D_CACHE_REFILL, true, false, Some(100_000)),
+        at(Event::BR_PRED, true, false, None),
+        at(Event::BR_MIS_PRED, true, false, None),
+    ]
+}
+
+/// What the host counts on its two reserved counters: its kernel's cycles
+/// (sampling) and instructions, at EL2.
+pub fn host_events() -> Vec<EventSpec> {
+    vec![
+        at(Event::CPU_CYCLES, false, true, Some(1 << 22)),
+        at(Event::INST_RETIRED, false, true, None),
+    ]
+}
+
+/// `guest-pmu`: two CPUs with an 8-counter PMUv3p5 and FEAT_FGT; the host
+/// reserves two counters (HPMN = 6) and counts its kernel; one VM with a
+/// partitioned PMU and one with an emulated PMU count their user space with
+/// six events each while their vCPUs swap CPUs every slice.
+pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 8,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: None,
+        fgt: true,
+    };
+    let vm = |name: &str, workload: &str, partitioned: bool| VmSetup {
+        name: name.to_string(),
+        ram_bytes: 64 << 20,
+        memlock_bytes: 8 << 20,
+        workload: workload.to_string(),
+        ops,
+        vcpus: 1,
+        pmu: Some(GuestPmuSetup {
+            attrs: PmuSetup {
+                irq: 23,
+                partitioned,
+                nr_counters: None,
+                filters: Vec::new(),
+            },
+            events: guest_events(),
+        }),
+        spe: None,
+    };
+    Setup {
+        name: "guest-pmu".to_string(),
+        seed,
+        machine: MachineConfig {
+            pes: vec![pe; 2],
+            ram_base: 0x8000_0000,
+            ram_size: 1 << 30,
+        },
+        nvhe: false,
+        host: HostSetup {
+            workload: "kernel-mix".to_string(),
+            pmu_reserved: 2,
+            spe: None,
+            pmu_events: host_events(),
+        },
+        vms: vec![
+            vm("partitioned", "mix", true),
+            vm("emulated", "pointer-chase", false),
+        ],
+        slice_ops: 200_000,
+        host_slice_ops: 50_000,
+        schedule: Schedule::Rotate,
+    }
+}

@@ -1,0 +1,206 @@
+//! What a domain's SPE samples say: the records, the functions they fall
+//! in, the latency distribution of each kind of operation, and the folded
+//! stacks a flame graph is drawn from.
+
+use serde::{Deserialize, Serialize};
+
+use hyperprof_sim::op::Symbol;
+use hyperprof_spe::{OpClass, Record, RecordDecoder};
+
+use crate::flame::FoldedStacks;
+
+/// One function's share of the samples.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionShare {
+    /// Function name (`[unknown]` for a PC in no symbol).
+    pub function: String,
+    /// Records whose PC is in it.
+    pub samples: u64,
+    /// `samples` over all records, in percent.
+    pub percent: f64,
+}
+
+/// Total-latency percentiles of one kind of operation, in cycles.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClassLatency {
+    /// `load`, `store`, `branch` or `other`.
+    pub class: String,
+    /// Records of this kind with a total latency.
+    pub samples: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median (nearest rank).
+    pub p50: u16,
+    /// 90th percentile.
+    pub p90: u16,
+    /// 99th percentile.
+    pub p99: u16,
+    /// Largest.
+    pub max: u16,
+}
+
+/// A domain's samples, analysed.
+#[derive(Debug, Default)]
+pub struct Profile {
+    /// Complete records decoded.
+    pub records: u64,
+    /// Bytes that did not decode as records (should be 0).
+    pub undecodable: u64,
+    /// Functions by samples, most first (ties by name).
+    pub functions: Vec<FunctionShare>,
+    /// Latency per operation kind.
+    pub latency: Vec<ClassLatency>,
+    /// `root;workload;function` stacks for the flame graph.
+    pub stacks: FoldedStacks,
+}
+
+/// The kind of operation a record describes.
+fn class_of(r: &Record) -> &'static str {
+    match r.op {
+        Some(op) if op.class == OpClass::LoadStore && op.is_store() => "store",
+        Some(op) if op.class == OpClass::LoadStore => "load",
+        Some(op) if op.class == OpClass::Branch => "branch",
+        _ => "other",
+    }
+}
+
+const CLASSES: [&str; 4] = ["load", "store", "branch", "other"];
+
+/// The symbol holding `pc` in `symbols` (sorted or not).
+fn function_of(symbols: &[Symbol], pc: u64) -> Option<&str> {
+    symbols
+        .iter()
+        .find(|s| s.start <= pc && pc < s.end)
+        .map(|s| s.name.as_str())
+}
+
+/// Nearest-rank percentile of sorted `v` (non-empty).
+fn percentile(v: &[u16], q: f64) -> u16 {
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+impl Profile {
+    /// Analyses SPE `data` (buffers as a driver collected them, one after
+    /// another) of the domain `root` running `workload`, whose functions
+    /// are `symbols`.
+    pub fn of(data: &[u8], root: &str, workload: &str, symbols: &[Symbol]) -> Profile {
+        let mut p = Profile::default();
+        let mut per_function: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut lat: [Vec<u16>; 4] = Default::default();
+        for item in RecordDecoder::new(data) {
+            let r = match item {
+                Ok((_, r)) => r,
+                Err(_) => {
+                    p.undecodable += 1;
+                    continue;
+                }
+            };
+            p.records += 1;
+            let name =
+                r.pc.and_then(|pc| function_of(symbols, pc.virtual_address()))
+                    .unwrap_or("[unknown]");
+            *per_function.entry(name.to_string()).or_default() += 1;
+            p.stacks.add(&[root, workload, name], 1);
+            if let Some(l) = r.total_latency {
+                let class = class_of(&r);
+                if let Some(i) = CLASSES.iter().position(|c| *c == class) {
+                    lat[i].push(l);
+                }
+            }
+        }
+        let total = p.records.max(1) as f64;
+        let mut functions: Vec<FunctionShare> = per_function
+            .into_iter()
+            .map(|(function, samples)| FunctionShare {
+                function,
+                samples,
+                percent: samples as f64 * 100.0 / total,
+            })
+            .collect();
+        functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
+        p.functions = functions;
+        for (i, mut v) in lat.into_iter().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            v.sort_unstable();
+            let sum: u64 = v.iter().map(|&x| u64::from(x)).sum();
+            p.latency.push(ClassLatency {
+                class: CLASSES[i].to_string(),
+                samples: v.len() as u64,
+                mean: sum as f64 / v.len() as f64,
+                p50: percentile(&v, 0.50),
+                p90: percentile(&v, 0.90),
+                p99: percentile(&v, 0.99),
+                max: v[v.len() - 1],
+            });
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperprof_spe::packet::OpClass;
+    use hyperprof_spe::record::{CodeAddress, OpType};
+
+    fn rec(pc: u64, store: bool, latency: u16) -> Vec<u8> {
+        let r = Record {
+            pc: Some(CodeAddress {
+                addr: pc,
+                el: 0,
+                ns: true,
+            }),
+            op: Some(OpType {
+                class: OpClass::LoadStore,
+                payload: u8::from(store),
+            }),
+            total_latency: Some(latency),
+            ..Record::default()
+        };
+        let mut buf = [0u8; 256];
+        let n = r.encode(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn functions_latencies_and_stacks() {
+        let symbols = vec![
+            Symbol {
+                name: "copy".into(),
+                start: 0x1000,
+                end: 0x2000,
+            },
+            Symbol {
+                name: "sum".into(),
+                start: 0x2000,
+                end: 0x3000,
+            },
+        ];
+        let mut data = Vec::new();
+        for (i, lat) in (1..=10u16).enumerate() {
+            data.extend(rec(0x1004 + i as u64 * 4, false, lat * 10));
+        }
+        data.extend(rec(0x2010, true, 7));
+        data.extend(rec(0x9000, true, 9));
+        let p = Profile::of(&data, "vm0", "mix", &symbols);
+        assert_eq!(p.records, 12);
+        assert_eq!(p.undecodable, 0);
+        assert_eq!(p.functions[0].function, "copy");
+        assert_eq!(p.functions[0].samples, 10);
+        assert!((p.functions[0].percent - 1000.0 / 12.0).abs() < 1e-9);
+        assert_eq!(p.functions[1].function, "[unknown]");
+        let load = &p.latency[0];
+        assert_eq!((load.class.as_str(), load.samples), ("load", 10));
+        assert_eq!((load.p50, load.p90, load.p99, load.max), (50, 90, 100, 100));
+        let store = &p.latency[1];
+        assert_eq!(
+            (store.class.as_str(), store.samples, store.max),
+            ("store", 2, 9)
+        );
+        assert_eq!(p.stacks.total(), 12);
+        assert!(p.stacks.to_folded_text().contains("vm0;mix;copy 10"));
+    }
+}
