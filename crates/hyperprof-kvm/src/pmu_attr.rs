@@ -348,12 +348,14 @@ impl VmPmu {
     ///   has run, or a filter is set and the PMU differs from the VM's;
     ///   `EINVAL` partitioned and the PMU cannot partition.
     /// - `SET_NR_COUNTERS`: `EFAULT`; `EBUSY` VM has run; `EINVAL` no PMU
-    ///   chosen with `SET_PMU`; `EINVAL` above the limit (the PMU's N, or
-    ///   [`HostPmu::guest_counters`] when partitioned).
+    ///   chosen with `SET_PMU`; `EINVAL` above the limit,
+    ///   [`HostPmu::guest_counters`], in either mode; `EINVAL` 0 when
+    ///   partitioned on a PMU without FEAT_HPMN0.
     /// - `ENABLE_PARTITION`: `EFAULT`; `EINVAL` value not 0/1; `EBUSY` VM
     ///   has run; `EBUSY` other vCPUs exist and the value changes the mode;
     ///   `ENXIO` enabling on a PMU that cannot partition; `EINVAL` enabling
-    ///   with an explicit counter number above the guest counters.
+    ///   with an explicit counter number above the guest counters, or an
+    ///   explicit 0 on a PMU without FEAT_HPMN0.
     ///
     /// A failed call changes nothing.
     pub fn set_attr(
@@ -592,15 +594,24 @@ impl VmPmu {
         if !self.explicit {
             return Err(Errno::EINVAL);
         }
-        let limit = if self.partitioned {
-            current.guest_counters()
-        } else {
-            current.n()
-        };
+        // In both modes the guest's counters are backed by the same-numbered
+        // hardware counters, so the limit is what the host leaves to guests
+        // (N less its reservation), not N: an emulated guest with more would
+        // have its PMCNTENCLR_EL0/PMCR_EL0.P emulation (done at EL2, where
+        // every counter is visible) stop and zero the host's reserved
+        // counters, while the hardware's MDCR_EL2.HPMN still makes those
+        // counters UNDEFINED to it.
+        let limit = current.guest_counters();
         let n = match u8::try_from(value) {
             Ok(n) if n <= limit => n,
             _ => return Err(Errno::EINVAL),
         };
+        // Partitioned, 0 counters means MDCR_EL2.HPMN = 0, CONSTRAINED
+        // UNPREDICTABLE without FEAT_HPMN0 (the PE may behave as HPMN = N
+        // and hand the guest every counter, the host's too).
+        if self.partitioned && n == 0 && !current.hpmn0 {
+            return Err(Errno::EINVAL);
+        }
         self.nr_counters = Some(n);
         Ok(())
     }
@@ -629,9 +640,10 @@ impl VmPmu {
             if !current.can_partition() {
                 return Err(Errno::ENXIO);
             }
+            // An explicit 0 needs FEAT_HPMN0 (see set_nr_counters).
             if self
                 .nr_counters
-                .is_some_and(|n| n > current.guest_counters())
+                .is_some_and(|n| n > current.guest_counters() || (n == 0 && !current.hpmn0))
             {
                 return Err(Errno::EINVAL);
             }

@@ -1470,18 +1470,12 @@ impl GuestCpu<'_> {
         match r {
             Some(r) => r,
             // A sampling register, or an untrapped PMU register, is the
-            // guest's own on the hardware now: the access completes there.
-            None => {
-                let mut c = self
-                    .kvm
-                    .machine
-                    .cpu(self.cpu)
-                    .ok_or(AccessFault::Undefined)?;
-                match write {
-                    Some(val) => c.write(reg, val).map(|()| 0),
-                    None => c.read(reg),
-                }
-            }
+            // guest's own on the hardware now: the access is re-executed
+            // there. (Through `access`, so that an EL0 PMU access that only
+            // made the PMU state live meets the guest's PMUSERENR_EL0 and,
+            // if that allows it, traps again to be emulated, rather than
+            // leaking the hardware's trap to EL2.)
+            None => self.access(reg, write),
         }
     }
 

@@ -3,16 +3,18 @@
 //! with the hypervisor, and the virtual overflow interrupt.
 
 use hyperprof_arch::{
-    hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, AccessFault, Cpu, ExceptionLevel, SysReg,
+    hdfgrtr_el2, hdfgwtr_el2, mdcr_el2, pm_counter_bits, pmcr_el0, AccessFault, Cpu,
+    ExceptionLevel, SysReg,
 };
 use hyperprof_sim::pe::AccessStats;
+use hyperprof_sim::pmu::View;
 
 use super::{add_stats, diff, GuestCpu, Kvm};
 use crate::pmu_attr::EventFilter;
 use crate::uapi::{
     Errno, UserPtr, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION,
     KVM_ARM_VCPU_PMU_V3_FILTER, KVM_ARM_VCPU_PMU_V3_INIT, KVM_ARM_VCPU_PMU_V3_IRQ,
-    KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS,
+    KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS, KVM_ARM_VCPU_PMU_V3_SET_PMU,
 };
 
 /// What a VMM sets up for a vCPU's PMU ([`Kvm::configure_pmu`]).
@@ -235,11 +237,17 @@ impl Kvm {
         Ok(())
     }
 
-    /// What a VMM does to give a vCPU its PMU: KVM_SET_DEVICE_ATTR of the
-    /// partition enable (when asked for), SET_NR_COUNTERS, each FILTER,
-    /// IRQ, then INIT; the first error and the attribute that gave it.
+    /// What a VMM does to give a vCPU its PMU: KVM_SET_DEVICE_ATTR of
+    /// SET_PMU (the first host PMU) when it sets the number of counters
+    /// (KVM requires an explicit PMU for that), the partition enable (when
+    /// asked for), SET_NR_COUNTERS, each FILTER, IRQ, then INIT; the first
+    /// error and the attribute that gave it.
     pub fn configure_pmu(&mut self, vcpu: usize, setup: &PmuSetup) -> Result<(), (u64, Errno)> {
         let mut steps = Vec::new();
+        if setup.nr_counters.is_some() {
+            let id = self.host_pmus.first().map_or(0, |p| p.id);
+            steps.push((KVM_ARM_VCPU_PMU_V3_SET_PMU, u64::from(id)));
+        }
         if setup.partitioned {
             steps.push((KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1));
         }
@@ -296,8 +304,9 @@ impl Kvm {
 impl GuestCpu<'_> {
     /// A trapped PMU access (the hypervisor at EL2, between the exit and
     /// entry halves): the first one makes the state live; then the access
-    /// is emulated, or `None` when it no longer traps and must complete on
-    /// the hardware after entry.
+    /// is emulated, or `None` when it must be re-executed after entry (it
+    /// no longer traps, or it is an EL0 access that made the state live
+    /// and must now meet the guest's PMUSERENR_EL0).
     pub(super) fn pmu_trap(
         &mut self,
         reg: SysReg,
@@ -315,6 +324,15 @@ impl GuestCpu<'_> {
             };
             if self.kvm.pmu_load(vcpu, cpu).is_err() || self.write_traps().is_err() {
                 return Some(Err(fail));
+            }
+            // An EL0 access got here past the *host's* PMUSERENR_EL0, which
+            // the hardware held while the state was lazy: re-executed after
+            // entry, it meets the guest's (now loaded), which may refuse it
+            // (a trap to the guest's EL1). Emulating it here let guest user
+            // space read and write the PMU its kernel had not opened to it
+            // whenever the host's perf allowed its own user space access.
+            if el == ExceptionLevel::EL0 {
+                return None;
             }
         }
         let r = self.kvm.with_vpmu(
@@ -402,8 +420,33 @@ impl GuestCpu<'_> {
     }
 
     /// The guest's virtual PMU interrupt level.
+    ///
+    /// While the state is live, PMCR_EL0.E and PMINTENSET_EL1 are on the
+    /// hardware, where a partitioned guest with FEAT_FGT changes them
+    /// without an exit, and an overflow on the last operation of a run is
+    /// still in the hardware's flags: the level is sampled from where the
+    /// state is, as the interrupt controller samples a level-sensitive
+    /// line. (Using only the level computed at the last exit left an
+    /// overflow pending but never delivered once the guest enabled its
+    /// interrupt or PMCR_EL0.E with an untrapped write, and kept a stale
+    /// level after an untrapped PMINTENCLR_EL1.)
     pub(super) fn pmu_level(&self) -> bool {
         let v = &self.kvm.vcpus[self.vcpu];
-        v.features.pmu_v3 && v.pmu_virq
+        if !v.features.pmu_v3 {
+            return false;
+        }
+        if v.pmu_host.is_none() {
+            return v.pmu_virq;
+        }
+        let (Some((_, nr, _, _)), Some(pe)) = (
+            self.kvm.vpmu_parts(self.vcpu, self.cpu),
+            self.kvm.machine.pe(self.cpu),
+        ) else {
+            return v.pmu_virq;
+        };
+        let hw = |reg| pe.pmu().read(reg, View::el2()).unwrap_or(0);
+        let mask = pm_counter_bits::counter_range(0, nr) | pm_counter_bits::C.mask();
+        let ovs = (v.pmu.ovs | hw(SysReg::PMOVSSET_EL0)) & mask;
+        pmcr_el0::E.is_set(hw(SysReg::PMCR_EL0)) && ovs & hw(SysReg::PMINTENSET_EL1) != 0
     }
 }
