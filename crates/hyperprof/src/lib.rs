@@ -10,4 +10,5 @@ pub mod error;
 pub mod flame;
 pub mod rng;
 pub mod run;
+pub mod scenario;
 pub mod spe;

@@ -18,7 +18,7 @@ use hyperprof::spe::input::TraceFile;
     version,
     about,
     long_about = None,
-    after_help = "With no command, runs the default scenario (bare-metal) and writes its SPE data to ./hyperprof-out."
+    after_help = "With no command, runs the built-in default scenario (see `hyperprof scenario print-default`) and writes its artifacts to ./hyperprof-out."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,27 +31,48 @@ enum Command {
     #[command(subcommand)]
     Spe(SpeCommand),
     /// Run a scenario on the simulated machine and report what it measured.
+    ///
+    /// With neither a file nor --scenario, runs the built-in default
+    /// scenario.
     Run {
-        /// The scenario.
-        #[arg(long, value_enum, default_value_t = Scenario::BareMetal)]
-        scenario: Scenario,
-        /// Seed of every random choice: equal seeds give equal results.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// User operations per CPU (bare-metal) or per VM (guest-spe).
-        #[arg(long, default_value_t = 20_000_000)]
-        ops: u64,
-        /// CPUs (bare-metal; default 4). guest-spe runs on two.
+        /// A scenario file (TOML; `hyperprof scenario print-default` prints
+        /// one to start from).
+        #[arg(conflicts_with = "scenario")]
+        file: Option<PathBuf>,
+        /// A built-in scenario instead of a file.
+        #[arg(long, value_enum)]
+        scenario: Option<Scenario>,
+        /// Seed of every random choice: equal seeds give equal results
+        /// [default: the file's, or 1].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// User operations per CPU (bare-metal) or per VM [default: the
+        /// file's, or 20000000].
+        #[arg(long)]
+        ops: Option<u64>,
+        /// CPUs (bare-metal only; default 4).
         #[arg(long)]
         cpus: Option<usize>,
-        /// Write the SPE data as perf.data files in DIR: host.perf.data, and
-        /// vm0.perf.data and vm1.perf.data for the guest scenarios.
+        /// Artifact directory: perf.data files, flame graphs and
+        /// report.json [default: ./hyperprof-out for scenario files and the
+        /// default; none for the bare-metal and guest-spe built-ins].
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Print the report of a run again, from its artifact directory.
+    Report {
+        /// The directory `hyperprof run` wrote (holding report.json).
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scenario files.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
     Demo {
@@ -79,6 +100,17 @@ enum Scenario {
     /// their user space beside a host counting its kernel on its reserved
     /// counters; the vCPUs swap CPUs.
     GuestPmu,
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Print the built-in default scenario as a file to start from.
+    PrintDefault,
+    /// Check a scenario file and say what it describes.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +289,22 @@ fn write_perf_data(path: &std::path::Path, buffers: &[(u32, &[u8])]) -> Result<(
     spe::export::write_atomically(path, &bytes)
 }
 
+fn check_scenario(file: &std::path::Path) -> Result<()> {
+    let s = hyperprof::scenario::Scenario::load(file).map_err(|e| Error::Usage(e.to_string()))?;
+    let setup = hyperprof::run::from_scenario::setup(&s)
+        .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+    write_stdout(&format!(
+        "{}: scenario {:?}: {} CPUs ({} with SPE), {} host, {} VM(s), {} guest operations each\n",
+        file.display(),
+        setup.name,
+        setup.machine.pes.len(),
+        setup.machine.pes.iter().filter(|p| p.spe.is_some()).count(),
+        if setup.nvhe { "nVHE" } else { "VHE" },
+        setup.vms.len(),
+        s.run.guest_ops
+    ))
+}
+
 fn run_scenario(
     scenario: Scenario,
     seed: u64,
@@ -330,27 +378,13 @@ fn run_scenario(
             (text, holds)
         }
         Scenario::GuestPmu => {
-            use hyperprof::run::{engine, presets, system};
             if cpus.is_some() {
                 return Err(Error::Usage(
                     "--cpus applies to the bare-metal scenario; guest-pmu runs on two CPUs".into(),
                 ));
             }
-            let o = engine::run(&presets::guest_pmu(seed, ops), &mut |_, _| {})?;
-            let (rep, _) = system::build(&o);
-            if let Some(dir) = &out {
-                let path = dir.join("report.json");
-                let text =
-                    serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))?;
-                write_file(&path, text.as_bytes())?;
-            }
-            let holds = rep.invariants.iter().all(|v| v.holds);
-            let text = if json {
-                serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
-            } else {
-                system::render(&rep)
-            };
-            (text, holds)
+            let setup = hyperprof::run::presets::guest_pmu(seed, ops);
+            return run_system(&setup, out, json);
         }
     };
     let mut text = text;
@@ -373,28 +407,162 @@ fn run_scenario(
     Ok(())
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal and the
+/// run has taken more than a second.
+struct Progress {
+    start: std::time::Instant,
+    shown: bool,
+    tty: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            start: std::time::Instant::now(),
+            shown: false,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.tty || self.start.elapsed().as_secs_f64() < 1.0 || total == 0 {
+            return;
+        }
+        let frac = (done as f64 / total as f64).min(1.0);
+        let filled = (frac * 30.0) as usize;
+        eprint!(
+            "\r[{}{}] {:>3}%  {done} of {total} guest operations",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            (frac * 100.0) as u32
+        );
+        self.shown = true;
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprint!("\r{}\r", " ".repeat(80));
+        }
+    }
+}
+
+/// Runs a system setup, writes its artifacts into `out` (when given) and
+/// prints its report.
+fn run_system(
+    setup: &hyperprof::run::engine::Setup,
+    out: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    use hyperprof::run::{artifacts, engine, system};
+    let mut progress = Progress::new();
+    let o = engine::run(setup, &mut |d, t| progress.update(d, t));
+    progress.finish();
+    let o = o?;
+    let (mut rep, stacks) = system::build(&o);
+    if let Some(dir) = out {
+        artifacts::write(&dir, &o, &mut rep, &stacks)?;
+    }
+    print_system(&rep, json)
+}
+
+fn print_system(rep: &hyperprof::run::system::SystemReport, json: bool) -> Result<()> {
+    let text = if json {
+        serde_json::to_string_pretty(rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+    } else {
+        hyperprof::run::system::render(rep)
+    };
+    write_stdout(&text)?;
+    if !rep.invariants.iter().all(|v| v.holds) {
+        return Err(Error::Usage(
+            "an invariant did not hold (see the report)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `hyperprof run` with its arguments.
+struct RunArgs {
+    file: Option<PathBuf>,
+    scenario: Option<Scenario>,
+    seed: Option<u64>,
+    ops: Option<u64>,
+    cpus: Option<usize>,
+    out: Option<PathBuf>,
+    json: bool,
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    if let Some(s) = a.scenario {
+        let seed = a.seed.unwrap_or(1);
+        let ops = a.ops.unwrap_or(20_000_000);
+        return run_scenario(s, seed, ops, a.cpus, a.out, a.json);
+    }
+    if a.cpus.is_some() {
+        return Err(Error::Usage(
+            "--cpus applies to the bare-metal scenario; a scenario file describes its machine"
+                .into(),
+        ));
+    }
+    let mut scenario = match &a.file {
+        Some(path) => {
+            hyperprof::scenario::Scenario::load(path).map_err(|e| Error::Usage(e.to_string()))?
+        }
+        None => hyperprof::scenario::Scenario::builtin_default(),
+    };
+    if let Some(seed) = a.seed {
+        scenario.seed = seed;
+    }
+    if let Some(ops) = a.ops {
+        scenario.run.guest_ops = ops;
+    }
+    let setup = hyperprof::run::from_scenario::setup(&scenario).map_err(|e| match &a.file {
+        Some(p) => Error::Usage(format!("{}: {e}", p.display())),
+        None => Error::Usage(format!("the built-in default scenario: {e}")),
+    })?;
+    let out = a.out.unwrap_or_else(|| PathBuf::from("hyperprof-out"));
+    run_system(&setup, Some(out), a.json)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
         Some(Command::Run {
+            file,
             scenario,
             seed,
             ops,
             cpus,
             out,
             json,
-        }) => run_scenario(scenario, seed, ops, cpus, out, json),
+        }) => run(RunArgs {
+            file,
+            scenario,
+            seed,
+            ops,
+            cpus,
+            out,
+            json,
+        }),
+        Some(Command::Report { dir, json }) => {
+            hyperprof::run::artifacts::read_report(&dir).and_then(|r| print_system(&r, json))
+        }
+        Some(Command::Scenario(ScenarioCommand::PrintDefault)) => {
+            write_stdout(hyperprof::scenario::Scenario::default_text())
+        }
+        Some(Command::Scenario(ScenarioCommand::Check { file })) => check_scenario(&file),
         // The main job: the built-in default scenario, artifacts in ./hyperprof-out.
-        None => run_scenario(
-            Scenario::BareMetal,
-            1,
-            20_000_000,
-            None,
-            Some(PathBuf::from("hyperprof-out")),
-            false,
-        ),
+        None => run(RunArgs {
+            file: None,
+            scenario: None,
+            seed: None,
+            ops: None,
+            cpus: None,
+            out: None,
+            json: false,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

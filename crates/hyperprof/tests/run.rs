@@ -1,4 +1,4 @@
-//! `hyperprof run`: the bare-metal scenario through the command line.
+//! `hyperprof run`: the built-in scenarios through the command line.
 
 use std::process::Command;
 
@@ -12,8 +12,28 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_report_is_deterministic_and_its_invariants_hold() {
-    let a = run(&["--cpus", "2", "--ops", "2000000", "--seed", "5", "--json"]);
-    let b = run(&["--cpus", "2", "--ops", "2000000", "--seed", "5", "--json"]);
+    let a = run(&[
+        "--scenario",
+        "bare-metal",
+        "--cpus",
+        "2",
+        "--ops",
+        "2000000",
+        "--seed",
+        "5",
+        "--json",
+    ]);
+    let b = run(&[
+        "--scenario",
+        "bare-metal",
+        "--cpus",
+        "2",
+        "--ops",
+        "2000000",
+        "--seed",
+        "5",
+        "--json",
+    ]);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert_eq!(a.stdout, b.stdout);
     let r: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
@@ -34,13 +54,30 @@ fn the_report_is_deterministic_and_its_invariants_hold() {
         .unwrap();
     assert_eq!(inst["count"], cpu["ops"]);
     assert!(cpu["kernel_cost"]["total"].as_u64().unwrap() > 0);
-    let c = run(&["--cpus", "2", "--ops", "2000000", "--seed", "6", "--json"]);
+    let c = run(&[
+        "--scenario",
+        "bare-metal",
+        "--cpus",
+        "2",
+        "--ops",
+        "2000000",
+        "--seed",
+        "6",
+        "--json",
+    ]);
     assert_ne!(a.stdout, c.stdout);
 }
 
 #[test]
 fn the_text_report_names_what_it_measured() {
-    let out = run(&["--cpus", "1", "--ops", "1000000"]);
+    let out = run(&[
+        "--scenario",
+        "bare-metal",
+        "--cpus",
+        "1",
+        "--ops",
+        "1000000",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
@@ -57,7 +94,7 @@ fn the_text_report_names_what_it_measured() {
 
 #[test]
 fn bad_options_fail_with_one_line() {
-    let out = run(&["--cpus", "0"]);
+    let out = run(&["--scenario", "bare-metal", "--cpus", "0"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--cpus 0"), "{err}");

@@ -61,6 +61,10 @@ pub enum Schedule {
 pub struct HostSetup {
     /// The host kernel's workload (a `kernel-` workload).
     pub workload: String,
+    /// Host kernel operations per CPU: the host works a slice each round
+    /// until it has done them (the run lasts until both host and guests
+    /// are done).
+    pub ops: u64,
     /// Event counters the host keeps for itself (the boot parameter).
     pub pmu_reserved: u8,
     /// SPE sampling of the host kernel on every CPU with an SPE unit.
@@ -430,9 +434,13 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
     let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
     let mut pinned_peak = vec![0u64; setup.vms.len()];
     let mut round = 0u64;
-    while vcpus.iter().any(|v| !v.kernel.finished()) {
+    let host_ops = setup.host.ops;
+    while vcpus.iter().any(|v| !v.kernel.finished()) || host.iter().any(|h| h.ops < host_ops) {
         for (cpu, h) in host.iter_mut().enumerate() {
-            host_slice(&mut kvm, cpu, h, setup.host_slice_ops, host_el)?;
+            let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
+            if slice > 0 {
+                host_slice(&mut kvm, cpu, h, slice, host_el)?;
+            }
         }
         for (j, v) in vcpus.iter_mut().enumerate() {
             if v.kernel.finished() {
@@ -444,12 +452,19 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
                 Schedule::Pinned => j as u64 % k,
             };
             let cpu = v.allowed_cpus.get(slot as usize).copied().unwrap_or(0);
-            let before = unit_stats(&mut kvm, cpu);
+            // What the SPE unit does at load and put (draining and
+            // resuming the host's session) is the host's; what it does
+            // between entry and exit, the guest's.
+            let t0 = unit_stats(&mut kvm, cpu);
             kvm.load(v.vcpu, cpu).map_err(fail("load"))?;
+            let t1 = unit_stats(&mut kvm, cpu);
             let exit = kvm.run(v.vcpu, &mut v.kernel);
+            let t2 = unit_stats(&mut kvm, cpu);
             kvm.put(v.vcpu).map_err(fail("put"))?;
-            let after = unit_stats(&mut kvm, cpu);
-            add_unit(&mut v.spe_unit, &after, &before);
+            let t3 = unit_stats(&mut kvm, cpu);
+            add_unit(&mut v.spe_unit, &t2, &t1);
+            add_unit(&mut host[cpu].spe_unit, &t1, &t0);
+            add_unit(&mut host[cpu].spe_unit, &t3, &t2);
             match exit {
                 Exit::Halt | Exit::Yield => {}
                 other => {

@@ -1,7 +1,9 @@
 //! `hyperprof run`: scenarios on the simulated machine, and their reports.
 
+pub mod artifacts;
 pub mod bare_metal;
 pub mod engine;
+pub mod from_scenario;
 pub mod guest_spe;
 pub mod presets;
 pub mod profile;

@@ -87,6 +87,7 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
         nvhe: false,
         host: HostSetup {
             workload: "kernel-mix".to_string(),
+            ops: ops / 2,
             pmu_reserved: 2,
             spe: None,
             pmu_events: host_events(),

@@ -185,6 +185,10 @@ pub struct SystemReport {
     pub vms: Vec<VmReport>,
     /// Invariant verdicts.
     pub invariants: Vec<Verdict>,
+    /// The artifact directory, as given (absent when none was written).
+    pub out_dir: Option<String>,
+    /// Files written there.
+    pub artifacts: Vec<String>,
 }
 
 /// Flame graph input per domain, in report order (host first).
@@ -236,6 +240,27 @@ fn derived(pmu: &[PmuCount]) -> Derived {
         branch_miss_rate: ratio(get(Event::BR_MIS_PRED), get(Event::BR_PRED))
             .or_else(|| ratio(get(Event::BR_MIS_PRED_RETIRED), get(Event::BR_RETIRED))),
     }
+}
+
+/// Whether a VM's event filters let it count `event` (KVM's rule: the first
+/// filter's action makes every other event the opposite; later filters
+/// apply in order; SW_INCR and CHAIN are always counted).
+fn filter_allows(filters: &[hyperprof_kvm::pmu_attr::EventFilter], event: u16) -> bool {
+    use hyperprof_kvm::pmu_attr::{KVM_PMU_EVENT_ALLOW, KVM_PMU_EVENT_DENY};
+    if event == Event::SW_INCR.number() || event == hyperprof_kvm::pmu_attr::EVENT_CHAIN {
+        return true;
+    }
+    let Some(first) = filters.first() else {
+        return true;
+    };
+    let mut allowed = first.action == KVM_PMU_EVENT_DENY;
+    for f in filters {
+        let end = u32::from(f.base_event) + u32::from(f.nevents);
+        if (u32::from(f.base_event)..end).contains(&u32::from(event)) {
+            allowed = f.action == KVM_PMU_EVENT_ALLOW;
+        }
+    }
+    allowed
 }
 
 /// PMU counts summed over a domain's parts, with the expected totals.
@@ -396,10 +421,16 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             })
             .collect();
         // A guest runs operations only at EL0: counts that include EL0 are
-        // exactly its operations' events, others are 0.
+        // exactly its operations' events, others are 0, and so are events
+        // the VM's filter denies.
         let mut pmu = pmu_counts(&events, &parts, |_| true);
+        let filters = v
+            .pmu
+            .as_ref()
+            .map(|g| g.attrs.filters.as_slice())
+            .unwrap_or(&[]);
         for (c, e) in pmu.iter_mut().zip(&events) {
-            if !e.filter.el0 {
+            if !e.filter.el0 || !filter_allows(filters, e.event) {
                 c.expected = Some(0);
             }
         }
@@ -530,6 +561,8 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             host,
             vms,
             invariants,
+            out_dir: None,
+            artifacts: Vec::new(),
         },
         Stacks { domains: stacks },
     )
@@ -681,6 +714,20 @@ pub fn render(r: &SystemReport) -> String {
         let _ = writeln!(o, "  {mark} {}", v.invariant);
         if !v.holds {
             let _ = writeln!(o, "       {}", v.detail);
+        }
+    }
+    if let Some(dir) = &r.out_dir {
+        let _ = writeln!(o, "\nartifacts in {dir}");
+        for a in &r.artifacts {
+            let path = std::path::Path::new(dir).join(a);
+            let hint = if a.ends_with(".perf.data") {
+                format!("  perf report -D -i {}", path.display())
+            } else if a.ends_with(".svg") {
+                "  flame graph, open in a browser".to_string()
+            } else {
+                "  hyperprof report re-prints this report".to_string()
+            };
+            let _ = writeln!(o, "  {a:<24}{hint}");
         }
     }
     o

@@ -1,0 +1,75 @@
+//! A scenario file's description ([`crate::scenario::Scenario`], already
+//! validated) as the engine's [`Setup`].
+
+use hyperprof_kvm::vm::PmuSetup;
+
+use super::engine::{GuestPmuSetup, GuestSpeSetup, HostSetup, Schedule, Setup, SpeSetup, VmSetup};
+use crate::scenario::{self as sc, Scenario};
+
+/// The engine's setup for `s`. Errors name what the engine cannot run
+/// (validation catches everything a file can get wrong; this is the last
+/// line).
+pub fn setup(s: &Scenario) -> Result<Setup, String> {
+    s.validate().map_err(|e| e.to_string())?;
+    let vms = s
+        .vms
+        .iter()
+        .map(|v| VmSetup {
+            name: v.name.clone(),
+            ram_bytes: v.ram_bytes(),
+            memlock_bytes: v.memlock_bytes(),
+            workload: v.workload.clone(),
+            ops: s.run.guest_ops,
+            vcpus: v.vcpus as usize,
+            pmu: v.pmu.as_ref().map(|p| GuestPmuSetup {
+                attrs: PmuSetup {
+                    irq: p.irq,
+                    partitioned: p.mode == sc::PmuMode::Partitioned,
+                    nr_counters: p.nr_counters,
+                    filters: p
+                        .filter
+                        .iter()
+                        .map(sc::EventFilterSpec::kvm_filter)
+                        .collect(),
+                },
+                events: p.events.iter().map(sc::PmuEventSpec::event_spec).collect(),
+            }),
+            spe: v.spe.as_ref().map(|g| GuestSpeSetup {
+                irq: g.irq,
+                max_buffer_size: g.max_buffer_size,
+                spe: SpeSetup {
+                    session: g.session_config(),
+                    buffer_bytes: g.buffer_bytes(),
+                },
+            }),
+        })
+        .collect();
+    Ok(Setup {
+        name: s.name.clone(),
+        seed: s.seed,
+        machine: s.machine.machine_config(),
+        nvhe: s.machine.host_mode == sc::HostMode::Nvhe,
+        host: HostSetup {
+            workload: s.host.workload.clone(),
+            ops: s.run.host_ops,
+            pmu_reserved: s.host.pmu_reserved_counters,
+            spe: s.host.spe.as_ref().map(|h| SpeSetup {
+                session: h.session_config(),
+                buffer_bytes: h.buffer_bytes(),
+            }),
+            pmu_events: s
+                .host
+                .pmu_events
+                .iter()
+                .map(sc::PmuEventSpec::event_spec)
+                .collect(),
+        },
+        vms,
+        slice_ops: s.run.slice_ops,
+        host_slice_ops: s.run.host_slice_ops,
+        schedule: match s.run.schedule {
+            sc::Schedule::Rotate => Schedule::Rotate,
+            sc::Schedule::Pinned => Schedule::Pinned,
+        },
+    })
+}
