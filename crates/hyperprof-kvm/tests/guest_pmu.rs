@@ -4,91 +4,37 @@
 //! exact, the host's counters untouched, and the world switch costs what
 //! the closing note reports.
 
-use hyperprof_arch::{pmcr_el0, AccessFault, Cpu, PmuVer, SysReg};
-use hyperprof_guest::drivers::pmu::{EventSpec, Filter, PmuDriver, Range};
+use hyperprof_arch::{pmcr_el0, AccessFault, Cpu, SysReg};
+use hyperprof_guest::drivers::pmu::{EventSpec, Filter};
 use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
-use hyperprof_kvm::uapi::VcpuFeatures;
-use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
-use hyperprof_sim::event::{Event, EventCounts};
-use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{PeConfig, RunExit};
-use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_kvm::vm::{Exit, Kvm};
+use hyperprof_sim::event::Event;
+use hyperprof_sim::pe::RunExit;
 use hyperprof_sim::workload::by_name;
 
-const COUNTERS: u8 = 8;
-const HOST_RESERVED: u8 = 2;
-
-fn machine(fgt: bool) -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: COUNTERS,
-            version: PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: None,
-        fgt,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; 2],
-        ram_base: 0x8000_0000,
-        ram_size: 64 << 20,
-    })
-    .unwrap()
-}
+mod pmu_common;
+use pmu_common::{
+    enter, evcntr, events_of, evtyper, pmu_setup, pmu_vm, start_host_pmu, Hw, COUNTERS, MODES,
+};
 
 /// A hypervisor whose host reserves two counters, with one single-vCPU VM.
-fn vm(partitioned: bool, fgt: bool, nr: Option<u8>) -> (Kvm, usize) {
-    let mut kvm = Kvm::new(machine(fgt));
-    kvm.set_host_pmu_reserve(HOST_RESERVED).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                pmu_v3: true,
-                spe: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_pmu(
-        vcpu,
-        &PmuSetup {
-            irq: 23,
-            partitioned,
-            nr_counters: nr,
-            filters: Vec::new(),
-        },
-    )
-    .unwrap();
-    (kvm, vcpu)
+fn vm(partitioned: bool, fgt: bool) -> (Kvm, usize) {
+    let hw = Hw {
+        fgt,
+        ..Hw::default()
+    };
+    pmu_vm(hw, &pmu_setup(partitioned, None, Vec::new()))
 }
 
 fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram, cpus: &[usize]) {
     for round in 0..100_000 {
-        let cpu = cpus[round % cpus.len()];
-        kvm.load(vcpu, cpu).unwrap();
-        let exit = kvm.run(vcpu, p);
-        kvm.put(vcpu).unwrap();
-        match exit {
+        match enter(kvm, vcpu, cpus[round % cpus.len()], p) {
             Exit::Halt => return,
             Exit::Yield => continue,
             e => panic!("unexpected exit {e:?}"),
         }
     }
     panic!("the guest never halted");
-}
-
-fn events_of(workload: &str, seed: u64, ops: u64) -> EventCounts {
-    let mut w = by_name(workload, seed).unwrap();
-    let mut counts = EventCounts::default();
-    w.skip(ops, &mut counts);
-    counts
 }
 
 fn user(event: u16, period: Option<u32>) -> EventSpec {
@@ -105,8 +51,9 @@ fn user(event: u16, period: Option<u32>) -> EventSpec {
 
 #[test]
 fn guest_counts_are_exact_in_both_modes_while_the_vcpu_moves() {
-    for (partitioned, fgt) in [(true, true), (true, false), (false, true)] {
-        let (mut kvm, vcpu) = vm(partitioned, fgt, None);
+    for mode in MODES {
+        let (partitioned, fgt) = (mode.partitioned(), mode.fgt());
+        let (mut kvm, vcpu) = vm(partitioned, fgt);
         let ops = 3_000_000;
         let mut k = GuestKernel::without_spe(0, by_name("mix", 7).unwrap(), ops)
             .with_pmu(vec![
@@ -145,7 +92,7 @@ fn partitioned_counter_reads_cause_no_exit_and_emulated_ones_all_exit() {
     let reads = 1_000_000u64;
     let mut exits = Vec::new();
     for partitioned in [true, false] {
-        let (mut kvm, vcpu) = vm(partitioned, true, None);
+        let (mut kvm, vcpu) = vm(partitioned, true);
         let mut p = Reader { reads, done: 0 };
         run_to_halt(&mut kvm, vcpu, &mut p, &[0]);
         let s = kvm.vcpu_stats(vcpu).unwrap();
@@ -168,9 +115,7 @@ impl GuestProgram for Reader {
             env.write(SysReg::PMCNTENSET_EL0, 1).unwrap();
         }
         while self.done < self.reads {
-            match env.read(SysReg::PMEVCNTR_EL0(
-                hyperprof_arch::EventCounter::new(0).unwrap(),
-            )) {
+            match env.read(evcntr(0)) {
                 Ok(_) => self.done += 1,
                 Err(AccessFault::Trapped { .. }) => return GuestStep::More,
                 Err(e) => panic!("{e:?}"),
@@ -183,13 +128,13 @@ impl GuestProgram for Reader {
 #[test]
 fn load_put_cost_is_within_the_series_sequence_and_zero_while_lazy() {
     // HPMN = 6: eight counters, two for the host.
-    let (mut kvm, vcpu) = vm(true, true, None);
+    let (mut kvm, vcpu) = vm(true, true);
     let mut idle = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 10_000);
     run_to_halt(&mut kvm, vcpu, &mut idle, &[0]);
     let s = kvm.vcpu_stats(vcpu).unwrap();
     assert_eq!(s.pmu_load_put.total(), 0, "untouched: nothing switched");
 
-    let (mut kvm, vcpu) = vm(true, true, None);
+    let (mut kvm, vcpu) = vm(true, true);
     let mut k = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 2_000_000)
         .with_pmu(vec![user(Event::INST_RETIRED.number(), None)])
         .with_slices(100_000);
@@ -222,27 +167,13 @@ fn load_put_cost_is_within_the_series_sequence_and_zero_while_lazy() {
 #[test]
 fn host_counters_count_exactly_the_hosts_work_whatever_the_guest_does() {
     for partitioned in [true, false] {
-        let (mut kvm, vcpu) = vm(partitioned, true, None);
+        let (mut kvm, vcpu) = vm(partitioned, true);
         // The host counts its kernel's instructions (EL2) on its reserved
         // counters, with overflow interrupts every 2^20.
         let mut hosts = Vec::new();
         for cpu in 0..2 {
-            let mut c = kvm.machine().cpu(cpu).unwrap();
-            let mut d = PmuDriver::probe(&mut c, Range::High).unwrap();
+            let d = start_host_pmu(&mut kvm, cpu, 1 << 20);
             assert_eq!(d.counters(), 6..8);
-            let spec = |event, period| EventSpec {
-                event,
-                filter: Filter {
-                    el0: false,
-                    el1: false,
-                    el2: true,
-                },
-                period,
-            };
-            d.add(spec(Event::INST_RETIRED.number(), None)).unwrap();
-            d.add(spec(Event::CPU_CYCLES.number(), Some(1 << 20)))
-                .unwrap();
-            d.start(&mut c).unwrap();
             hosts.push(d);
         }
         let mut host_work: Vec<_> = (0..2)
@@ -268,12 +199,10 @@ fn host_counters_count_exactly_the_hosts_work_whatever_the_guest_does() {
                     assert_ne!(ovs, 0, "the host only sees its own overflows");
                 }
             }
-            kvm.load(vcpu, cpu).unwrap();
-            match kvm.run(vcpu, &mut guest) {
+            match enter(&mut kvm, vcpu, cpu, &mut guest) {
                 Exit::Halt | Exit::Yield => {}
                 e => panic!("{e:?}"),
             }
-            kvm.put(vcpu).unwrap();
         }
         for (cpu, d) in hosts.iter().enumerate() {
             let want = events_of("kernel-mix", cpu as u64, host_ops[cpu]);
@@ -308,9 +237,8 @@ impl GuestProgram for Vandal {
         let _ = env.write(SysReg::PMOVSSET_EL0, u64::MAX);
         let _ = env.write(SysReg::PMINTENSET_EL1, u64::MAX);
         for i in 0..31 {
-            let c = hyperprof_arch::EventCounter::new(i).unwrap();
-            let _ = env.write(SysReg::PMEVCNTR_EL0(c), 0xFFFF_FFF0);
-            let _ = env.write(SysReg::PMEVTYPER_EL0(c), 0x08 | 1 << 27);
+            let _ = env.write(evcntr(i), 0xFFFF_FFF0);
+            let _ = env.write(evtyper(i), 0x08 | 1 << 27);
         }
         let _ = env.write(SysReg::PMSELR_EL0, 7);
         let _ = env.write(SysReg::PMXEVCNTR_EL0, 5);

@@ -13,78 +13,24 @@
 //!   event types, enables and interrupt enables are what the host set;
 //! - the other VM's counts are exactly those of its workload.
 
-use hyperprof_arch::{AccessFault, Cpu, EventCounter, ExceptionLevel, PmuVer, SysReg};
-use hyperprof_guest::drivers::pmu::{EventSpec, Filter, PmuDriver, Range};
+use hyperprof_arch::{AccessFault, Cpu, ExceptionLevel, SysReg};
+use hyperprof_guest::drivers::pmu::PmuDriver;
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
-use hyperprof_kvm::uapi::VcpuFeatures;
-use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
-use hyperprof_sim::event::{Event, EventCounts};
-use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{PeConfig, RunExit};
-use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_kvm::vm::{Exit, Kvm};
+use hyperprof_sim::event::Event;
+use hyperprof_sim::pe::RunExit;
 use hyperprof_sim::workload::{by_name, Workload};
 use proptest::prelude::*;
 
-const COUNTERS: u8 = 8;
-const HOST_RESERVED: u8 = 2;
+mod pmu_common;
+use pmu_common::{
+    enter, evcntr, events_of, evtyper, new_vm, pmu_regs, pmu_setup, pmu_vcpu, start_host_pmu, Hw,
+    COUNTERS, HOST_RESERVED,
+};
+
 const CPUS: usize = 2;
 /// The victim's workload.
 const VICTIM_WORK: (&str, u64) = ("mix", 3);
-
-fn machine() -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: COUNTERS,
-            version: PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: None,
-        fgt: true,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; CPUS],
-        ram_base: 0x8000_0000,
-        ram_size: 128 << 20,
-    })
-    .unwrap()
-}
-
-fn events_of(name: &str, seed: u64, ops: u64) -> EventCounts {
-    let mut w = by_name(name, seed).unwrap();
-    let mut c = EventCounts::default();
-    w.skip(ops, &mut c);
-    c
-}
-
-/// Every PMU register a guest can name.
-fn pmu_regs() -> Vec<SysReg> {
-    let mut regs = vec![
-        SysReg::PMCR_EL0,
-        SysReg::PMCNTENSET_EL0,
-        SysReg::PMCNTENCLR_EL0,
-        SysReg::PMINTENSET_EL1,
-        SysReg::PMINTENCLR_EL1,
-        SysReg::PMOVSSET_EL0,
-        SysReg::PMOVSCLR_EL0,
-        SysReg::PMSWINC_EL0,
-        SysReg::PMSELR_EL0,
-        SysReg::PMCEID0_EL0,
-        SysReg::PMCEID1_EL0,
-        SysReg::PMCCNTR_EL0,
-        SysReg::PMXEVTYPER_EL0,
-        SysReg::PMXEVCNTR_EL0,
-        SysReg::PMCCFILTR_EL0,
-        SysReg::PMUSERENR_EL0,
-        SysReg::PMMIR_EL1,
-    ];
-    for i in 0..31 {
-        let c = EventCounter::new(i).unwrap();
-        regs.push(SysReg::PMEVCNTR_EL0(c));
-        regs.push(SysReg::PMEVTYPER_EL0(c));
-    }
-    regs
-}
 
 /// One thing the hostile guest does.
 #[derive(Clone, Debug)]
@@ -201,18 +147,13 @@ const VICTIM_EVENTS: [Event; 4] = [
     Event::L1D_CACHE_REFILL,
 ];
 
-fn ec(i: u8) -> EventCounter {
-    EventCounter::new(i).unwrap()
-}
-
 impl GuestProgram for Victim {
     fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
         if !self.started {
             for (i, e) in VICTIM_EVENTS.iter().enumerate() {
                 let typer = u64::from(e.number()) | 1 << 31; // EL0 only
-                env.write(SysReg::PMEVTYPER_EL0(ec(i as u8)), typer)
-                    .unwrap();
-                env.write(SysReg::PMEVCNTR_EL0(ec(i as u8)), 0).unwrap();
+                env.write(evtyper(i as u8), typer).unwrap();
+                env.write(evcntr(i as u8), 0).unwrap();
             }
             env.write(SysReg::PMCCFILTR_EL0, 1 << 31).unwrap();
             env.write(SysReg::PMCCNTR_EL0, 0).unwrap();
@@ -221,9 +162,7 @@ impl GuestProgram for Victim {
             self.started = true;
         }
         if self.finish {
-            let mut v: Vec<u64> = (0..4)
-                .map(|i| env.read(SysReg::PMEVCNTR_EL0(ec(i))).unwrap())
-                .collect();
+            let mut v: Vec<u64> = (0..4).map(|i| env.read(evcntr(i)).unwrap()).collect();
             v.push(env.read(SysReg::PMCCNTR_EL0).unwrap());
             v.push(env.read(SysReg::PMOVSSET_EL0).unwrap());
             self.result = Some(v);
@@ -256,7 +195,7 @@ struct World {
 fn host_regs(c: &mut dyn Cpu) -> Vec<u64> {
     let hi = 0b11 << (COUNTERS - HOST_RESERVED);
     let mut v: Vec<u64> = (COUNTERS - HOST_RESERVED..COUNTERS)
-        .map(|i| c.read(SysReg::PMEVTYPER_EL0(ec(i))).unwrap())
+        .map(|i| c.read(evtyper(i)).unwrap())
         .collect();
     v.push(c.read(SysReg::PMCNTENSET_EL0).unwrap() & hi);
     v.push(c.read(SysReg::PMINTENSET_EL1).unwrap() & hi);
@@ -265,36 +204,16 @@ fn host_regs(c: &mut dyn Cpu) -> Vec<u64> {
 
 impl World {
     fn new(hostile_partitioned: bool, host_userenr: [u64; CPUS]) -> World {
-        let mut kvm = Kvm::new(machine());
-        kvm.set_host_pmu_reserve(HOST_RESERVED).unwrap();
+        let hw = Hw {
+            ram_size: 128 << 20,
+            ..Hw::default()
+        };
+        let mut kvm = hw.kvm(HOST_RESERVED);
         let mut vcpus = Vec::new();
         for partitioned in [true, false] {
-            let vm = kvm
-                .create_vm(VmConfig {
-                    ram_bytes: 4 << 20,
-                    memlock_limit: u64::MAX,
-                })
-                .unwrap();
-            let vcpu = kvm
-                .create_vcpu(
-                    vm,
-                    VcpuFeatures {
-                        pmu_v3: true,
-                        spe: false,
-                    },
-                )
-                .unwrap();
-            kvm.configure_pmu(
-                vcpu,
-                &PmuSetup {
-                    irq: 23,
-                    partitioned,
-                    nr_counters: None,
-                    filters: Vec::new(),
-                },
-            )
-            .unwrap();
-            vcpus.push(vcpu);
+            let vm = new_vm(&mut kvm, 4 << 20);
+            let setup = pmu_setup(partitioned, None, Vec::new());
+            vcpus.push(pmu_vcpu(&mut kvm, vm, &setup).unwrap());
         }
         let (hostile, victim_vcpu) = if hostile_partitioned {
             (vcpus[0], vcpus[1])
@@ -306,23 +225,8 @@ impl World {
         for (cpu, userenr) in host_userenr.into_iter().enumerate() {
             // The host's perf may let its own user space at the PMU.
             kvm.set_host_pmuserenr(cpu, userenr).unwrap();
-            let mut c = kvm.machine().cpu(cpu).unwrap();
-            let mut d = PmuDriver::probe(&mut c, Range::High).unwrap();
-            let spec = |event, period| EventSpec {
-                event,
-                filter: Filter {
-                    el0: false,
-                    el1: false,
-                    el2: true,
-                },
-                period,
-            };
-            d.add(spec(Event::INST_RETIRED.number(), None)).unwrap();
-            d.add(spec(Event::CPU_CYCLES.number(), Some(1 << 18)))
-                .unwrap();
-            d.start(&mut c).unwrap();
-            regs.push(host_regs(&mut c));
-            hosts.push(d);
+            hosts.push(start_host_pmu(&mut kvm, cpu, 1 << 18));
+            regs.push(host_regs(&mut kvm.machine().cpu(cpu).unwrap()));
         }
         World {
             kvm,
@@ -393,14 +297,12 @@ impl World {
                 }
             }
             Step::Hostile { cpu, acts } => {
-                self.kvm.load(self.hostile, *cpu).unwrap();
                 let mut p = Hostile {
                     acts,
                     userenr: &mut self.userenr,
                     bad: &mut self.bad,
                 };
-                let exit = self.kvm.run(self.hostile, &mut p);
-                self.kvm.put(self.hostile).unwrap();
+                let exit = enter(&mut self.kvm, self.hostile, *cpu, &mut p);
                 if !matches!(exit, Exit::Yield | Exit::Halt) {
                     self.bad.push(format!("hostile run: {exit:?}"));
                 }
@@ -408,9 +310,7 @@ impl World {
             }
             Step::Victim { cpu, ops } => {
                 self.victim.slice = *ops;
-                self.kvm.load(self.victim_vcpu, *cpu).unwrap();
-                let exit = self.kvm.run(self.victim_vcpu, &mut self.victim);
-                self.kvm.put(self.victim_vcpu).unwrap();
+                let exit = enter(&mut self.kvm, self.victim_vcpu, *cpu, &mut self.victim);
                 if exit != Exit::Yield {
                     self.bad.push(format!("victim run: {exit:?}"));
                 }
@@ -423,9 +323,7 @@ impl World {
     fn finish(mut self) -> Vec<String> {
         // The victim reads its counters.
         self.victim.finish = true;
-        self.kvm.load(self.victim_vcpu, 0).unwrap();
-        let exit = self.kvm.run(self.victim_vcpu, &mut self.victim);
-        self.kvm.put(self.victim_vcpu).unwrap();
+        let exit = enter(&mut self.kvm, self.victim_vcpu, 0, &mut self.victim);
         assert_eq!(exit, Exit::Halt);
         let want = events_of(VICTIM_WORK.0, VICTIM_WORK.1, self.victim.done);
         let mut expect: Vec<u64> = VICTIM_EVENTS.iter().map(|e| want.get(*e)).collect();

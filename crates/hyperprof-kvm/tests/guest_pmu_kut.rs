@@ -9,20 +9,20 @@
 //! exact; the counts of a real workload are checked against an independent
 //! copy skipped over the same number of operations.
 
-use hyperprof_arch::{pmcr_el0, AccessFault, EventCounter, PmuVer, SysReg};
+use hyperprof_arch::{pmcr_el0, AccessFault, PmuVer, SysReg};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::pmu_attr::{EventFilter, KVM_PMU_EVENT_ALLOW, KVM_PMU_EVENT_DENY};
-use hyperprof_kvm::uapi::VcpuFeatures;
-use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
+use hyperprof_kvm::vm::{Exit, Kvm};
 use hyperprof_sim::event::{Event, EventCounts};
-use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::op::{Op, OpKind, Symbol};
-use hyperprof_sim::pe::PeConfig;
-use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::workload::{by_name, Workload};
 
-const COUNTERS: u8 = 8;
-const HOST_RESERVED: u8 = 2;
+mod pmu_common;
+use pmu_common::{
+    enter, evcntr, events_of, evtyper, pmu_setup, pmu_vm, run_on, Hw, Mode, COUNTERS,
+    HOST_RESERVED, MODES,
+};
+
 /// The guest's counters (the default: what the host leaves to guests).
 const N: u8 = COUNTERS - HOST_RESERVED;
 
@@ -47,88 +47,21 @@ const C: u64 = 1 << 2;
 const LC: u64 = 1 << 6;
 const LP: u64 = 1 << 7;
 
-/// The three ways a vCPU's PMU is set up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    PartitionedFgt,
-    PartitionedNoFgt,
-    Emulated,
-}
-
-const MODES: [Mode; 3] = [Mode::PartitionedFgt, Mode::PartitionedNoFgt, Mode::Emulated];
-
-fn machine(fgt: bool, version: PmuVer) -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: COUNTERS,
-            version,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: None,
-        fgt,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; 2],
-        ram_base: 0x8000_0000,
-        ram_size: 64 << 20,
-    })
-    .unwrap()
-}
-
 fn vm_with(mode: Mode, version: PmuVer, filters: Vec<EventFilter>) -> (Kvm, usize) {
-    let mut kvm = Kvm::new(machine(mode != Mode::PartitionedNoFgt, version));
-    kvm.set_host_pmu_reserve(HOST_RESERVED).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                pmu_v3: true,
-                spe: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_pmu(
-        vcpu,
-        &PmuSetup {
-            irq: 23,
-            partitioned: mode != Mode::Emulated,
-            nr_counters: None,
-            filters,
-        },
-    )
-    .unwrap();
-    (kvm, vcpu)
+    let hw = Hw {
+        fgt: mode.fgt(),
+        version,
+        ..Hw::default()
+    };
+    pmu_vm(hw, &pmu_setup(mode.partitioned(), None, filters))
 }
 
 /// Runs `f` as the guest kernel of a fresh VM in every mode, on CPU 0.
 fn in_every_mode(version: PmuVer, mut f: impl FnMut(&mut dyn GuestEnv, Mode)) {
     for mode in MODES {
         let (mut kvm, vcpu) = vm_with(mode, version, Vec::new());
-        run_once(&mut kvm, vcpu, 0, |env| f(env, mode));
+        run_on(&mut kvm, vcpu, 0, |env| f(env, mode));
     }
-}
-
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
-}
-
-fn run_once(kvm: &mut Kvm, vcpu: usize, cpu: usize, f: impl FnMut(&mut dyn GuestEnv)) {
-    kvm.load(vcpu, cpu).unwrap();
-    let exit = kvm.run(vcpu, &mut Once(f));
-    kvm.put(vcpu).unwrap();
-    assert_eq!(exit, Exit::Halt);
 }
 
 // ---- scripted operation streams ----
@@ -220,14 +153,6 @@ fn precise_ops(loops: u64) -> Vec<Op> {
     let mut ops = vec![other()];
     ops.extend((0..loops).flat_map(|i| [other(), branch(i + 1 < loops)]));
     ops
-}
-
-fn evcntr(n: u8) -> SysReg {
-    SysReg::PMEVCNTR_EL0(EventCounter::new(n).unwrap())
-}
-
-fn evtyper(n: u8) -> SysReg {
-    SysReg::PMEVTYPER_EL0(EventCounter::new(n).unwrap())
 }
 
 fn r(env: &mut dyn GuestEnv, reg: SysReg) -> u64 {
@@ -551,12 +476,7 @@ fn basic_event_count_64bit_overflow() {
 #[test]
 fn a_real_workload_counts_exactly() {
     let ops = 300_000;
-    let want = {
-        let mut w = by_name("mix", 11).unwrap();
-        let mut c = EventCounts::default();
-        w.skip(ops, &mut c);
-        c
-    };
+    let want = events_of("mix", 11, ops);
     in_every_mode(PmuVer::V3p5, |env, mode| {
         pmu_reset(env);
         let events = [
@@ -1027,9 +947,7 @@ fn a_pending_overflow_interrupt_is_delivered_once_across_put_and_load() {
                 next: 0,
             };
             for (round, cpu) in [0, 1, 0].into_iter().enumerate() {
-                kvm.load(vcpu, cpu).unwrap();
-                let exit = kvm.run(vcpu, &mut p);
-                kvm.put(vcpu).unwrap();
+                let exit = enter(&mut kvm, vcpu, cpu, &mut p);
                 let want = if round == 2 { Exit::Halt } else { Exit::Yield };
                 assert_eq!(exit, want, "{mode:?} round {round}");
             }
@@ -1082,12 +1000,7 @@ fn lp_selects_64bit_overflow() {
 #[test]
 fn a_denied_event_counts_nothing_and_is_hidden_from_pmceid() {
     let ops = 200_000;
-    let want = {
-        let mut w = by_name("mix", 5).unwrap();
-        let mut c = EventCounts::default();
-        w.skip(ops, &mut c);
-        c
-    };
+    let want = events_of("mix", 5, ops);
     let deny = |base: u16| EventFilter {
         base_event: base,
         nevents: 1,
@@ -1109,7 +1022,7 @@ fn a_denied_event_counts_nothing_and_is_hidden_from_pmceid() {
         for mode in MODES {
             let what = format!("{mode:?} {filters:?}");
             let (mut kvm, vcpu) = vm_with(mode, PmuVer::V3p5, filters.clone());
-            run_once(&mut kvm, vcpu, 0, |env| {
+            run_on(&mut kvm, vcpu, 0, |env| {
                 let events = [Event::INST_RETIRED, Event::MEM_ACCESS, Event::CPU_CYCLES];
                 for (e, ok) in events.iter().zip(allowed) {
                     let n = u64::from(e.number());

@@ -17,118 +17,47 @@
 //! - ID_AA64DFR0_EL1.PMUVer shows the PMU only to a vCPU that has one; for
 //!   a vCPU without it every PMU access is UNDEFINED.
 
-use hyperprof_arch::{id_aa64dfr0_el1, pmcr_el0, AccessFault, EventCounter, PmuVer, SysReg};
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
+use hyperprof_arch::{id_aa64dfr0_el1, pmcr_el0, AccessFault, PmuVer, SysReg};
+use hyperprof_guest::guest::GuestEnv;
 use hyperprof_kvm::uapi::{Errno, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS};
-use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
+use hyperprof_kvm::vm::Kvm;
 use hyperprof_kvm::vpmu::GuestPmu;
-use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::PeConfig;
-use hyperprof_sim::pmu::PmuConfig;
 
-/// The hardware's PMCR_EL0.N.
-const COUNTERS: u8 = 8;
-/// Counters the host keeps for itself (the top two).
-const HOST_RESERVED: u8 = 2;
+mod pmu_common;
+use pmu_common::{
+    evcntr, evtyper, new_vm, pmu_regs, pmu_setup, pmu_vcpu, pmu_vm, run_on, Hw, Mode, COUNTERS,
+    HOST_RESERVED, MODES,
+};
+
 /// What guests may have: N less the host's reservation.
 const GUEST_MAX: u8 = COUNTERS - HOST_RESERVED;
 const CYCLE_BIT: u64 = 1 << 31;
 
-/// The three ways a vCPU's PMU is set up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Partitioned, on CPUs with FEAT_FGT (the untrapped registers are
-    /// the guest's own).
-    PartitionedFgt,
-    /// Partitioned, on CPUs without FEAT_FGT (MDCR_EL2.TPM traps all).
-    PartitionedNoFgt,
-    /// Emulated: everything trapped and emulated.
-    Emulated,
-}
-
-const MODES: [Mode; 3] = [Mode::PartitionedFgt, Mode::PartitionedNoFgt, Mode::Emulated];
-
-impl Mode {
-    fn partitioned(self) -> bool {
-        self != Mode::Emulated
+fn hw(mode: Mode, hpmn0: bool) -> Hw {
+    Hw {
+        fgt: mode.fgt(),
+        hpmn0,
+        ..Hw::default()
     }
-    fn fgt(self) -> bool {
-        self != Mode::PartitionedNoFgt
-    }
-}
-
-fn machine(fgt: bool, hpmn0: bool) -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: COUNTERS,
-            version: PmuVer::V3p5,
-            hpmn0,
-            el2_implemented: true,
-        },
-        spe: None,
-        fgt,
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; 2],
-        ram_base: 0x8000_0000,
-        ram_size: 64 << 20,
-    })
-    .unwrap()
 }
 
 /// A hypervisor whose host reserves `reserve` counters, with one VM.
 fn host(mode: Mode, hpmn0: bool, reserve: u8) -> (Kvm, usize) {
-    let mut kvm = Kvm::new(machine(mode.fgt(), hpmn0));
-    kvm.set_host_pmu_reserve(reserve).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 16 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
+    let mut kvm = hw(mode, hpmn0).kvm(reserve);
+    let vm = new_vm(&mut kvm, 16 << 20);
     (kvm, vm)
 }
 
 fn add_vcpu(kvm: &mut Kvm, vm: usize, mode: Mode, nr: Option<u8>) -> Result<usize, (u64, Errno)> {
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                pmu_v3: true,
-                spe: false,
-            },
-        )
-        .unwrap();
-    if nr.is_some() {
-        // SET_NR_COUNTERS needs an explicitly chosen PMU (as KVM).
-        kvm.set_device_attr(
-            vcpu,
-            hyperprof_kvm::uapi::KVM_ARM_VCPU_PMU_V3_CTRL,
-            hyperprof_kvm::uapi::KVM_ARM_VCPU_PMU_V3_SET_PMU,
-            hyperprof_kvm::uapi::UserPtr::Value(0),
-        )
-        .unwrap();
-    }
-    kvm.configure_pmu(
-        vcpu,
-        &PmuSetup {
-            irq: 23,
-            partitioned: mode.partitioned(),
-            nr_counters: nr,
-            filters: Vec::new(),
-        },
-    )?;
-    Ok(vcpu)
+    pmu_vcpu(kvm, vm, &pmu_setup(mode.partitioned(), nr, Vec::new()))
 }
 
 /// A VM with one PMU vCPU of `nr` counters in `mode` (host reserve 2).
 fn vm(mode: Mode, nr: u8) -> (Kvm, usize) {
     // HPMN = 0 needs FEAT_HPMN0: a partitioned guest without counters
     // only exists on such a PMU.
-    let hpmn0 = nr == 0;
-    let (mut kvm, vm) = host(mode, hpmn0, HOST_RESERVED);
-    let vcpu = add_vcpu(&mut kvm, vm, mode, Some(nr)).unwrap();
-    (kvm, vcpu)
+    let setup = pmu_setup(mode.partitioned(), Some(nr), Vec::new());
+    pmu_vm(hw(mode, nr == 0), &setup)
 }
 
 /// The numbers of counters each behaviour is checked with.
@@ -139,32 +68,6 @@ fn cases() -> impl Iterator<Item = (Mode, u8)> {
     MODES
         .into_iter()
         .flat_map(|m| NRS.into_iter().map(move |n| (m, n)))
-}
-
-/// A guest program made of a closure, run once.
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
-}
-
-/// Loads the vCPU on `cpu`, runs `f` as the guest kernel, puts it.
-fn run_on(kvm: &mut Kvm, vcpu: usize, cpu: usize, f: impl FnMut(&mut dyn GuestEnv)) {
-    kvm.load(vcpu, cpu).unwrap();
-    let exit = kvm.run(vcpu, &mut Once(f));
-    kvm.put(vcpu).unwrap();
-    assert_eq!(exit, Exit::Halt);
-}
-
-fn evcntr(i: u8) -> SysReg {
-    SysReg::PMEVCNTR_EL0(EventCounter::new(i).unwrap())
-}
-
-fn evtyper(i: u8) -> SysReg {
-    SysReg::PMEVTYPER_EL0(EventCounter::new(i).unwrap())
 }
 
 fn rd(env: &mut dyn GuestEnv, reg: SysReg, what: &str) -> u64 {
@@ -485,30 +388,8 @@ fn partitioned_without_counters_needs_hpmn0() {
 
 /// Every PMU register access a guest can make (reads and writes).
 fn every_pmu_access() -> Vec<(SysReg, Option<u64>)> {
-    let mut regs = vec![
-        SysReg::PMCR_EL0,
-        SysReg::PMCNTENSET_EL0,
-        SysReg::PMCNTENCLR_EL0,
-        SysReg::PMINTENSET_EL1,
-        SysReg::PMINTENCLR_EL1,
-        SysReg::PMOVSSET_EL0,
-        SysReg::PMOVSCLR_EL0,
-        SysReg::PMSWINC_EL0,
-        SysReg::PMSELR_EL0,
-        SysReg::PMCEID0_EL0,
-        SysReg::PMCEID1_EL0,
-        SysReg::PMCCNTR_EL0,
-        SysReg::PMXEVTYPER_EL0,
-        SysReg::PMXEVCNTR_EL0,
-        SysReg::PMCCFILTR_EL0,
-        SysReg::PMUSERENR_EL0,
-        SysReg::PMMIR_EL1,
-    ];
-    for i in 0..31 {
-        regs.push(evcntr(i));
-        regs.push(evtyper(i));
-    }
-    regs.into_iter()
+    pmu_regs()
+        .into_iter()
         .flat_map(|r| [(r, None), (r, Some(0)), (r, Some(u64::MAX))])
         .collect()
 }

@@ -5,60 +5,17 @@
 //! When perf is not installed the tests say so and pass, except under CI
 //! (CI=true), where they fail: `.ci/run` installs perf.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use hyperprof_spe::packet::{OpClass, Packet};
 use hyperprof_spe::perf_data::{self, AuxBuffer};
 
-fn hyperprof() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
-}
-
-fn perf_available() -> bool {
-    let found = Command::new("perf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "perf is not installed but CI=true: .ci/run must install linux-perf"
-        );
-        eprintln!("perf not installed: skipping the perf interoperability check");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("perf_interop")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 
 /// The SPE packet lines of `perf report -D`: `.  ` and eight hex digits.
 fn perf_packet_lines(data: &Path) -> Vec<String> {
-    let out = ok(
-        Command::new("perf")
-            .args(["report", "-D", "-i"])
-            .arg(data)
-            .output()
-            .unwrap(),
-        "perf report -D",
-    );
+    let out = perf_report_d(data);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<String> = text
         .lines()

@@ -9,32 +9,11 @@
 //! except under CI=true, where `.ci/run` installs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn hyperprof() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("system_run")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -48,32 +27,10 @@ fn invariants_hold(report: &Value) {
     }
 }
 
-fn perf_available() -> bool {
-    let found = Command::new("perf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "perf is not installed but CI=true: .ci/run must install linux-perf"
-        );
-        eprintln!("perf not installed: skipping the perf decode check");
-    }
-    found
-}
-
 /// Records `perf report -D` decodes from `data`: each ends with a TS or
 /// END packet line.
 fn perf_records(data: &Path) -> u64 {
-    let out = ok(
-        Command::new("perf")
-            .args(["report", "-D", "-i"])
-            .arg(data)
-            .output()
-            .unwrap(),
-        "perf report -D",
-    );
+    let out = perf_report_d(data);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ARM SPE data"), "perf decoded no SPE data");
     text.lines()
@@ -249,11 +206,11 @@ fn hyperprof_report_prints_the_run_again_byte_for_byte() {
     );
     let file = std::fs::read_to_string(dir.join("report.json")).unwrap();
     let printed = String::from_utf8(json.stdout).unwrap();
-    let first_difference = printed
-        .lines()
-        .zip(file.lines())
-        .find(|(a, b)| a != b);
-    assert_eq!(first_difference, None, "report --json differs from report.json");
+    let first_difference = printed.lines().zip(file.lines()).find(|(a, b)| a != b);
+    assert_eq!(
+        first_difference, None,
+        "report --json differs from report.json"
+    );
     assert_eq!(printed, file);
     // A directory without a report, and a damaged one: one line, status 2.
     let empty = scratch("report-empty");

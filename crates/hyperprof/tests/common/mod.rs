@@ -1,0 +1,63 @@
+//! What the end-to-end tests that run the binary and perf (`system_run`,
+//! `perf_interop`) share: the command, scratch folders, and perf.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn hyperprof() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
+}
+
+/// An empty folder `name` of this test binary's own, under the target's
+/// temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(env!("CARGO_CRATE_NAME"))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `out`, which must be a success; else its status and stderr.
+pub fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Whether perf is installed; it must be under CI=true (`.ci/run` installs
+/// it). Without it the perf checks say so and pass.
+pub fn perf_available() -> bool {
+    let found = Command::new("perf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "perf is not installed but CI=true: .ci/run must install linux-perf"
+        );
+        eprintln!(
+            "perf not installed: skipping the perf checks of {}",
+            env!("CARGO_CRATE_NAME")
+        );
+    }
+    found
+}
+
+/// What `perf report -D -i data` prints, which must succeed.
+pub fn perf_report_d(data: &Path) -> Output {
+    ok(
+        Command::new("perf")
+            .args(["report", "-D", "-i"])
+            .arg(data)
+            .output()
+            .unwrap(),
+        "perf report -D",
+    )
+}
