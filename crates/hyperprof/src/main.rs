@@ -47,7 +47,7 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
         /// User operations per CPU (bare-metal) or per VM [default: the
-        /// file's, or 20000000].
+        /// file's guest_ops, or 20000000].
         #[arg(long)]
         ops: Option<u64>,
         /// CPUs (bare-metal only; default 4).
@@ -55,7 +55,7 @@ enum Command {
         cpus: Option<usize>,
         /// Artifact directory: perf.data files, flame graphs and
         /// report.json [default: ./hyperprof-out for scenario files and the
-        /// default; none for the bare-metal and guest-spe built-ins].
+        /// default; none for the --scenario built-ins].
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the report as JSON.
