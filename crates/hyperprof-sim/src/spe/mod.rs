@@ -157,6 +157,24 @@ pub struct SpeStats {
     pub fault_events: u64,
 }
 
+impl SpeStats {
+    /// Adds what the unit did between the snapshots `before` and `after`
+    /// (taken from the same unit, `before` first) to `self`: the counts of
+    /// one window of its activity.
+    pub fn add_window(&mut self, before: &SpeStats, after: &SpeStats) {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.sampled += d(after.sampled, before.sampled);
+        self.written += d(after.written, before.written);
+        self.filtered += d(after.filtered, before.filtered);
+        self.collided += d(after.collided, before.collided);
+        self.discarded += d(after.discarded, before.discarded);
+        self.lost += d(after.lost, before.lost);
+        self.records_bytes += d(after.records_bytes, before.records_bytes);
+        self.buffer_full_events += d(after.buffer_full_events, before.buffer_full_events);
+        self.fault_events += d(after.fault_events, before.fault_events);
+    }
+}
+
 /// One PE's SPE unit. See the [module documentation](self).
 #[derive(Clone, Debug)]
 pub struct Spe {

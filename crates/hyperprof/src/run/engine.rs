@@ -248,18 +248,6 @@ struct Vcpu {
     spe_unit: SpeStats,
 }
 
-fn add_unit(to: &mut SpeStats, after: &SpeStats, before: &SpeStats) {
-    to.sampled += after.sampled - before.sampled;
-    to.written += after.written - before.written;
-    to.filtered += after.filtered - before.filtered;
-    to.collided += after.collided - before.collided;
-    to.discarded += after.discarded - before.discarded;
-    to.lost += after.lost - before.lost;
-    to.records_bytes += after.records_bytes - before.records_bytes;
-    to.buffer_full_events += after.buffer_full_events - before.buffer_full_events;
-    to.fault_events += after.fault_events - before.fault_events;
-}
-
 fn unit_stats(kvm: &mut Kvm, cpu: usize) -> SpeStats {
     kvm.machine()
         .pe(cpu)
@@ -462,9 +450,9 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
             let t2 = unit_stats(&mut kvm, cpu);
             kvm.put(v.vcpu).map_err(fail("put"))?;
             let t3 = unit_stats(&mut kvm, cpu);
-            add_unit(&mut v.spe_unit, &t2, &t1);
-            add_unit(&mut host[cpu].spe_unit, &t1, &t0);
-            add_unit(&mut host[cpu].spe_unit, &t3, &t2);
+            v.spe_unit.add_window(&t1, &t2);
+            host[cpu].spe_unit.add_window(&t0, &t1);
+            host[cpu].spe_unit.add_window(&t2, &t3);
             match exit {
                 Exit::Halt | Exit::Yield => {}
                 other => {
@@ -651,7 +639,7 @@ fn host_slice(
         }
     }
     let after = unit_stats(kvm, cpu);
-    add_unit(&mut h.spe_unit, &after, &before);
+    h.spe_unit.add_window(&before, &after);
     Ok(())
 }
 

@@ -219,15 +219,6 @@ fn spe_report(p: &Profile, unit: &SpeStats, bytes: u64, buffer_full: u64) -> Spe
     }
 }
 
-fn add_unit(a: &mut SpeStats, b: &SpeStats) {
-    a.sampled += b.sampled;
-    a.written += b.written;
-    a.filtered += b.filtered;
-    a.collided += b.collided;
-    a.discarded += b.discarded;
-    a.lost += b.lost;
-}
-
 fn derived(pmu: &[PmuCount]) -> Derived {
     let get = |e: Event| pmu.iter().find(|c| c.number == e.number()).map(|c| c.count);
     let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
@@ -305,7 +296,7 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
     for h in &o.host {
         host_data.extend_from_slice(&h.spe_data);
         if let Some(u) = &h.spe_unit {
-            add_unit(&mut unit, u);
+            unit.add_window(&SpeStats::default(), u);
         }
     }
     let hp = Profile::of(&host_data, "host", &s.host.workload, &o.host_symbols);
@@ -372,7 +363,7 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         let (mut pmu_irqs, mut spe_irqs, mut ops, mut bf) = (0, 0, 0, 0);
         for c in &vm.vcpus {
             data.extend_from_slice(&c.spe_data);
-            add_unit(&mut unit, &c.spe_unit);
+            unit.add_window(&SpeStats::default(), &c.spe_unit);
             let st = &c.stats;
             cost.entries += st.entries;
             cost.loads += st.loads;
