@@ -313,7 +313,7 @@ fn run_scenario(
     out: Option<PathBuf>,
     json: bool,
 ) -> Result<()> {
-    use hyperprof::run::{bare_metal, guest_spe, report};
+    use hyperprof::run::{bare_metal, report};
     if let Some(dir) = &out {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -351,31 +351,8 @@ fn run_scenario(
                 ));
             }
             let nvhe = matches!(scenario, Scenario::GuestSpeNvhe);
-            let o = guest_spe::run(&guest_spe::Options { seed, ops, nvhe })?;
-            if let Some(dir) = &out {
-                let path = dir.join("host.perf.data");
-                let bufs: Vec<_> = o
-                    .host_data
-                    .iter()
-                    .enumerate()
-                    .map(|(c, d)| (c as u32, d.as_slice()))
-                    .collect();
-                write_perf_data(&path, &bufs)?;
-                wrote.push(path);
-                for (i, d) in o.vm_data.iter().enumerate() {
-                    let path = dir.join(format!("vm{i}.perf.data"));
-                    write_perf_data(&path, &[(0, d.as_slice())])?;
-                    wrote.push(path);
-                }
-            }
-            let holds = o.report.invariants.iter().all(|v| v.holds);
-            let text = if json {
-                serde_json::to_string_pretty(&o.report).map_err(|e| Error::Usage(e.to_string()))?
-                    + "\n"
-            } else {
-                guest_spe::render(&o.report)
-            };
-            (text, holds)
+            let setup = hyperprof::run::presets::guest_spe(seed, ops, nvhe);
+            return run_system(&setup, out, json);
         }
         Scenario::GuestPmu => {
             if cpus.is_some() {

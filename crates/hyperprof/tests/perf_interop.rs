@@ -384,14 +384,15 @@ fn guest_spe_writes_one_perf_data_per_vm_and_one_for_the_host() {
     for (i, vm) in report["vms"].as_array().unwrap().iter().enumerate() {
         assert_eq!(
             count(&format!("vm{i}.perf.data")),
-            vm["records"].as_u64().unwrap()
+            vm["spe"]["records"].as_u64().unwrap()
         );
     }
-    let host: u64 = report["host"]
+    let host: u64 = report["host"]["cpus"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| h["records"].as_u64().unwrap())
         .sum();
+    assert_eq!(host, report["host"]["spe"]["records"].as_u64().unwrap());
     assert_eq!(count("host.perf.data"), host);
 }

@@ -119,17 +119,17 @@ fn guest_spe_runs_two_vms_beside_a_profiling_host_and_keeps_its_invariants() {
     assert_eq!(vms.len(), 2);
     for vm in vms {
         assert_eq!(vm["ops"], 2_000_000);
-        assert!(vm["records"].as_u64().unwrap() > 1500, "{vm}");
-        assert!(vm["virtual_interrupts"].as_u64().unwrap() >= 1, "{vm}");
-        assert_eq!(vm["virtual_interrupts"], vm["buffer_full"]);
+        assert!(vm["spe"]["records"].as_u64().unwrap() > 1500, "{vm}");
+        assert!(vm["spe_interrupts"].as_u64().unwrap() >= 1, "{vm}");
+        assert_eq!(vm["spe_interrupts"], vm["spe"]["buffer_full_interrupts"]);
         assert!(
-            vm["loads"].as_u64().unwrap() >= 2,
+            vm["hypervisor"]["loads"].as_u64().unwrap() >= 2,
             "the vCPU moved between CPUs"
         );
-        let per_trip = vm["spe_switch_per_round_trip"].as_f64().unwrap();
+        let per_trip = vm["hypervisor"]["spe_per_round_trip"].as_f64().unwrap();
         assert!((10.0..=12.0).contains(&per_trip), "{per_trip}");
     }
-    let host = r["host"].as_array().unwrap();
+    let host = r["host"]["cpus"].as_array().unwrap();
     assert!(host.iter().all(|h| h["records"].as_u64().unwrap() > 100));
     let again = run(&["--scenario", "guest-spe", "--ops", "2000000", "--json"]);
     assert_eq!(out.stdout, again.stdout, "deterministic");
@@ -151,7 +151,9 @@ fn guest_spe_nvhe_pays_more_per_round_trip_than_vhe() {
         for v in r["invariants"].as_array().unwrap() {
             assert_eq!(v["holds"], true, "{v}");
         }
-        r["vms"][0]["spe_switch_per_round_trip"].as_f64().unwrap()
+        r["vms"][0]["hypervisor"]["spe_per_round_trip"]
+            .as_f64()
+            .unwrap()
     };
     let vhe = per_trip("guest-spe");
     let nvhe = per_trip("guest-spe-nvhe");

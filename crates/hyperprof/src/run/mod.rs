@@ -4,7 +4,6 @@ pub mod artifacts;
 pub mod bare_metal;
 pub mod engine;
 pub mod from_scenario;
-pub mod guest_spe;
 pub mod presets;
 pub mod profile;
 pub mod report;

@@ -2,13 +2,15 @@
 
 use hyperprof_arch::PmuVer;
 use hyperprof_guest::drivers::pmu::{EventSpec, Filter};
+use hyperprof_guest::drivers::spe::SpeSessionConfig;
 use hyperprof_kvm::vm::PmuSetup;
 use hyperprof_sim::event::Event;
 use hyperprof_sim::machine::MachineConfig;
 use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 
-use super::engine::{GuestPmuSetup, HostSetup, Schedule, Setup, VmSetup};
+use super::bare_metal::machine_config;
+use super::engine::{GuestPmuSetup, GuestSpeSetup, HostSetup, Schedule, Setup, SpeSetup, VmSetup};
 
 fn at(event: Event, el0: bool, el2: bool, period: Option<u32>) -> EventSpec {
     EventSpec {
@@ -96,6 +98,57 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
             vm("partitioned", "mix", true),
             vm("emulated", "pointer-chase", false),
         ],
+        slice_ops: 200_000,
+        host_slice_ops: 50_000,
+        schedule: Schedule::Rotate,
+    }
+}
+
+/// SPE every 1024 operations into a 64 KiB buffer: the guest-spe sessions.
+fn spe_64k() -> SpeSetup {
+    SpeSetup {
+        session: SpeSessionConfig {
+            interval: 1024,
+            ..SpeSessionConfig::default()
+        },
+        buffer_bytes: 64 << 10,
+    }
+}
+
+/// `guest-spe` (`nvhe` false) and `guest-spe-nvhe`: two CPUs with an SPE
+/// unit and a 6-counter PMUv3p5; the host (at EL2, or at EL1 with nVHE,
+/// whose buffer every guest entry drains and disables) samples its kernel;
+/// VMs `vm0` (mix) and `vm1` (pointer-chase) each profile their user space
+/// with guest SPE (1 MiB maximum buffer, 8 MiB memlock) and swap CPUs every
+/// slice. The host works a quarter of a guest's operations per CPU.
+pub fn guest_spe(seed: u64, ops: u64, nvhe: bool) -> Setup {
+    let vm = |name: &str, workload: &str| VmSetup {
+        name: name.to_string(),
+        ram_bytes: 64 << 20,
+        memlock_bytes: 8 << 20,
+        workload: workload.to_string(),
+        ops,
+        vcpus: 1,
+        pmu: None,
+        spe: Some(GuestSpeSetup {
+            irq: 21,
+            max_buffer_size: 1 << 20,
+            spe: spe_64k(),
+        }),
+    };
+    Setup {
+        name: if nvhe { "guest-spe-nvhe" } else { "guest-spe" }.to_string(),
+        seed,
+        machine: machine_config(2),
+        nvhe,
+        host: HostSetup {
+            workload: "kernel-mix".to_string(),
+            ops: ops / 4,
+            pmu_reserved: 0,
+            spe: Some(spe_64k()),
+            pmu_events: Vec::new(),
+        },
+        vms: vec![vm("vm0", "mix"), vm("vm1", "pointer-chase")],
         slice_ops: 200_000,
         host_slice_ops: 50_000,
         schedule: Schedule::Rotate,

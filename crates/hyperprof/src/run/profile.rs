@@ -46,6 +46,9 @@ pub struct Profile {
     pub records: u64,
     /// Bytes that did not decode as records (should be 0).
     pub undecodable: u64,
+    /// Records whose PC is not at the domain's own Exception level (should
+    /// be 0: another domain's sample in this domain's buffer).
+    pub foreign: u64,
     /// Functions by samples, most first (ties by name).
     pub functions: Vec<FunctionShare>,
     /// Latency per operation kind.
@@ -82,9 +85,9 @@ fn percentile(v: &[u16], q: f64) -> u16 {
 
 impl Profile {
     /// Analyses SPE `data` (buffers as a driver collected them, one after
-    /// another) of the domain `root` running `workload`, whose functions
-    /// are `symbols`.
-    pub fn of(data: &[u8], root: &str, workload: &str, symbols: &[Symbol]) -> Profile {
+    /// another) of the domain `root` running `workload` at Exception level
+    /// `el`, whose functions are `symbols`.
+    pub fn of(data: &[u8], root: &str, workload: &str, el: u8, symbols: &[Symbol]) -> Profile {
         let mut p = Profile::default();
         let mut per_function: std::collections::BTreeMap<String, u64> = Default::default();
         let mut lat: [Vec<u16>; 4] = Default::default();
@@ -97,6 +100,7 @@ impl Profile {
                 }
             };
             p.records += 1;
+            p.foreign += u64::from(r.pc.is_none_or(|pc| pc.el != el));
             let name =
                 r.pc.and_then(|pc| function_of(symbols, pc.virtual_address()))
                     .unwrap_or("[unknown]");
@@ -185,9 +189,11 @@ mod tests {
         }
         data.extend(rec(0x2010, true, 7));
         data.extend(rec(0x9000, true, 9));
-        let p = Profile::of(&data, "vm0", "mix", &symbols);
+        let p = Profile::of(&data, "vm0", "mix", 0, &symbols);
         assert_eq!(p.records, 12);
         assert_eq!(p.undecodable, 0);
+        assert_eq!(p.foreign, 0);
+        assert_eq!(Profile::of(&data, "host", "mix", 2, &symbols).foreign, 12);
         assert_eq!(p.functions[0].function, "copy");
         assert_eq!(p.functions[0].samples, 10);
         assert!((p.functions[0].percent - 1000.0 / 12.0).abs() < 1e-9);

@@ -299,7 +299,16 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             unit.add_window(&SpeStats::default(), u);
         }
     }
-    let hp = Profile::of(&host_data, "host", &s.host.workload, &o.host_symbols);
+    // The host kernel runs at EL2 under VHE, at EL1 under nVHE; guests'
+    // workloads at EL0.
+    let host_el = if s.nvhe { 1 } else { 2 };
+    let hp = Profile::of(
+        &host_data,
+        "host",
+        &s.host.workload,
+        host_el,
+        &o.host_symbols,
+    );
     let host_el2 = !s.nvhe;
     let host_exact = |e: &EventSpec| {
         let f = e.filter;
@@ -319,7 +328,22 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
     let host_pmu = pmu_counts(&s.host.pmu_events, &parts, host_exact);
     let mut host_cpus = Vec::new();
     for h in &o.host {
-        let p = Profile::of(&h.spe_data, "host", &s.host.workload, &o.host_symbols);
+        let p = Profile::of(
+            &h.spe_data,
+            "host",
+            &s.host.workload,
+            host_el,
+            &o.host_symbols,
+        );
+        if p.foreign > 0 {
+            problems.push((
+                Invariant::Isolation,
+                format!(
+                    "host cpu {}: {} records not from the host kernel's EL{host_el}",
+                    h.cpu, p.foreign
+                ),
+            ));
+        }
         if p.undecodable > 0 {
             problems.push((
                 Invariant::Conservation,
@@ -391,7 +415,13 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         cost.spe_per_round_trip = per(spe_trip_cost, spe_live);
         cost.spe_per_load_put = per(spe_lp, cost.loads);
         cost.pmu_per_load_put = per(pmu_lp, cost.pmu_live_loads);
-        let p = Profile::of(&data, &v.name, &v.workload, &vm.symbols);
+        let p = Profile::of(&data, &v.name, &v.workload, 0, &vm.symbols);
+        if p.foreign > 0 {
+            problems.push((
+                Invariant::Isolation,
+                format!("{}: {} records not from the guest's EL0", v.name, p.foreign),
+            ));
+        }
         if p.undecodable > 0 {
             problems.push((
                 Invariant::Conservation,
