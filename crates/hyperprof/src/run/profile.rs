@@ -8,6 +8,7 @@ use hyperprof_sim::op::Symbol;
 use hyperprof_spe::{OpClass, Record, RecordDecoder};
 
 use crate::flame::FoldedStacks;
+use crate::spe::stats::{LatencyHistogram, LatencySummary};
 
 /// One function's share of the samples.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,18 +26,10 @@ pub struct FunctionShare {
 pub struct ClassLatency {
     /// `load`, `store`, `branch` or `other`.
     pub class: String,
-    /// Records of this kind with a total latency.
-    pub samples: u64,
-    /// Mean.
-    pub mean: f64,
-    /// Median (nearest rank).
-    pub p50: u16,
-    /// 90th percentile.
-    pub p90: u16,
-    /// 99th percentile.
-    pub p99: u16,
-    /// Largest.
-    pub max: u16,
+    /// Records of this kind with a total latency, and their percentiles
+    /// (nearest rank), as `spe stats` computes them.
+    #[serde(flatten)]
+    pub summary: LatencySummary,
 }
 
 /// A domain's samples, analysed.
@@ -77,12 +70,6 @@ fn function_of(symbols: &[Symbol], pc: u64) -> Option<&str> {
         .map(|s| s.name.as_str())
 }
 
-/// Nearest-rank percentile of sorted `v` (non-empty).
-fn percentile(v: &[u16], q: f64) -> u16 {
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
 impl Profile {
     /// Analyses SPE `data` (buffers as a driver collected them, one after
     /// another) of the domain `root` running `workload` at Exception level
@@ -90,7 +77,7 @@ impl Profile {
     pub fn of(data: &[u8], root: &str, workload: &str, el: u8, symbols: &[Symbol]) -> Profile {
         let mut p = Profile::default();
         let mut per_function: std::collections::BTreeMap<String, u64> = Default::default();
-        let mut lat: [Vec<u16>; 4] = Default::default();
+        let mut lat: [LatencyHistogram; 4] = Default::default();
         for item in RecordDecoder::new(data) {
             let r = match item {
                 Ok((_, r)) => r,
@@ -109,7 +96,7 @@ impl Profile {
             if let Some(l) = r.total_latency {
                 let class = class_of(&r);
                 if let Some(i) = CLASSES.iter().position(|c| *c == class) {
-                    lat[i].push(l);
+                    lat[i].add(l);
                 }
             }
         }
@@ -124,21 +111,13 @@ impl Profile {
             .collect();
         functions.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
         p.functions = functions;
-        for (i, mut v) in lat.into_iter().enumerate() {
-            if v.is_empty() {
-                continue;
+        for (class, h) in CLASSES.iter().zip(&lat) {
+            if let Some(summary) = h.summary() {
+                p.latency.push(ClassLatency {
+                    class: class.to_string(),
+                    summary,
+                });
             }
-            v.sort_unstable();
-            let sum: u64 = v.iter().map(|&x| u64::from(x)).sum();
-            p.latency.push(ClassLatency {
-                class: CLASSES[i].to_string(),
-                samples: v.len() as u64,
-                mean: sum as f64 / v.len() as f64,
-                p50: percentile(&v, 0.50),
-                p90: percentile(&v, 0.90),
-                p99: percentile(&v, 0.99),
-                max: v[v.len() - 1],
-            });
         }
         p
     }
@@ -198,14 +177,11 @@ mod tests {
         assert_eq!(p.functions[0].samples, 10);
         assert!((p.functions[0].percent - 1000.0 / 12.0).abs() < 1e-9);
         assert_eq!(p.functions[1].function, "[unknown]");
-        let load = &p.latency[0];
-        assert_eq!((load.class.as_str(), load.samples), ("load", 10));
-        assert_eq!((load.p50, load.p90, load.p99, load.max), (50, 90, 100, 100));
-        let store = &p.latency[1];
-        assert_eq!(
-            (store.class.as_str(), store.samples, store.max),
-            ("store", 2, 9)
-        );
+        let (load, l) = (&p.latency[0], &p.latency[0].summary);
+        assert_eq!((load.class.as_str(), l.samples), ("load", 10));
+        assert_eq!((l.p50, l.p90, l.p99, l.max), (50, 90, 100, 100));
+        let (store, st) = (&p.latency[1], &p.latency[1].summary);
+        assert_eq!((store.class.as_str(), st.samples, st.max), ("store", 2, 9));
         assert_eq!(p.stacks.total(), 12);
         assert!(p.stacks.to_folded_text().contains("vm0;mix;copy 10"));
     }

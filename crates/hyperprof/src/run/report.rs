@@ -126,7 +126,9 @@ pub struct Report {
     pub invariants: Vec<Verdict>,
 }
 
-fn event_name(number: u16) -> String {
+/// An event's name (`CPU_CYCLES`), or its number in hex when the machine
+/// has no such event.
+pub(crate) fn event_name(number: u16) -> String {
     ALL_EVENTS
         .iter()
         .find(|e| e.number() == number)
@@ -284,13 +286,20 @@ pub fn render(r: &Report) -> String {
             k.reads, k.writes, k.isb, k.dsb, k.psb, k.total
         );
     }
+    render_verdicts(&mut o, &r.invariants);
+    o
+}
+
+/// The invariants section of a report: one line per invariant, the
+/// details under one that failed.
+pub(crate) fn render_verdicts(o: &mut String, verdicts: &[Verdict]) {
+    use std::fmt::Write;
     let _ = writeln!(o, "\ninvariants");
-    for v in &r.invariants {
+    for v in verdicts {
         let mark = if v.holds { "ok  " } else { "FAIL" };
         let _ = writeln!(o, "  {mark} {}", v.invariant);
         if !v.holds {
             let _ = writeln!(o, "       {}", v.detail);
         }
     }
-    o
 }

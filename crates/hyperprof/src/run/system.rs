@@ -8,12 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use hyperprof_guest::drivers::pmu::EventSpec;
-use hyperprof_sim::event::{Event, EventCounts, ALL_EVENTS};
+use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::spe::SpeStats;
 
 use super::engine::{Invariant, Outcome};
 use super::profile::{ClassLatency, FunctionShare, Profile};
-use super::report::Verdict;
+use super::report::{event_name, Verdict};
 
 /// The version of the report's JSON layout (docs/REPORT.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -195,13 +195,6 @@ pub struct SystemReport {
 pub struct Stacks {
     /// `(file stem, stacks)`.
     pub domains: Vec<(String, crate::flame::FoldedStacks)>,
-}
-
-fn event_name(number: u16) -> String {
-    ALL_EVENTS
-        .iter()
-        .find(|e| e.number() == number)
-        .map_or_else(|| format!("0x{number:04x}"), |e| format!("{e:?}"))
 }
 
 fn spe_report(p: &Profile, unit: &SpeStats, bytes: u64, buffer_full: u64) -> SpeReport {
@@ -616,7 +609,13 @@ fn render_spe(o: &mut String, s: &SpeReport, irqs: u64, what: &str) {
         let _ = writeln!(
             o,
             "  latency  {:<6} n={:<7} mean {:>7.1}  p50 {:>5}  p90 {:>5}  p99 {:>5}  max {:>5}",
-            l.class, l.samples, l.mean, l.p50, l.p90, l.p99, l.max
+            l.class,
+            l.summary.samples,
+            l.summary.mean,
+            l.summary.p50,
+            l.summary.p90,
+            l.summary.p99,
+            l.summary.max
         );
     }
 }
@@ -729,14 +728,7 @@ pub fn render(r: &SystemReport) -> String {
             );
         }
     }
-    let _ = writeln!(o, "\ninvariants");
-    for v in &r.invariants {
-        let mark = if v.holds { "ok  " } else { "FAIL" };
-        let _ = writeln!(o, "  {mark} {}", v.invariant);
-        if !v.holds {
-            let _ = writeln!(o, "       {}", v.detail);
-        }
-    }
+    super::report::render_verdicts(&mut o, &r.invariants);
     if let Some(dir) = &r.out_dir {
         let _ = writeln!(o, "\nartifacts in {dir}");
         for a in &r.artifacts {

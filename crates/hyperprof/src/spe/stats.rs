@@ -30,7 +30,7 @@ impl Default for LatencyHistogram {
 }
 
 /// Percentiles of a latency counter.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct LatencySummary {
     /// Records carrying the counter.
     pub samples: u64,
@@ -47,8 +47,9 @@ pub struct LatencySummary {
 }
 
 impl LatencyHistogram {
+    /// Counts one value.
     #[inline]
-    fn add(&mut self, v: u16) {
+    pub fn add(&mut self, v: u16) {
         self.counts[v as usize] += 1;
         self.total += 1;
         self.sum += v as u64;
@@ -67,7 +68,8 @@ impl LatencyHistogram {
         u16::MAX
     }
 
-    fn summary(&self) -> Option<LatencySummary> {
+    /// The percentiles, or `None` without values.
+    pub fn summary(&self) -> Option<LatencySummary> {
         if self.total == 0 {
             return None;
         }
