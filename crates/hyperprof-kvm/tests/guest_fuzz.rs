@@ -110,15 +110,7 @@ fn vm(kvm: &mut Kvm, memlock: u64) -> (usize, usize, u64) {
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, MAX_BUFFER),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap();
-    }
+    kvm.configure_spe(vcpu, 0, 21, MAX_BUFFER).unwrap();
     kvm.guest_map(vm, BUF_VA, BUF_IPA, BUF_PAGES * PAGE_SIZE)
         .unwrap();
     kvm.guest_map(vm, TBL_VA, TBL_IPA, TBL_PAGES * PAGE_SIZE)

@@ -992,15 +992,7 @@ fn new_guest(kvm: &mut Kvm, i: usize, cfg: &GuestCfg) -> Guest {
             },
         )
         .unwrap();
-    for (attr, v) in [
-        (KVM_ARM_VCPU_SPE_SPU, 0),
-        (KVM_ARM_VCPU_SPE_IRQ, 21),
-        (KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE, MAX_BUFFER),
-        (KVM_ARM_VCPU_SPE_INIT, 0),
-    ] {
-        kvm.set_device_attr(vcpu, KVM_ARM_VCPU_SPE_CTRL, attr, UserPtr::Value(v))
-            .unwrap();
-    }
+    kvm.configure_spe(vcpu, 0, 21, MAX_BUFFER).unwrap();
     let size = cfg.pages * PAGE_SIZE;
     let ttbr = kvm
         .guest_map(vm, GUEST_BUF_VA, GUEST_BUF_IPA, size)
