@@ -37,10 +37,7 @@ pub fn setup(s: &Scenario) -> Result<Setup, String> {
             spe: v.spe.as_ref().map(|g| GuestSpeSetup {
                 irq: g.irq,
                 max_buffer_size: g.max_buffer_size,
-                spe: SpeSetup {
-                    session: g.session_config(),
-                    buffer_bytes: g.buffer_bytes(),
-                },
+                spe: spe_setup(&g.session()),
             }),
         })
         .collect();
@@ -53,10 +50,7 @@ pub fn setup(s: &Scenario) -> Result<Setup, String> {
             workload: s.host.workload.clone(),
             ops: s.run.host_ops,
             pmu_reserved: s.host.pmu_reserved_counters,
-            spe: s.host.spe.as_ref().map(|h| SpeSetup {
-                session: h.session_config(),
-                buffer_bytes: h.buffer_bytes(),
-            }),
+            spe: s.host.spe.as_ref().map(spe_setup),
             pmu_events: s
                 .host
                 .pmu_events
@@ -72,4 +66,12 @@ pub fn setup(s: &Scenario) -> Result<Setup, String> {
             sc::Schedule::Pinned => Schedule::Pinned,
         },
     })
+}
+
+/// An SPE session of the file as the engine runs it.
+fn spe_setup(s: &sc::SpeSessionSpec) -> SpeSetup {
+    SpeSetup {
+        session: s.session_config(),
+        buffer_bytes: s.buffer_bytes(),
+    }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use hyperprof_guest::drivers::pmu::EventSpec;
 use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::spe::SpeStats;
+use hyperprof_spe::RecordDecoder;
 
 use super::engine::{Invariant, Outcome};
 use super::profile::{ClassLatency, FunctionShare, Profile};
@@ -319,35 +320,31 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         })
         .collect();
     let host_pmu = pmu_counts(&s.host.pmu_events, &parts, host_exact);
+    if hp.foreign > 0 {
+        problems.push((
+            Invariant::Isolation,
+            format!(
+                "host: {} records not from the host kernel's EL{host_el}",
+                hp.foreign
+            ),
+        ));
+    }
+    if hp.undecodable > 0 {
+        problems.push((
+            Invariant::Conservation,
+            format!("host: {} undecodable bytes", hp.undecodable),
+        ));
+    }
     let mut host_cpus = Vec::new();
     for h in &o.host {
-        let p = Profile::of(
-            &h.spe_data,
-            "host",
-            &s.host.workload,
-            host_el,
-            &o.host_symbols,
-        );
-        if p.foreign > 0 {
-            problems.push((
-                Invariant::Isolation,
-                format!(
-                    "host cpu {}: {} records not from the host kernel's EL{host_el}",
-                    h.cpu, p.foreign
-                ),
-            ));
-        }
-        if p.undecodable > 0 {
-            problems.push((
-                Invariant::Conservation,
-                format!("host cpu {}: {} undecodable bytes", h.cpu, p.undecodable),
-            ));
-        }
+        let records = RecordDecoder::new(&h.spe_data)
+            .filter(Result::is_ok)
+            .count() as u64;
         host_cpus.push(HostCpu {
             cpu: h.cpu,
             spe_unit: h.has_spe,
             ops: h.ops,
-            records: p.records,
+            records,
         });
     }
     let host = HostReport {

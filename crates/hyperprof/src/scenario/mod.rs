@@ -724,17 +724,12 @@ impl SpeSessionSpec {
 }
 
 impl VmSpeSpec {
-    /// The guest driver's session (other settings at their defaults).
-    pub fn session_config(&self) -> SpeSessionConfig {
-        SpeSessionConfig {
+    /// The guest driver's session: the same keys as the host's.
+    pub fn session(&self) -> SpeSessionSpec {
+        SpeSessionSpec {
             interval: self.interval,
-            ..SpeSessionConfig::default()
+            buffer_kib: self.buffer_kib,
         }
-    }
-
-    /// The guest buffer size in bytes.
-    pub fn buffer_bytes(&self) -> u64 {
-        self.buffer_kib.saturating_mul(1024)
     }
 }
 
@@ -2164,7 +2159,7 @@ impl Scenario {
             own
         };
         self.check_session(at, spe.interval, spe.buffer_kib, &mine)?;
-        let buffer = spe.buffer_bytes();
+        let buffer = spe.session().buffer_bytes();
         if max != 0 && buffer > max {
             return Err(impossible(
                 format!("{at}.buffer_kib"),

@@ -1268,7 +1268,10 @@ fn conversions_build_the_machine_and_the_drivers_inputs() {
         Some(256 << 10)
     );
     assert_eq!(
-        s.vms[0].spe.as_ref().map(|v| v.session_config().interval),
+        s.vms[0]
+            .spe
+            .as_ref()
+            .map(|v| v.session().session_config().interval),
         Some(1024)
     );
     assert_eq!(
