@@ -1125,7 +1125,7 @@ impl Kvm {
             exit: None,
             buffer_live: false,
         };
-        if let Err(e) = g.enter() {
+        if let Err(e) = g.enter(ExceptionLevel::EL1) {
             return Exit::FailEntry(e);
         }
         let step = program.run(&mut g);
@@ -1184,10 +1184,12 @@ impl GuestCpu<'_> {
         self.exit.is_some()
     }
 
-    /// Entry: guest HCR_EL2 and stage 2, the SPE entry half, ERET to EL1.
-    fn enter(&mut self) -> Result<(), String> {
+    /// Entry: guest HCR_EL2 and stage 2, the SPE entry half, ERET to the
+    /// guest's `to` (EL1 at KVM_RUN; the level an exit interrupted when
+    /// the guest resumes after it).
+    fn enter(&mut self, to: ExceptionLevel) -> Result<(), String> {
         if self.kvm.mode == HostMode::Nvhe {
-            return self.enter_nvhe();
+            return self.enter_nvhe(to);
         }
         let vttbr = {
             let vm = &self.kvm.vms[self.vm];
@@ -1225,7 +1227,7 @@ impl GuestCpu<'_> {
         }
         self.buffer_live = live;
         self.pmu_enter()?;
-        self.pe().eret(ExceptionLevel::EL1);
+        self.pe().eret(to);
         Ok(())
     }
 
@@ -1265,7 +1267,7 @@ impl GuestCpu<'_> {
     /// guest's, hands the buffer to EL1 for the guest (or keeps SPE trapped
     /// while the vCPU's SPE state is lazy), restores the guest's sampling
     /// and buffer registers.
-    fn enter_nvhe(&mut self) -> Result<(), String> {
+    fn enter_nvhe(&mut self, to: ExceptionLevel) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
         let (vcpu, vm) = (self.vcpu, self.vm);
         let f = self.kvm.spe_features(vcpu);
@@ -1363,7 +1365,7 @@ impl GuestCpu<'_> {
             add_stats(&mut v.stats.spe_switch_live, cost);
         }
         self.buffer_live = live;
-        self.pe().eret(ExceptionLevel::EL1);
+        self.pe().eret(to);
         Ok(())
     }
 
@@ -1462,11 +1464,8 @@ impl GuestCpu<'_> {
         } else {
             (!(lazy && reg.unit() == Unit::SpeSampling)).then(|| self.emulate(reg, write))
         };
-        self.enter().map_err(fail)?;
-        if el != ExceptionLevel::EL1 {
-            // Back to the Exception level that trapped (EL0 PMU accesses).
-            self.pe().eret(el);
-        }
+        // Back to the Exception level that trapped (EL0 PMU accesses too).
+        self.enter(el).map_err(fail)?;
         match r {
             Some(r) => r,
             // A sampling register, or an untrapped PMU register, is the
@@ -1644,10 +1643,9 @@ impl GuestEnv for GuestCpu<'_> {
                         return (total, ExecStop::Exit);
                     }
                     self.pmu_interrupt_exit();
-                    if self.enter().is_err() {
+                    if self.enter(back).is_err() {
                         return (total, ExecStop::Exit);
                     }
-                    self.pe().eret(back);
                     // The guest's PMU flags have left the hardware, and
                     // its buffer event is back only as its own PMBSR: what
                     // is still asserted is the host's.
