@@ -24,6 +24,21 @@ fn at(event: Event, el0: bool, el2: bool, period: Option<u32>) -> EventSpec {
     }
 }
 
+/// A one-vCPU VM with 64 MiB of RAM and an 8 MiB memlock limit running
+/// `ops` operations of `workload`, without PMU or SPE.
+fn vm(name: &str, workload: &str, ops: u64) -> VmSetup {
+    VmSetup {
+        name: name.to_string(),
+        ram_bytes: 64 << 20,
+        memlock_bytes: 8 << 20,
+        workload: workload.to_string(),
+        ops,
+        vcpus: 1,
+        pmu: None,
+        spe: None,
+    }
+}
+
 /// What a guest kernel counts: six events of its user space, one sampling.
 pub fn guest_events() -> Vec<EventSpec> {
     vec![
@@ -60,13 +75,7 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
         spe: None,
         fgt: true,
     };
-    let vm = |name: &str, workload: &str, partitioned: bool| VmSetup {
-        name: name.to_string(),
-        ram_bytes: 64 << 20,
-        memlock_bytes: 8 << 20,
-        workload: workload.to_string(),
-        ops,
-        vcpus: 1,
+    let pmu_vm = |name: &str, workload: &str, partitioned: bool| VmSetup {
         pmu: Some(GuestPmuSetup {
             attrs: PmuSetup {
                 irq: 23,
@@ -76,7 +85,7 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
             },
             events: guest_events(),
         }),
-        spe: None,
+        ..vm(name, workload, ops)
     };
     Setup {
         name: "guest-pmu".to_string(),
@@ -95,8 +104,8 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
             pmu_events: host_events(),
         },
         vms: vec![
-            vm("partitioned", "mix", true),
-            vm("emulated", "pointer-chase", false),
+            pmu_vm("partitioned", "mix", true),
+            pmu_vm("emulated", "pointer-chase", false),
         ],
         slice_ops: 200_000,
         host_slice_ops: 50_000,
@@ -122,19 +131,13 @@ fn spe_64k() -> SpeSetup {
 /// with guest SPE (1 MiB maximum buffer, 8 MiB memlock) and swap CPUs every
 /// slice. The host works a quarter of a guest's operations per CPU.
 pub fn guest_spe(seed: u64, ops: u64, nvhe: bool) -> Setup {
-    let vm = |name: &str, workload: &str| VmSetup {
-        name: name.to_string(),
-        ram_bytes: 64 << 20,
-        memlock_bytes: 8 << 20,
-        workload: workload.to_string(),
-        ops,
-        vcpus: 1,
-        pmu: None,
+    let spe_vm = |name: &str, workload: &str| VmSetup {
         spe: Some(GuestSpeSetup {
             irq: 21,
             max_buffer_size: 1 << 20,
             spe: spe_64k(),
         }),
+        ..vm(name, workload, ops)
     };
     Setup {
         name: if nvhe { "guest-spe-nvhe" } else { "guest-spe" }.to_string(),
@@ -148,7 +151,7 @@ pub fn guest_spe(seed: u64, ops: u64, nvhe: bool) -> Setup {
             spe: Some(spe_64k()),
             pmu_events: Vec::new(),
         },
-        vms: vec![vm("vm0", "mix"), vm("vm1", "pointer-chase")],
+        vms: vec![spe_vm("vm0", "mix"), spe_vm("vm1", "pointer-chase")],
         slice_ops: 200_000,
         host_slice_ops: 50_000,
         schedule: Schedule::Rotate,
