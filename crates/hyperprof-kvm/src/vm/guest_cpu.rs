@@ -1,0 +1,182 @@
+//! The guest's view of the physical CPU while its vCPU runs ([`GuestCpu`]):
+//! untrapped accesses reach the hardware, trapped ones exit to the hypervisor.
+
+use super::*;
+
+/// The guest's view of the physical CPU while its vCPU runs.
+pub struct GuestCpu<'a> {
+    pub(super) kvm: &'a mut Kvm,
+    pub(super) vcpu: usize,
+    pub(super) vm: usize,
+    pub(super) cpu: usize,
+    pub(super) exit: Option<Exit>,
+    /// The guest's buffer registers are on the hardware (entry restored
+    /// them), so the exit half must drain and save them.
+    pub(super) buffer_live: bool,
+}
+
+impl GuestCpu<'_> {
+    pub(super) fn pe(&mut self) -> &mut Pe {
+        self.kvm
+            .machine
+            .pe_mut(self.cpu)
+            .expect("loaded on an existing CPU")
+    }
+
+    /// Whether the hypervisor is waiting to return to the VMM.
+    pub fn exiting(&self) -> bool {
+        self.exit.is_some()
+    }
+}
+
+impl GuestEnv for GuestCpu<'_> {
+    /// The guest's virtual PMBIRQ level: its PMBSR_EL1.S.
+    fn virq_pending(&self) -> bool {
+        let v = &self.kvm.vcpus[self.vcpu];
+        v.features.spe && pmbsr_el1::S.is_set(v.spe.buffer.pmbsr_el1)
+    }
+
+    fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop) {
+        if self.exit.is_some() {
+            return (0, ExecStop::Exit);
+        }
+        let mut total = 0;
+        while total < budget {
+            if self.virq_pending() || self.pmu_level() {
+                return (total, ExecStop::VirtualIrq);
+            }
+            let mut done = 0;
+            let r = self
+                .kvm
+                .machine
+                .run(self.cpu, workload, budget - total, &mut done);
+            total += done;
+            match r {
+                Some(RunExit::Interrupt(_)) => {
+                    // A physical interrupt: exit to the hypervisor, which
+                    // moves a guest buffer event into the guest's PMBSR.
+                    let back = self.pe().el();
+                    self.kvm.vcpus[self.vcpu].stats.irq_exits += 1;
+                    if self.leave().is_err() {
+                        return (total, ExecStop::Exit);
+                    }
+                    self.pmu_interrupt_exit();
+                    if self.enter(back).is_err() {
+                        return (total, ExecStop::Exit);
+                    }
+                    // The guest's PMU flags have left the hardware, and
+                    // its buffer event is back only as its own PMBSR: what
+                    // is still asserted is the host's.
+                    let lines = self.pe().irq_lines();
+                    if lines.pmuirq || (lines.pmbirq && !self.virq_pending()) {
+                        self.exit = Some(Exit::Yield);
+                        return (total, ExecStop::Exit);
+                    }
+                }
+                Some(RunExit::Completed) => {}
+                None => return (total, ExecStop::Exit),
+            }
+        }
+        (total, ExecStop::Completed)
+    }
+
+    fn to_el0(&mut self) {
+        self.pe().eret(ExceptionLevel::EL0);
+    }
+
+    fn to_el1(&mut self) {
+        self.pe().exception_entry(ExceptionLevel::EL1);
+    }
+
+    fn pmu_virq_pending(&self) -> bool {
+        self.pmu_level()
+    }
+
+    fn take_virq(&mut self) {
+        let (spe, pmu) = (self.virq_pending(), self.pmu_level());
+        let stats = &mut self.kvm.vcpus[self.vcpu].stats;
+        stats.virqs += u64::from(spe || !pmu);
+        stats.pmu_virqs += u64::from(pmu);
+        self.to_el1();
+    }
+}
+
+impl Kvm {
+    /// The guest's TTBR0_EL1: under VHE read through the EL12 alias, as the
+    /// hypervisor would at EL2; under nVHE the value the last exit saved
+    /// (the host's own is on the hardware while the host emulates).
+    pub(super) fn guest_ttbr0_el1(&mut self, vcpu: usize, cpu: usize) -> u64 {
+        let v = match self.mode {
+            HostMode::Vhe => self
+                .machine
+                .cpu(cpu)
+                .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
+                .unwrap_or(0),
+            HostMode::Nvhe => self.vcpus[vcpu].ttbr0_el1,
+        };
+        v & 0x0000_FFFF_FFFF_FFFE
+    }
+}
+
+impl GuestCpu<'_> {
+    /// An MRS (`write` None) or MSR: on the hardware, or, if it traps to
+    /// EL2, through the hypervisor. Nothing executes while an exit to the
+    /// VMM is pending.
+    pub(super) fn access(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
+        let to_el2 = AccessFault::Trapped {
+            to: ExceptionLevel::EL2,
+        };
+        if self.exit.is_some() {
+            return Err(to_el2);
+        }
+        let mut c = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .ok_or(AccessFault::Undefined)?;
+        let r = match write {
+            Some(val) => c.write(reg, val).map(|()| 0),
+            None => c.read(reg),
+        };
+        match r {
+            Err(f) if f == to_el2 => self.trap(reg, write),
+            r => r,
+        }
+    }
+}
+
+impl Cpu for GuestCpu<'_> {
+    fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        self.access(reg, None)
+    }
+    fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        self.access(reg, Some(val)).map(|_| ())
+    }
+    fn isb(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.isb();
+        }
+    }
+    fn dsb_nsh(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.dsb_nsh();
+        }
+    }
+    fn psb_csync(&mut self) {
+        if let Some(mut c) = self.kvm.machine.cpu(self.cpu) {
+            c.psb_csync();
+        }
+    }
+    fn current_el(&self) -> ExceptionLevel {
+        self.kvm
+            .machine
+            .pe(self.cpu)
+            .map_or(ExceptionLevel::EL1, Pe::el)
+    }
+    fn load(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryFault> {
+        match self.kvm.machine.cpu(self.cpu) {
+            Some(mut c) => c.load(va, buf),
+            None => Err(MemoryFault { va }),
+        }
+    }
+}
