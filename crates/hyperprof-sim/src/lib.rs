@@ -8,6 +8,7 @@
 //! - [`spe`]: the Statistical Profiling Extension unit.
 //! - [`pe`]: a processing element: registers, strict synchronization, the
 //!   `Cpu` interface, skip-ahead execution; [`translate`]: its regimes.
+//! - [`uarch`]: caches, TLB, branch predictor and timing for real code.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,4 +21,5 @@ pub mod pe;
 pub mod pmu;
 pub mod spe;
 pub mod translate;
+pub mod uarch;
 pub mod workload;
