@@ -73,3 +73,25 @@ void exception_handler(u64 kind, struct frame *f)
     putc('\n');
     psci_system_off();
 }
+
+static u64 tests, failures;
+
+void report(int ok, const char *name)
+{
+    tests++;
+    if (!ok)
+        failures++;
+    puts(ok ? "PASS: " : "FAIL: ");
+    puts(name);
+    putc('\n');
+}
+
+int report_summary(void)
+{
+    puts("SUMMARY: ");
+    put_dec(tests);
+    puts(" tests, ");
+    put_dec(failures);
+    puts(" unexpected failures\n");
+    return failures ? 1 : 0;
+}

@@ -31,4 +31,12 @@ u64 psci_call(u64 fid, u64 a1, u64 a2, u64 a3);
 void psci_system_off(void) __attribute__((noreturn));
 int main(u64 dtb);
 
+/* Identity-maps devices and RAM (2 MiB blocks) except the 2 MiB block at
+   `hole`, and turns the MMU and caches on. */
+void mmu_enable(u64 ram_base, u64 ram_size, u64 hole);
+
+/* kvm-unit-tests-style reporting. */
+void report(int ok, const char *name);
+int report_summary(void);
+
 #endif
