@@ -104,9 +104,21 @@ pub struct RamRegion {
 pub struct PhysMem {
     /// RAM regions keyed by base address; the value is the end (exclusive).
     regions: BTreeMap<u64, u64>,
-    /// Storage for the pages written so far, keyed by page number (PA >> 12).
-    pages: BTreeMap<u64, Box<[u8; PAGE_SIZE as usize]>>,
+    /// Which frame of `frames` holds each page written so far, keyed by
+    /// page number (PA >> 12).
+    pages: BTreeMap<u64, u32>,
+    /// Page storage; a [`FrameId`] indexes it.
+    frames: Vec<Box<[u8; PAGE_SIZE as usize]>>,
+    /// Frames released by [`PhysMem::zero_page`], for reuse.
+    free: Vec<u32>,
+    /// Bumped whenever a [`FrameId`] handed out may stop naming its page.
+    generation: u64,
 }
+
+/// The storage of one RAM page, as [`PhysMem::frame`] hands it out: valid
+/// while [`PhysMem::generation`] stays what it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameId(u32);
 
 impl fmt::Debug for PhysMem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -210,7 +222,7 @@ impl PhysMem {
             let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
             let dst = &mut buf[done..done + n];
             match self.pages.get(&(addr >> PAGE_SHIFT)) {
-                Some(page) => dst.copy_from_slice(&page[off..off + n]),
+                Some(&f) => dst.copy_from_slice(&self.frames[f as usize][off..off + n]),
                 None => dst.fill(0),
             }
             done += n;
@@ -230,11 +242,8 @@ impl PhysMem {
         while done < data.len() {
             let off = (addr & PAGE_MASK) as usize;
             let n = (PAGE_SIZE as usize - off).min(data.len() - done);
-            let page = self
-                .pages
-                .entry(addr >> PAGE_SHIFT)
-                .or_insert_with(|| Box::new([0u8; PAGE_SIZE as usize]));
-            page[off..off + n].copy_from_slice(&data[done..done + n]);
+            let f = self.storage(addr >> PAGE_SHIFT);
+            self.frames[f as usize][off..off + n].copy_from_slice(&data[done..done + n]);
             done += n;
             addr = addr.wrapping_add(n as u64);
         }
@@ -259,8 +268,57 @@ impl PhysMem {
         if !self.is_ram(base) {
             return Err(MemError::NotRam { pa: base });
         }
-        self.pages.remove(&(base >> PAGE_SHIFT));
+        if let Some(f) = self.pages.remove(&(base >> PAGE_SHIFT)) {
+            self.frames[f as usize].fill(0);
+            self.free.push(f);
+            self.generation += 1;
+        }
         Ok(())
+    }
+
+    /// The frame holding page number `pfn`, allocated (zeroed) if needed.
+    fn storage(&mut self, pfn: u64) -> u32 {
+        if let Some(&f) = self.pages.get(&pfn) {
+            return f;
+        }
+        let f = match self.free.pop() {
+            Some(f) => f,
+            None => {
+                self.frames.push(Box::new([0u8; PAGE_SIZE as usize]));
+                (self.frames.len() - 1) as u32
+            }
+        };
+        self.pages.insert(pfn, f);
+        f
+    }
+
+    /// The storage of the RAM page containing `pa`, allocated if it was
+    /// never written: a handle for code that accesses the same pages over
+    /// and over (an instruction set simulator's translation cache).
+    pub fn frame(&mut self, pa: u64) -> Result<FrameId, MemError> {
+        if !self.is_ram(pa & !PAGE_MASK) {
+            return Err(MemError::NotRam { pa });
+        }
+        Ok(FrameId(self.storage(pa >> PAGE_SHIFT)))
+    }
+
+    /// The bytes of a frame [`PhysMem::frame`] handed out.
+    #[inline]
+    pub fn frame_bytes(&self, id: FrameId) -> &[u8; PAGE_SIZE as usize] {
+        &self.frames[id.0 as usize]
+    }
+
+    /// The bytes of a frame, to write.
+    #[inline]
+    pub fn frame_bytes_mut(&mut self, id: FrameId) -> &mut [u8; PAGE_SIZE as usize] {
+        &mut self.frames[id.0 as usize]
+    }
+
+    /// Changes whenever a [`FrameId`] handed out may have stopped naming
+    /// its page (a page was released).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -382,6 +440,28 @@ impl FrameAllocator {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn frames_name_page_storage_until_the_page_is_released() {
+        let mut m = PhysMem::new();
+        m.add_ram(0x4000_0000, 0x4000).unwrap();
+        assert!(m.frame(0x1000).is_err());
+        let f = m.frame(0x4000_1234).unwrap();
+        assert_eq!(m.touched_pages(), 1);
+        m.frame_bytes_mut(f)[0x234] = 0xab;
+        assert_eq!(m.read_u64(0x4000_1234).unwrap() & 0xff, 0xab);
+        m.write_u64(0x4000_1ff8, 7).unwrap();
+        assert_eq!(m.frame_bytes(f)[0xff8], 7);
+        assert_eq!(m.frame(0x4000_1000).unwrap(), f);
+        let g = m.generation();
+        m.zero_page(0x4000_1000).unwrap();
+        assert_ne!(m.generation(), g);
+        assert_eq!(m.read_u64(0x4000_1ff8).unwrap(), 0);
+        // The released storage is reused, zeroed, for the next page.
+        let f2 = m.frame(0x4000_2000).unwrap();
+        assert_eq!(f2, f);
+        assert_eq!(m.frame_bytes(f2)[0x234], 0);
+    }
+
     use super::*;
 
     fn mem() -> PhysMem {
