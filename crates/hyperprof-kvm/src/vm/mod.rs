@@ -130,8 +130,11 @@ pub struct VcpuStats {
     /// Register accesses and barriers of the PMU parts of load and put.
     pub pmu_load_put: AccessStats,
     /// Register accesses of the PMU parts of entry and exit (PMSELR_EL0
-    /// switched late; overflow flags moved at interrupt exits).
+    /// switched late; overflow flags moved at interrupt exits; on an nVHE
+    /// host the enables, PMCR_EL0 and PMUSERENR_EL0 switched).
     pub pmu_switch: AccessStats,
+    /// Register accesses of the emulation of trapped PMU accesses.
+    pub pmu_emulate: AccessStats,
 }
 
 struct VmState {

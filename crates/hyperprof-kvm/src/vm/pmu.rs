@@ -375,7 +375,7 @@ impl GuestCpu<'_> {
         let r = self.kvm.with_vpmu(
             vcpu,
             cpu,
-            |s| &mut s.pmu_switch,
+            |s| &mut s.pmu_emulate,
             |pmu, ctx, c| {
                 if !vpmu::traps_when_live(ctx, reg, write.is_some()) {
                     return None;
