@@ -535,6 +535,22 @@ impl VmPmu {
         self.nr_counters.unwrap_or_else(|| self.counter_limit())
     }
 
+    /// A VMM's write of PMCR_EL0.N through KVM_SET_ONE_REG (migration):
+    /// taken as the number of counters when the VM has not run, a PMU is
+    /// recorded, and `n` is a number SET_NR_COUNTERS would accept in the
+    /// current mode; otherwise ignored, as KVM ignores it. Says whether it
+    /// was taken.
+    pub fn set_nr_from_pmcr(&mut self, n: u8) -> bool {
+        let Some(p) = &self.pmu else {
+            return false;
+        };
+        if self.has_run || n > p.guest_counters() || (self.partitioned && n == 0 && !p.hpmn0) {
+            return false;
+        }
+        self.nr_counters = Some(n);
+        true
+    }
+
     /// The guest may count `event`: always for SW_INCR and CHAIN, and for
     /// all events with no filter; otherwise per the filter bitmap (events
     /// beyond the PMU's event space: no).

@@ -139,7 +139,7 @@ impl VpmuCtx<'_> {
     }
 
     /// `PMEVTYPER<n>_EL0` bits that are not RES0 for this PMU version.
-    fn evtyper_writable(&self) -> u64 {
+    pub fn evtyper_writable(&self) -> u64 {
         let mut res0 = pmevtyper_el0::RES0;
         if !self.version.at_least(PmuVer::V3p1) {
             res0 |= EVTCOUNT_HIGH.mask();
