@@ -279,3 +279,78 @@ impl GuestProgram for Vandal {
         GuestStep::More
     }
 }
+
+#[test]
+fn an_nvhe_host_names_only_its_own_counters_and_its_reservation_does_not_partition() {
+    use hyperprof_arch::mdcr_el2;
+    use hyperprof_kvm::uapi::Errno;
+    let (mut kvm, vcpu) = vm(Mode::EmulatedNvhe);
+    // HPMN stays N: the host kernel at EL1 reaches its top counters.
+    assert_eq!(kvm.host_pmus()[0].hpmn(), None);
+    let pe = kvm.machine().pe(0).unwrap();
+    let hpmn = mdcr_el2::HPMN.get(pe.pmu().effective_mdcr_el2());
+    assert_eq!(hpmn, u64::from(COUNTERS));
+    // Counters 6 and 7 are the host's; the guests' and the cycle counter
+    // are not; nor are counters the PMU does not have.
+    for bad in [1 << 5, 1 << 31, 1 << 8] {
+        assert_eq!(
+            kvm.set_host_pmu_events(0, bad),
+            Err(Errno::EINVAL),
+            "{bad:#x}"
+        );
+    }
+    assert_eq!(
+        kvm.set_host_pmu_events(9, 1 << 6),
+        Err(Errno::EINVAL),
+        "no CPU 9"
+    );
+    kvm.set_host_pmu_events(0, 0b11 << 6).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    assert_eq!(
+        kvm.set_host_pmu_events(0, 1 << 6),
+        Err(Errno::EBUSY),
+        "loaded"
+    );
+    kvm.set_host_pmu_events(1, 1 << 6).unwrap();
+    kvm.put(vcpu).unwrap();
+}
+
+#[test]
+fn an_nvhe_entry_and_exit_cost_five_pmu_accesses_for_a_counting_guest() {
+    let (mut kvm, vcpu) = vm(Mode::EmulatedNvhe);
+    let reads = 10_000u64;
+    let mut p = CountingReader { reads, done: 0 };
+    run_to_halt(&mut kvm, vcpu, &mut p, &[0]);
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(s.pmu_trap_exits, reads + 2);
+    // The first pair is lazy (the host's counters off and on: two); the
+    // second has PMCR_EL0 (as the host's: read, not written) and no guest
+    // counter yet (three); each later one also starts and stops the
+    // guest's counter (five).
+    assert_eq!(s.pmu_switch.total(), 2 + 3 + 5 * (s.entries - 2));
+}
+
+/// A guest that enables counting (PMCR_EL0.E, as the host's), enables
+/// counter 0, then reads it `reads` times.
+struct CountingReader {
+    reads: u64,
+    done: u64,
+}
+
+impl GuestProgram for CountingReader {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        if self.done == 0 {
+            env.write(SysReg::PMCR_EL0, pmcr_el0::E.mask() | pmcr_el0::LC.mask())
+                .unwrap();
+            env.write(SysReg::PMCNTENSET_EL0, 1).unwrap();
+        }
+        while self.done < self.reads {
+            match env.read(evcntr(0)) {
+                Ok(_) => self.done += 1,
+                Err(AccessFault::Trapped { .. }) => return GuestStep::More,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        GuestStep::Done
+    }
+}
