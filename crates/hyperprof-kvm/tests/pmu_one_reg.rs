@@ -438,8 +438,11 @@ fn a_guest_migrated_mid_run_counts_and_takes_overflows_as_an_unmigrated_one() {
     }
 }
 
+/// One phase of a guest program.
+type Phase = Box<dyn FnMut(&mut dyn GuestEnv)>;
+
 /// A guest program in phases, one per KVM_RUN.
-struct Phases(Vec<Box<dyn FnMut(&mut dyn GuestEnv)>>, usize);
+struct Phases(Vec<Phase>, usize);
 
 impl GuestProgram for Phases {
     fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
