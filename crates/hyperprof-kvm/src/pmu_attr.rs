@@ -536,16 +536,20 @@ impl VmPmu {
     }
 
     /// A VMM's write of PMCR_EL0.N through KVM_SET_ONE_REG (migration):
-    /// taken as the number of counters when the VM has not run, a PMU is
-    /// recorded, and `n` is a number SET_NR_COUNTERS would accept in the
-    /// current mode; otherwise ignored, as KVM ignores it. Says whether it
-    /// was taken.
-    pub fn set_nr_from_pmcr(&mut self, n: u8) -> bool {
-        let Some(p) = &self.pmu else {
+    /// taken as the number of counters when the VM has not run and `n` is
+    /// a number SET_NR_COUNTERS would accept in the current mode, on the
+    /// VM's PMU or, when none is recorded yet, on `default` (which is then
+    /// recorded, as KVM records the default PMU at vCPU init); otherwise
+    /// ignored, as KVM ignores it. Says whether it was taken.
+    pub fn set_nr_from_pmcr(&mut self, n: u8, default: Option<&HostPmu>) -> bool {
+        let Some(p) = self.pmu.as_ref().or(default) else {
             return false;
         };
         if self.has_run || n > p.guest_counters() || (self.partitioned && n == 0 && !p.hpmn0) {
             return false;
+        }
+        if self.pmu.is_none() {
+            self.pmu = Some(p.clone());
         }
         self.nr_counters = Some(n);
         true

@@ -571,3 +571,48 @@ fn thirty_two_bit_counters_keep_their_low_half() {
         "LP is RES0 before FEAT_PMUv3p5"
     );
 }
+
+#[test]
+fn registers_restored_before_the_pmu_attributes_use_the_default_pmu() {
+    for mode in [Mode::Emulated, Mode::EmulatedNvhe] {
+        let what = format!("{mode:?}");
+        let mut kvm = hw(mode).kvm(2);
+        let vm = new_vm(&mut kvm, 16 << 20);
+        let vcpu = kvm
+            .create_vcpu(
+                vm,
+                VcpuFeatures {
+                    pmu_v3: true,
+                    spe: false,
+                },
+            )
+            .unwrap();
+        // Before any attribute: the default PMU's six guest counters mask
+        // the bitmaps, and PMCR_EL0.N may lower them.
+        kvm.set_one_reg(vcpu, SysReg::PMCNTENSET_EL0, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            kvm.get_one_reg(vcpu, SysReg::PMCNTENSET_EL0),
+            Ok(0x3F | CYCLE),
+            "{what}"
+        );
+        kvm.set_one_reg(vcpu, SysReg::PMCR_EL0, pmcr_el0::N.value(3))
+            .unwrap();
+        assert_eq!(
+            kvm.get_one_reg(vcpu, SysReg::PMCNTENSET_EL0),
+            Ok(0x7 | CYCLE),
+            "{what}"
+        );
+        kvm.configure_pmu(vcpu, &pmu_setup(false, None, Vec::new()))
+            .unwrap();
+        run_on(&mut kvm, vcpu, 0, |env| {
+            let pmcr = env.read(SysReg::PMCR_EL0).unwrap();
+            assert_eq!(pmcr_el0::N.get(pmcr), 3, "{what}");
+            assert_eq!(env.read(SysReg::PMCNTENSET_EL0).unwrap(), 0x7 | CYCLE);
+            assert!(
+                env.read(evcntr(3)).is_err(),
+                "{what}: counter 3 is not the guest's"
+            );
+        });
+    }
+}

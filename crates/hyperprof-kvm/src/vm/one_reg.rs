@@ -163,16 +163,18 @@ impl Kvm {
         Ok(regs)
     }
 
-    /// The guest PMU's context for migration: the VM's number of counters
-    /// and the PMU version of its host PMU (the first host PMU while the
-    /// VM has recorded none).
+    /// The guest PMU's context for migration: the VM's number of counters,
+    /// the PMU version of its host PMU and the guest's counter mask (with
+    /// the first host PMU's default while the VM has recorded none, as the
+    /// default KVM records at vCPU init).
     fn pmu_one_reg_ctx(&self, vcpu: usize) -> (u8, hyperprof_arch::PmuVer, u64) {
         let vm = &self.vms[self.vcpus[vcpu].vm].pmu;
-        let version = vm
-            .pmu()
-            .or(self.host_pmus.first())
-            .map_or(hyperprof_arch::PmuVer::V3, |p| p.version);
-        let nr = vm.nr_counters();
+        let pmu = vm.pmu().or(self.host_pmus.first());
+        let version = pmu.map_or(hyperprof_arch::PmuVer::V3, |p| p.version);
+        let nr = match vm.pmu() {
+            Some(_) => vm.nr_counters(),
+            None => pmu.map_or(0, HostPmu::guest_counters),
+        };
         let mask = hyperprof_arch::pm_counter_bits::counter_range(0, nr)
             | hyperprof_arch::pm_counter_bits::C.mask();
         (nr, version, mask)
@@ -215,7 +217,8 @@ impl Kvm {
         let vm = self.vcpus[vcpu].vm;
         if reg == SysReg::PMCR_EL0 {
             let n = u8::try_from(pmcr_el0::N.get(val)).unwrap_or(u8::MAX);
-            self.vms[vm].pmu.set_nr_from_pmcr(n);
+            let default = self.host_pmus.first();
+            self.vms[vm].pmu.set_nr_from_pmcr(n, default);
         }
         let (nr, version, mask) = self.pmu_one_reg_ctx(vcpu);
         let never = |_: u16| false;

@@ -79,7 +79,7 @@ impl Kvm {
             machine,
             vms,
             vcpus,
-            mode: mode_,
+            mode: host_mode,
             ..
         } = self;
         let v = &mut vcpus[vcpu];
@@ -90,7 +90,7 @@ impl Kvm {
             nr,
             version,
             fgt,
-            nvhe: *mode_ == HostMode::Nvhe,
+            nvhe: *host_mode == HostMode::Nvhe,
             allowed: &allowed,
         };
         let mut c = machine.cpu(cpu)?;
