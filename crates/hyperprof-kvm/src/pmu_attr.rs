@@ -15,14 +15,15 @@
 //!   check order of `kvm_arm_pmu_v3_set_attr` it documents.
 //! - seeds/001 (partitioned PMU v5 17/24): guest counters are `0..HPMN`,
 //!   the host keeps `HPMN..N`.
-//! - The partitioned PMU series' later revisions (the vCPU attribute
-//!   `KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION` = 5 of its "Add vCPU device
-//!   attr to partition the PMU" patch, June 2026, unchanged in v8 of July
-//!   2026): `EFAULT`, then `EPERM` where the host cannot partition, then
-//!   `EBUSY` once the VM ran; `has_attr` answers it like every other
-//!   attribute; the host can partition only on VHE, with PMUv3, and when
-//!   the driver's boot parameter `arm_pmuv3.reserved_host_counters` was
-//!   given (v8 defaults it to -1: no partition).
+//! - The partitioned PMU series' latest revision seen (the 21-patch
+//!   posting of June 2026, patch 18/21 "Add vCPU device attr to partition
+//!   the PMU", and the July 2026 v8 review of its boot parameter): the
+//!   vCPU attribute `KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION` = 5 checks
+//!   `EFAULT`, then `EPERM` where the host cannot partition, then `EBUSY`
+//!   once the VM ran; `has_attr` answers it like every other attribute;
+//!   the host can partition only on VHE, with PMUv3, and when the driver's
+//!   boot parameter `arm_pmuv3.reserved_host_counters` was given (v8
+//!   defaults it to -1: no partition; a reviewer asked for 0).
 //!
 //! # Common gate of `set_attr` (in this order)
 //!
@@ -73,8 +74,8 @@
 //! Chosen per behaviour among the series' revisions:
 //!
 //! - **How many counters the host keeps** is a boot-time parameter, as
-//!   in v4..v8 (`arm_pmuv3.reserved_host_counters`): the perf subsystem
-//!   assumes a PMU's counters do not change once probed. The RFC's
+//!   in the later revisions (`arm_pmuv3.reserved_host_counters`): the perf
+//!   subsystem assumes a PMU's counters do not change once probed. The RFC's
 //!   per-vCPU `KVM_ARM_PARTITION_PMU` ioctl (which set the host's share at
 //!   run time) is not offered.
 //! - **Not given: no partition** (v8's default of -1): the host keeps
