@@ -46,7 +46,7 @@
 //! with EL2 excluded, but PMCR_EL0, PMCNTENSET_EL0 and PMUSERENR_EL0 stay
 //! with the vCPU ([`VpmuCtx::nvhe`]) and the hypervisor at EL2 switches
 //! them at every entry and exit ([`GuestPmu::switch_to_guest`],
-//! [`GuestPmu::switch_to_host`]): the host's guest-excluding counters
+//! [`PmuSwitch::switch_to_host`]): the host's guest-excluding counters
 //! (`events_host`) into PMCNTENCLR_EL0 and the guest's enabled counters
 //! (`events_guest`) into PMCNTENSET_EL0 at entry, the reverse at exit,
 //! with PMCR_EL0 and PMUSERENR_EL0 written only when the guest's differ
