@@ -14,8 +14,16 @@
 //!   KVM_ARM_VCPU_PMU_V3_CTRL" (error tables, filter semantics), and the
 //!   check order of `kvm_arm_pmu_v3_set_attr` it documents.
 //! - seeds/001 (partitioned PMU v5 17/24): guest counters are `0..HPMN`,
-//!   the host keeps `HPMN..N`; it says nothing about the enable attribute,
-//!   whose rules below are hyperprof's choices.
+//!   the host keeps `HPMN..N`.
+//! - The partitioned PMU series' latest revision seen (the 21-patch
+//!   posting of June 2026, patch 18/21 "Add vCPU device attr to partition
+//!   the PMU", and the July 2026 v8 review of its boot parameter): the
+//!   vCPU attribute `KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION` = 5 checks
+//!   `EFAULT`, then `EPERM` where the host cannot partition, then `EBUSY`
+//!   once the VM ran; `has_attr` answers it like every other attribute;
+//!   the host can partition only on VHE, with PMUv3, and when the driver's
+//!   boot parameter `arm_pmuv3.reserved_host_counters` was given (v8
+//!   defaults it to -1: no partition; a reviewer asked for 0).
 //!
 //! # Common gate of `set_attr` (in this order)
 //!
@@ -45,18 +53,39 @@
 //!   In partitioned mode, selecting a PMU that cannot partition: `EINVAL`.
 //! - **SET_NR_COUNTERS** has an `EBUSY` "VM has run" check (documented, but
 //!   in KVM only the initialised gate enforces it).
-//! - **Partition enable (attribute 5)**: value 0 or 1. `EBUSY` once the VM
-//!   ran; `EBUSY` when other vCPUs exist and the value *changes* the mode
-//!   (setting the current value again succeeds, so a VMM may set it on every
-//!   vCPU); `ENXIO` (attribute form; the capability form would be `EPERM`)
-//!   when enabling on a PMU that cannot partition; `EINVAL` when enabling
-//!   while an explicitly set number of counters exceeds the guest counters.
+//! - **Partition enable (attribute 5)**: value 0 or 1 (the revision takes
+//!   any non-zero `u32` as 1; hyperprof refuses other values, `EINVAL`).
+//!   Then, as the revision: `EPERM` when the VM's PMU (chosen or default)
+//!   cannot partition ([`HostPmu::can_partition`]: an nVHE host, no
+//!   reservation, or a reservation the PMU cannot honour), whatever the
+//!   value; `EBUSY` once the VM ran. hyperprof adds `EBUSY` when other
+//!   vCPUs exist and the value *changes* the mode (setting the current
+//!   value again succeeds, so a VMM may set it on every vCPU), and
+//!   `EINVAL` when enabling with an explicit 0 counters on a PMU without
+//!   FEAT_HPMN0 (the revision clamps a larger number to the guest
+//!   counters; here the number cannot exceed them in either mode).
 //!   A default number of counters follows the mode; an explicit one stays.
 //! - **get_attr** answers `IRQ` (as KVM) and the partition flag (0/1); every
 //!   other attribute has no value: `ENXIO`.
-//! - **has_attr** for attribute 5 succeeds only when the VM's PMU (chosen or
-//!   default) can partition.
 //! - **INIT** does not model the vGIC owner check (`EEXIST`).
+//!
+//! # The host's reservation
+//!
+//! Chosen per behaviour among the series' revisions:
+//!
+//! - **How many counters the host keeps** is a boot-time parameter, as
+//!   in the later revisions (`arm_pmuv3.reserved_host_counters`): the perf
+//!   subsystem assumes a PMU's counters do not change once probed. The RFC's
+//!   per-vCPU `KVM_ARM_PARTITION_PMU` ioctl (which set the host's share at
+//!   run time) is not offered.
+//! - **Not given: no partition** (v8's default of -1): the host keeps
+//!   MDCR_EL2.HPMN = N and every PMU vCPU is emulated; the attribute is
+//!   `EPERM`.
+//! - **MDCR_EL2.HPMN is dynamic**, as the later revisions made it: the
+//!   boot parameter only bounds it (`N - reserved`, the `hpmn_max` of
+//!   seed 001); while a partitioned vCPU's state is live its HPMN is that
+//!   vCPU's own number of counters, and the host's value comes back at
+//!   put.
 
 use hyperprof_arch::PmuVer;
 
@@ -154,6 +183,11 @@ pub struct HostPmu {
     pub reserved_for_host: u8,
     /// FEAT_HPMN0: MDCR_EL2.HPMN may be 0.
     pub hpmn0: bool,
+    /// The host partitioned this PMU at boot: it was given the reservation
+    /// parameter and runs VHE (an nVHE host kernel at EL1 cannot reach the
+    /// counters at and above MDCR_EL2.HPMN, and HPMN would have to be reset
+    /// and the guest's counters disabled at every exit).
+    pub partitioned: bool,
 }
 
 impl HostPmu {
@@ -168,12 +202,14 @@ impl HostPmu {
         self.n().saturating_sub(self.reserved_for_host)
     }
 
-    /// The PMU can be partitioned: it is a PMUv3; the reservation fits the
+    /// The PMU can be partitioned: the host partitioned it at boot
+    /// ([`HostPmu::partitioned`]); it is a PMUv3; the reservation fits the
     /// hardware (`reserved_for_host <= n()`, so the host really gets every
     /// counter it asked for); and HPMN = [`HostPmu::guest_counters`] is
     /// legal, that is at least 1, or 0 with FEAT_HPMN0.
     pub fn can_partition(&self) -> bool {
-        self.version.is_pmuv3()
+        self.partitioned
+            && self.version.is_pmuv3()
             && self.reserved_for_host <= self.n()
             && (self.guest_counters() > 0 || self.hpmn0)
     }
@@ -351,11 +387,11 @@ impl VmPmu {
     ///   chosen with `SET_PMU`; `EINVAL` above the limit,
     ///   [`HostPmu::guest_counters`], in either mode; `EINVAL` 0 when
     ///   partitioned on a PMU without FEAT_HPMN0.
-    /// - `ENABLE_PARTITION`: `EFAULT`; `EINVAL` value not 0/1; `EBUSY` VM
-    ///   has run; `EBUSY` other vCPUs exist and the value changes the mode;
-    ///   `ENXIO` enabling on a PMU that cannot partition; `EINVAL` enabling
-    ///   with an explicit counter number above the guest counters, or an
-    ///   explicit 0 on a PMU without FEAT_HPMN0.
+    /// - `ENABLE_PARTITION`: `EFAULT`; `EINVAL` value not 0/1; `EPERM` the
+    ///   PMU cannot partition; `EBUSY` VM has run; `EBUSY` other vCPUs
+    ///   exist and the value changes the mode; `EINVAL` enabling with an
+    ///   explicit counter number above the guest counters, or an explicit 0
+    ///   on a PMU without FEAT_HPMN0.
     ///
     /// A failed call changes nothing.
     pub fn set_attr(
@@ -428,20 +464,12 @@ impl VmPmu {
         }
     }
 
-    /// `KVM_HAS_DEVICE_ATTR`: success for attributes 0..=4 when the vCPU has
-    /// the PMU feature; for attribute 5 also only when the VM's PMU (chosen,
-    /// or the default) can partition; `ENXIO` otherwise.
+    /// `KVM_HAS_DEVICE_ATTR`: success for attributes 0..=5 when the vCPU has
+    /// the PMU feature (the partition enable too, as the series' latest
+    /// revision: whether the host can partition is the set's `EPERM`);
+    /// `ENXIO` otherwise.
     pub fn has_attr(&self, ctx: &PmuAttrCtx<'_>, attr: u64) -> Result<(), Errno> {
-        let ok = ctx.features.pmu_v3
-            && match PmuAttr::from_attr(attr) {
-                None => false,
-                Some(PmuAttr::EnablePartition) => self
-                    .pmu
-                    .as_ref()
-                    .or(ctx.host_pmus.first())
-                    .is_some_and(HostPmu::can_partition),
-                Some(_) => true,
-            };
+        let ok = ctx.features.pmu_v3 && PmuAttr::from_attr(attr).is_some();
         if ok {
             Ok(())
         } else {
@@ -506,6 +534,26 @@ impl VmPmu {
     /// with `SET_NR_COUNTERS`, else the default [`VmPmu::counter_limit`].
     pub fn nr_counters(&self) -> u8 {
         self.nr_counters.unwrap_or_else(|| self.counter_limit())
+    }
+
+    /// A VMM's write of PMCR_EL0.N through KVM_SET_ONE_REG (migration):
+    /// taken as the number of counters when the VM has not run and `n` is
+    /// a number SET_NR_COUNTERS would accept in the current mode, on the
+    /// VM's PMU or, when none is recorded yet, on `default` (which is then
+    /// recorded, as KVM records the default PMU at vCPU init); otherwise
+    /// ignored, as KVM ignores it. Says whether it was taken.
+    pub fn set_nr_from_pmcr(&mut self, n: u8, default: Option<&HostPmu>) -> bool {
+        let Some(p) = self.pmu.as_ref().or(default) else {
+            return false;
+        };
+        if self.has_run || n > p.guest_counters() || (self.partitioned && n == 0 && !p.hpmn0) {
+            return false;
+        }
+        if self.pmu.is_none() {
+            self.pmu = Some(p.clone());
+        }
+        self.nr_counters = Some(n);
+        true
     }
 
     /// The guest may count `event`: always for SW_INCR and CHAIN, and for
@@ -627,6 +675,9 @@ impl VmPmu {
             1 => true,
             _ => return Err(Errno::EINVAL),
         };
+        if !current.can_partition() {
+            return Err(Errno::EPERM);
+        }
         if self.has_run {
             return Err(Errno::EBUSY);
         }
@@ -637,9 +688,6 @@ impl VmPmu {
             return Err(Errno::EBUSY);
         }
         if enable {
-            if !current.can_partition() {
-                return Err(Errno::ENXIO);
-            }
             // An explicit 0 needs FEAT_HPMN0 (see set_nr_counters).
             if self
                 .nr_counters

@@ -36,6 +36,22 @@
 //! **Lazy**: until the guest's first PMU access the state stays with the
 //! hypervisor, TPM traps everything and load and put touch no PMU register;
 //! the first access makes the state live ([`GuestPmu::load`]).
+//!
+//! **nVHE hosts** (emulated mode only, as upstream: Linux's
+//! `kvm_set_pmu_events` and hyp/nvhe/switch.c's `__pmu_switch_to_guest` /
+//! `__pmu_switch_to_host`): the host kernel runs at EL1 with MDCR_EL2.HPMN
+//! = N and counts on the top counters, enabled by PMCR_EL0.E like the
+//! guest's, and event filters cannot tell its EL1 from the guest's. So the
+//! guest's counters are the same-numbered hardware counters, programmed
+//! with EL2 excluded, but PMCR_EL0, PMCNTENSET_EL0 and PMUSERENR_EL0 stay
+//! with the vCPU ([`VpmuCtx::nvhe`]) and the hypervisor at EL2 switches
+//! them at every entry and exit ([`GuestPmu::switch_to_guest`],
+//! [`PmuSwitch::switch_to_host`]): the host's guest-excluding counters
+//! (`events_host`) into PMCNTENCLR_EL0 and the guest's enabled counters
+//! (`events_guest`) into PMCNTENSET_EL0 at entry, the reverse at exit,
+//! with PMCR_EL0 and PMUSERENR_EL0 written only when the guest's differ
+//! from the host's. Load and put (at EL1, in the host kernel) move the
+//! counters, event types and interrupt enables.
 
 use hyperprof_arch::{
     mdcr_el2, pm_counter_bits, pmccfiltr_el0, pmcr_el0, pmevtyper_el0, pmselr_el0, pmuserenr_el0,
@@ -62,6 +78,11 @@ pub struct VpmuCtx<'a> {
     pub version: PmuVer,
     /// The CPU has FEAT_FGT.
     pub fgt: bool,
+    /// The host kernel runs at EL1 (nVHE): PMCR_EL0, the guest's counter
+    /// enables and PMUSERENR_EL0 are the vCPU's, switched at every entry
+    /// and exit; the hardware holds only the counters, event types,
+    /// interrupt enables and overflow flags.
+    pub nvhe: bool,
     /// The VM's event filter: whether the guest may count an event.
     pub allowed: &'a dyn Fn(u16) -> bool,
 }
@@ -118,12 +139,22 @@ impl VpmuCtx<'_> {
     }
 
     /// `PMEVTYPER<n>_EL0` bits that are not RES0 for this PMU version.
-    fn evtyper_writable(&self) -> u64 {
+    pub fn evtyper_writable(&self) -> u64 {
         let mut res0 = pmevtyper_el0::RES0;
         if !self.version.at_least(PmuVer::V3p1) {
             res0 |= EVTCOUNT_HIGH.mask();
         }
         !res0
+    }
+
+    /// The PMCR_EL0 bits a vCPU keeps of a written value: E, D, X, DP, LP
+    /// (RES0 before FEAT_PMUv3p5), and LC, RES1 on this AArch64-only PE.
+    pub fn pmcr_stored(&self, v: u64) -> u64 {
+        let mut keep = v & PMCR_STATE;
+        if !self.version.has_lp() {
+            keep = pmcr_el0::LP.set(keep, 0);
+        }
+        pmcr_el0::LC.set(keep, 1)
     }
 
     /// Event counters overflow at 64 bits (PMCR_EL0.LP with FEAT_PMUv3p5).
@@ -202,6 +233,53 @@ pub struct HostPmuRegs {
     pub pmuserenr_el0: u64,
 }
 
+/// What an nVHE entry changed of the host's PMU, for the exit to undo
+/// ([`GuestPmu::switch_to_guest`], [`PmuSwitch::switch_to_host`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmuSwitch {
+    /// The host's counters that exclude guests: stopped at entry.
+    pub events_host: u64,
+    /// The guest's enabled counters: started at entry.
+    pub events_guest: u64,
+    /// The host's PMCR_EL0, when the guest's replaced it.
+    pub host_pmcr: Option<u64>,
+    /// The host's PMUSERENR_EL0, when the guest's replaced it.
+    pub host_pmuserenr: Option<u64>,
+}
+
+impl PmuSwitch {
+    /// Entry of a vCPU whose PMU state is not live (or that has no PMU):
+    /// only the host's guest-excluding counters stop.
+    pub fn host_only(c: &mut dyn Cpu, events_host: u64) -> Result<PmuSwitch, AccessFault> {
+        if events_host != 0 {
+            c.write(SysReg::PMCNTENCLR_EL0, events_host)?;
+        }
+        Ok(PmuSwitch {
+            events_host,
+            ..PmuSwitch::default()
+        })
+    }
+
+    /// nVHE exit (the hypervisor at EL2): the guest's counters stopped,
+    /// the host's PMCR_EL0 and PMUSERENR_EL0 back where the entry replaced
+    /// them, the host's counters started again.
+    pub fn switch_to_host(&self, c: &mut dyn Cpu) -> Result<(), AccessFault> {
+        if self.events_guest != 0 {
+            c.write(SysReg::PMCNTENCLR_EL0, self.events_guest)?;
+        }
+        if let Some(v) = self.host_pmcr {
+            c.write(SysReg::PMCR_EL0, v)?;
+        }
+        if let Some(v) = self.host_pmuserenr {
+            c.write(SysReg::PMUSERENR_EL0, v)?;
+        }
+        if self.events_host != 0 {
+            c.write(SysReg::PMCNTENSET_EL0, self.events_host)?;
+        }
+        Ok(())
+    }
+}
+
 impl GuestPmu {
     /// The state KVM_ARM_VCPU_INIT gives (the architecturally UNKNOWN
     /// fields as 0, PMCR_EL0.LC set as on an AArch64-only PE).
@@ -240,6 +318,10 @@ impl GuestPmu {
         if types {
             self.write_types(c, ctx)?;
         }
+        if ctx.nvhe {
+            // The enables, PMCR_EL0 and PMUSERENR_EL0 go in at entry.
+            return c.write(SysReg::PMINTENSET_EL1, self.inten & ctx.mask());
+        }
         c.write(SysReg::PMUSERENR_EL0, self.userenr)?;
         c.write(SysReg::PMCR_EL0, self.pmcr & PMCR_STATE)?;
         c.write(SysReg::PMCNTENSET_EL0, self.cnten & ctx.mask())?;
@@ -270,8 +352,14 @@ impl GuestPmu {
             self.evcntr[usize::from(i)] = c.read(evcntr(i)?)?;
         }
         self.ccntr = c.read(SysReg::PMCCNTR_EL0)?;
-        self.pmcr = c.read(SysReg::PMCR_EL0)? & PMCR_STATE;
         let mask = ctx.mask();
+        if ctx.nvhe {
+            // The exit disabled the guest's counters already.
+            self.inten = c.read(SysReg::PMINTENSET_EL1)? & mask;
+            self.fold_overflow(c, ctx)?;
+            return c.write(SysReg::PMINTENCLR_EL1, mask);
+        }
+        self.pmcr = c.read(SysReg::PMCR_EL0)? & PMCR_STATE;
         self.cnten = c.read(SysReg::PMCNTENSET_EL0)? & mask;
         self.inten = c.read(SysReg::PMINTENSET_EL1)? & mask;
         self.userenr = c.read(SysReg::PMUSERENR_EL0)?;
@@ -301,7 +389,7 @@ impl GuestPmu {
         if self.ovs & ctx.mask() == 0 {
             return Ok(false);
         }
-        let e = pmcr_el0::E.is_set(c.read(SysReg::PMCR_EL0)?);
+        let e = pmcr_el0::E.is_set(self.pmcr_now(c, ctx)?);
         let inten = c.read(SysReg::PMINTENSET_EL1)?;
         Ok(e && self.ovs & inten & ctx.mask() != 0)
     }
@@ -320,6 +408,36 @@ impl GuestPmu {
             return Ok(self.selr);
         }
         Ok(hw_selr)
+    }
+
+    /// nVHE guest entry (the hypervisor at EL2, the state live): the
+    /// host's guest-excluding counters `events_host` stopped, the guest's
+    /// PMCR_EL0 and PMUSERENR_EL0 written where they differ from the
+    /// host's (`host_pmuserenr` is what the host told the hypervisor; its
+    /// PMCR_EL0 is read), the guest's enabled counters started. Returns
+    /// what the exit must undo.
+    pub fn switch_to_guest(
+        &self,
+        c: &mut dyn Cpu,
+        ctx: &VpmuCtx<'_>,
+        events_host: u64,
+        host_pmuserenr: u64,
+    ) -> Result<PmuSwitch, AccessFault> {
+        let mut sw = PmuSwitch::host_only(c, events_host)?;
+        let host_pmcr = c.read(SysReg::PMCR_EL0)? & PMCR_STATE;
+        if host_pmcr != self.pmcr {
+            c.write(SysReg::PMCR_EL0, self.pmcr)?;
+            sw.host_pmcr = Some(host_pmcr);
+        }
+        if host_pmuserenr != self.userenr {
+            c.write(SysReg::PMUSERENR_EL0, self.userenr)?;
+            sw.host_pmuserenr = Some(host_pmuserenr);
+        }
+        sw.events_guest = self.cnten & ctx.mask();
+        if sw.events_guest != 0 {
+            c.write(SysReg::PMCNTENSET_EL0, sw.events_guest)?;
+        }
+        Ok(sw)
     }
 
     /// Emulates a trapped guest access (`write` `None` for a read) made at
@@ -367,8 +485,20 @@ impl GuestPmu {
         };
         match (reg, write) {
             (SysReg::PMCR_EL0, None) => {
-                let v = c.read(SysReg::PMCR_EL0)?;
+                let v = self.pmcr_now(c, ctx)?;
                 Ok(pmcr_el0::N.set(v, u64::from(nr)))
+            }
+            (SysReg::PMCR_EL0, Some(v)) if ctx.nvhe => {
+                self.pmcr = ctx.pmcr_stored(v);
+                if pmcr_el0::C.is_set(v) {
+                    c.write(SysReg::PMCCNTR_EL0, 0)?;
+                }
+                if pmcr_el0::P.is_set(v) {
+                    for i in 0..nr {
+                        c.write(evcntr(i)?, 0)?;
+                    }
+                }
+                Ok(0)
             }
             (SysReg::PMCR_EL0, Some(v)) => {
                 // P from EL2 would reset the host's counters too: the
@@ -380,6 +510,22 @@ impl GuestPmu {
                         c.write(evcntr(i)?, 0)?;
                     }
                 }
+                Ok(0)
+            }
+            (SysReg::PMCNTENSET_EL0 | SysReg::PMCNTENCLR_EL0, None) if ctx.nvhe => {
+                Ok(self.cnten & mask)
+            }
+            (SysReg::PMCNTENSET_EL0, Some(v)) if ctx.nvhe => {
+                self.cnten |= v & mask;
+                Ok(0)
+            }
+            (SysReg::PMCNTENCLR_EL0, Some(v)) if ctx.nvhe => {
+                self.cnten &= !(v & mask);
+                Ok(0)
+            }
+            (SysReg::PMUSERENR_EL0, None) if ctx.nvhe => Ok(self.userenr),
+            (SysReg::PMUSERENR_EL0, Some(v)) if ctx.nvhe => {
+                self.userenr = v & !pmuserenr_el0::RES0;
                 Ok(0)
             }
             (SysReg::PMCNTENSET_EL0 | SysReg::PMINTENSET_EL1, None)
@@ -451,6 +597,16 @@ impl GuestPmu {
         }
     }
 
+    /// PMCR_EL0 as the guest sees it (without N): the vCPU's on an nVHE
+    /// host, else the hardware's.
+    fn pmcr_now(&self, c: &mut dyn Cpu, ctx: &VpmuCtx<'_>) -> Result<u64, AccessFault> {
+        if ctx.nvhe {
+            Ok(self.pmcr)
+        } else {
+            c.read(SysReg::PMCR_EL0)
+        }
+    }
+
     /// PMSELR_EL0 as the guest last set it: the hardware's in direct mode.
     fn selr_now(&self, c: &mut dyn Cpu, ctx: &VpmuCtx<'_>) -> u64 {
         if ctx.direct() {
@@ -475,11 +631,15 @@ impl GuestPmu {
         if bits == 0 {
             return Ok(());
         }
-        let pmcr = c.read(SysReg::PMCR_EL0)?;
+        let pmcr = self.pmcr_now(c, ctx)?;
         if !pmcr_el0::E.is_set(pmcr) {
             return Ok(());
         }
-        let cnten = c.read(SysReg::PMCNTENSET_EL0)?;
+        let cnten = if ctx.nvhe {
+            self.cnten
+        } else {
+            c.read(SysReg::PMCNTENSET_EL0)?
+        };
         let wide = ctx.wide(pmcr);
         let counts = |typer: u64, i: u8, want: u16| {
             cnten & (1 << i) != 0

@@ -14,16 +14,17 @@ use hyperprof_sim::workload::by_name;
 
 mod pmu_common;
 use pmu_common::{
-    enter, evcntr, events_of, evtyper, pmu_setup, pmu_vm, start_host_pmu, Hw, COUNTERS, MODES,
+    enter, evcntr, events_of, evtyper, pmu_setup, pmu_vm, start_host_pmu, Hw, Mode, COUNTERS, MODES,
 };
 
 /// A hypervisor whose host reserves two counters, with one single-vCPU VM.
-fn vm(partitioned: bool, fgt: bool) -> (Kvm, usize) {
+fn vm(mode: Mode) -> (Kvm, usize) {
     let hw = Hw {
-        fgt,
+        fgt: mode.fgt(),
+        nvhe: mode.nvhe(),
         ..Hw::default()
     };
-    pmu_vm(hw, &pmu_setup(partitioned, None, Vec::new()))
+    pmu_vm(hw, &pmu_setup(mode.partitioned(), None, Vec::new()))
 }
 
 fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram, cpus: &[usize]) {
@@ -52,8 +53,7 @@ fn user(event: u16, period: Option<u32>) -> EventSpec {
 #[test]
 fn guest_counts_are_exact_in_both_modes_while_the_vcpu_moves() {
     for mode in MODES {
-        let (partitioned, fgt) = (mode.partitioned(), mode.fgt());
-        let (mut kvm, vcpu) = vm(partitioned, fgt);
+        let (mut kvm, vcpu) = vm(mode);
         let ops = 3_000_000;
         let mut k = GuestKernel::without_spe(0, by_name("mix", 7).unwrap(), ops)
             .with_pmu(vec![
@@ -65,7 +65,7 @@ fn guest_counts_are_exact_in_both_modes_while_the_vcpu_moves() {
         run_to_halt(&mut kvm, vcpu, &mut k, &[0, 1]);
         assert_eq!(k.error(), None);
         let want = events_of("mix", 7, ops);
-        let mode = format!("partitioned={partitioned} fgt={fgt}");
+        let mode = format!("{mode:?}");
         assert_eq!(
             k.pmu_counts(),
             &[
@@ -91,16 +91,34 @@ fn guest_counts_are_exact_in_both_modes_while_the_vcpu_moves() {
 fn partitioned_counter_reads_cause_no_exit_and_emulated_ones_all_exit() {
     let reads = 1_000_000u64;
     let mut exits = Vec::new();
-    for partitioned in [true, false] {
-        let (mut kvm, vcpu) = vm(partitioned, true);
+    let mut switch = Vec::new();
+    for mode in [Mode::PartitionedFgt, Mode::Emulated, Mode::EmulatedNvhe] {
+        let (mut kvm, vcpu) = vm(mode);
         let mut p = Reader { reads, done: 0 };
         run_to_halt(&mut kvm, vcpu, &mut p, &[0]);
         let s = kvm.vcpu_stats(vcpu).unwrap();
         exits.push(s.pmu_trap_exits);
+        switch.push((s.pmu_switch.total(), s.entries));
+        println!(
+            "{mode:?}: {} PMU trap exits for {reads} counter reads; {} PMU register \
+             accesses in {} entry+exit pairs",
+            s.pmu_trap_exits,
+            s.pmu_switch.total(),
+            s.entries
+        );
     }
     // Partitioned: only the first access (the lazy switch) exits.
     assert_eq!(exits[0], 1);
     assert_eq!(exits[1], reads + 1);
+    assert_eq!(exits[2], reads + 1, "nVHE: the same emulation");
+    // VHE emulated: nothing switched at entry and exit. nVHE: the host's
+    // counters off and on (two; all the first, lazy, pair does), then with
+    // the state live PMCR_EL0 read, the guest's counter on and off, and
+    // this guest's PMCR_EL0 (E clear) written in and the host's (E set)
+    // back: seven.
+    assert_eq!(switch[1].0, 0);
+    let (total, pairs) = switch[2];
+    assert_eq!(total, 2 + 7 * (pairs - 1));
 }
 
 /// A guest that enables counter 0 then reads it `reads` times.
@@ -128,13 +146,13 @@ impl GuestProgram for Reader {
 #[test]
 fn load_put_cost_is_within_the_series_sequence_and_zero_while_lazy() {
     // HPMN = 6: eight counters, two for the host.
-    let (mut kvm, vcpu) = vm(true, true);
+    let (mut kvm, vcpu) = vm(Mode::PartitionedFgt);
     let mut idle = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 10_000);
     run_to_halt(&mut kvm, vcpu, &mut idle, &[0]);
     let s = kvm.vcpu_stats(vcpu).unwrap();
     assert_eq!(s.pmu_load_put.total(), 0, "untouched: nothing switched");
 
-    let (mut kvm, vcpu) = vm(true, true);
+    let (mut kvm, vcpu) = vm(Mode::PartitionedFgt);
     let mut k = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 2_000_000)
         .with_pmu(vec![user(Event::INST_RETIRED.number(), None)])
         .with_slices(100_000);
@@ -166,10 +184,12 @@ fn load_put_cost_is_within_the_series_sequence_and_zero_while_lazy() {
 
 #[test]
 fn host_counters_count_exactly_the_hosts_work_whatever_the_guest_does() {
-    for partitioned in [true, false] {
-        let (mut kvm, vcpu) = vm(partitioned, true);
-        // The host counts its kernel's instructions (EL2) on its reserved
-        // counters, with overflow interrupts every 2^20.
+    for mode in [Mode::PartitionedFgt, Mode::Emulated, Mode::EmulatedNvhe] {
+        let partitioned = format!("{mode:?}");
+        let (mut kvm, vcpu) = vm(mode);
+        // The host counts its kernel's instructions (EL2 under VHE, EL0
+        // and EL1 under nVHE) on its reserved counters, with overflow
+        // interrupts every 2^20.
         let mut hosts = Vec::new();
         for cpu in 0..2 {
             let d = start_host_pmu(&mut kvm, cpu, 1 << 20);
@@ -195,6 +215,8 @@ fn host_counters_count_exactly_the_hosts_work_whatever_the_guest_does() {
                 host_ops[cpu] += done;
                 if let RunExit::Interrupt(_) = exit {
                     let mut c = kvm.machine().cpu(cpu).unwrap();
+                    // A VHE host takes its interrupts at EL2; an nVHE host
+                    // kernel at EL1 where it runs.
                     let ovs = hosts[cpu].handle_irq(&mut c).unwrap();
                     assert_ne!(ovs, 0, "the host only sees its own overflows");
                 }
@@ -255,5 +277,80 @@ impl GuestProgram for Vandal {
         }
         let _ = stop;
         GuestStep::More
+    }
+}
+
+#[test]
+fn an_nvhe_host_names_only_its_own_counters_and_its_reservation_does_not_partition() {
+    use hyperprof_arch::mdcr_el2;
+    use hyperprof_kvm::uapi::Errno;
+    let (mut kvm, vcpu) = vm(Mode::EmulatedNvhe);
+    // HPMN stays N: the host kernel at EL1 reaches its top counters.
+    assert_eq!(kvm.host_pmus()[0].hpmn(), None);
+    let pe = kvm.machine().pe(0).unwrap();
+    let hpmn = mdcr_el2::HPMN.get(pe.pmu().effective_mdcr_el2());
+    assert_eq!(hpmn, u64::from(COUNTERS));
+    // Counters 6 and 7 are the host's; the guests' and the cycle counter
+    // are not; nor are counters the PMU does not have.
+    for bad in [1 << 5, 1 << 31, 1 << 8] {
+        assert_eq!(
+            kvm.set_host_pmu_events(0, bad),
+            Err(Errno::EINVAL),
+            "{bad:#x}"
+        );
+    }
+    assert_eq!(
+        kvm.set_host_pmu_events(9, 1 << 6),
+        Err(Errno::EINVAL),
+        "no CPU 9"
+    );
+    kvm.set_host_pmu_events(0, 0b11 << 6).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    assert_eq!(
+        kvm.set_host_pmu_events(0, 1 << 6),
+        Err(Errno::EBUSY),
+        "loaded"
+    );
+    kvm.set_host_pmu_events(1, 1 << 6).unwrap();
+    kvm.put(vcpu).unwrap();
+}
+
+#[test]
+fn an_nvhe_entry_and_exit_cost_five_pmu_accesses_for_a_counting_guest() {
+    let (mut kvm, vcpu) = vm(Mode::EmulatedNvhe);
+    let reads = 10_000u64;
+    let mut p = CountingReader { reads, done: 0 };
+    run_to_halt(&mut kvm, vcpu, &mut p, &[0]);
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert_eq!(s.pmu_trap_exits, reads + 2);
+    // The first pair is lazy (the host's counters off and on: two); the
+    // second has PMCR_EL0 (as the host's: read, not written) and no guest
+    // counter yet (three); each later one also starts and stops the
+    // guest's counter (five).
+    assert_eq!(s.pmu_switch.total(), 2 + 3 + 5 * (s.entries - 2));
+}
+
+/// A guest that enables counting (PMCR_EL0.E, as the host's), enables
+/// counter 0, then reads it `reads` times.
+struct CountingReader {
+    reads: u64,
+    done: u64,
+}
+
+impl GuestProgram for CountingReader {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        if self.done == 0 {
+            env.write(SysReg::PMCR_EL0, pmcr_el0::E.mask() | pmcr_el0::LC.mask())
+                .unwrap();
+            env.write(SysReg::PMCNTENSET_EL0, 1).unwrap();
+        }
+        while self.done < self.reads {
+            match env.read(evcntr(0)) {
+                Ok(_) => self.done += 1,
+                Err(AccessFault::Trapped { .. }) => return GuestStep::More,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        GuestStep::Done
     }
 }

@@ -2,7 +2,9 @@
 //! register accesses (every PMU register, arbitrary values, reads and
 //! writes, at EL1 and at EL0), interleaved with workload slices and moves
 //! between the two CPUs, while a second VM in the other mode counts a known
-//! workload and the host counts its own EL2 work on its reserved counters.
+//! workload and the host counts its own EL2 work on its reserved counters;
+//! or, on an nVHE host, both VMs emulated while the host counts its EL1
+//! work on its top counters.
 //!
 //! Properties:
 //! - nothing panics;
@@ -203,14 +205,15 @@ fn host_regs(c: &mut dyn Cpu) -> Vec<u64> {
 }
 
 impl World {
-    fn new(hostile_partitioned: bool, host_userenr: [u64; CPUS]) -> World {
+    fn new(nvhe: bool, hostile_partitioned: bool, host_userenr: [u64; CPUS]) -> World {
         let hw = Hw {
             ram_size: 128 << 20,
+            nvhe,
             ..Hw::default()
         };
         let mut kvm = hw.kvm(HOST_RESERVED);
         let mut vcpus = Vec::new();
-        for partitioned in [true, false] {
+        for partitioned in [!nvhe, false] {
             let vm = new_vm(&mut kvm, 4 << 20);
             let setup = pmu_setup(partitioned, None, Vec::new());
             vcpus.push(pmu_vcpu(&mut kvm, vm, &setup).unwrap());
@@ -403,8 +406,13 @@ fn config() -> ProptestConfig {
     }
 }
 
-fn play(hostile_partitioned: bool, userenr: [u64; CPUS], steps: &[Step]) -> Vec<String> {
-    let mut w = World::new(hostile_partitioned, userenr);
+fn play(
+    nvhe: bool,
+    hostile_partitioned: bool,
+    userenr: [u64; CPUS],
+    steps: &[Step],
+) -> Vec<String> {
+    let mut w = World::new(nvhe, hostile_partitioned, userenr);
     for s in steps {
         w.step(s);
     }
@@ -416,11 +424,12 @@ proptest! {
 
     #[test]
     fn a_hostile_guest_cannot_touch_the_host_or_the_other_vm(
+        nvhe in any::<bool>(),
         hostile_partitioned in any::<bool>(),
         userenr in [prop_oneof![Just(0u64), 0u64..16], prop_oneof![Just(0u64), 0u64..16]],
         steps in prop::collection::vec(step(), 1..16),
     ) {
-        let bad = play(hostile_partitioned, userenr, &steps);
+        let bad = play(nvhe, hostile_partitioned, userenr, &steps);
         prop_assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }
@@ -445,7 +454,7 @@ fn a_hand_written_hostile_session_keeps_every_property() {
         });
         acts.push(Act::TakeIrq);
     }
-    for hostile_partitioned in [true, false] {
+    for (nvhe, hostile_partitioned) in [(false, true), (false, false), (true, false)] {
         let steps = [
             Step::Host {
                 cpu: 0,
@@ -476,10 +485,10 @@ fn a_hand_written_hostile_session_keeps_every_property() {
                 ops: 40_000,
             },
         ];
-        let bad = play(hostile_partitioned, [0xF, 0x1], &steps);
+        let bad = play(nvhe, hostile_partitioned, [0xF, 0x1], &steps);
         assert!(
             bad.is_empty(),
-            "hostile partitioned={hostile_partitioned}:\n{}",
+            "nvhe={nvhe} hostile partitioned={hostile_partitioned}:\n{}",
             bad.join("\n")
         );
     }

@@ -50,6 +50,7 @@ const LP: u64 = 1 << 7;
 fn vm_with(mode: Mode, version: PmuVer, filters: Vec<EventFilter>) -> (Kvm, usize) {
     let hw = Hw {
         fgt: mode.fgt(),
+        nvhe: mode.nvhe(),
         version,
         ..Hw::default()
     };

@@ -19,6 +19,7 @@ fn pmu(id: u32, counters: u8, reserved: u8, hpmn0: bool) -> HostPmu {
         cpus: vec![0, 1],
         reserved_for_host: reserved,
         hpmn0,
+        partitioned: true,
     }
 }
 
@@ -534,22 +535,40 @@ fn partition_rules() {
 }
 
 #[test]
-fn partition_unsupported_is_enxio() {
-    let h = vec![pmu(9, 4, 4, false)];
-    let cx = ctx(&h);
-    let (mut vm, mut a) = (VmPmu::new(), VcpuPmu::new());
-    assert_eq!(set(&mut vm, &mut a, &cx, PART, v(1)), Err(Errno::ENXIO));
-    assert_eq!(vm.has_attr(&cx, PART), Err(Errno::ENXIO));
-    assert!(!vm.is_partitioned());
-    assert!(vm.pmu().is_none(), "failed call records nothing");
+fn partition_unsupported_is_eperm() {
+    // The reservation leaves no counter (no FEAT_HPMN0), and a host that
+    // did not partition at boot (no reservation, or nVHE).
+    let mut unpartitioned = pmu(7, 6, 2, false);
+    unpartitioned.partitioned = false;
+    for h in [vec![pmu(9, 4, 4, false)], vec![unpartitioned]] {
+        let cx = ctx(&h);
+        let (mut vm, mut a) = (VmPmu::new(), VcpuPmu::new());
+        assert_eq!(set(&mut vm, &mut a, &cx, PART, v(1)), Err(Errno::EPERM));
+        assert_eq!(
+            set(&mut vm, &mut a, &cx, PART, v(0)),
+            Err(Errno::EPERM),
+            "disabling too, as the revision"
+        );
+        assert_eq!(vm.has_attr(&cx, PART), Ok(()), "the attribute exists");
+        assert!(!vm.is_partitioned());
+        assert!(vm.pmu().is_none(), "failed call records nothing");
+        assert_eq!(
+            set(&mut vm, &mut a, &cx, PART, UserPtr::Bad),
+            Err(Errno::EFAULT),
+            "EFAULT first"
+        );
+    }
 }
 
 #[test]
-fn partition_busy_after_run_before_enxio() {
+fn partition_eperm_before_busy_after_run() {
     let h = vec![pmu(9, 4, 4, false)];
     let cx = ctx(&h);
     let (mut vm, mut a) = (VmPmu::new(), VcpuPmu::new());
     vm.mark_ran();
+    assert_eq!(set(&mut vm, &mut a, &cx, PART, v(1)), Err(Errno::EPERM));
+    let h = host();
+    let cx = ctx(&h);
     assert_eq!(set(&mut vm, &mut a, &cx, PART, v(1)), Err(Errno::EBUSY));
 }
 
@@ -652,16 +671,23 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn host_pmu_strategy() -> impl Strategy<Value = HostPmu> {
-    (0u32..4, 0u8..33, 0u8..33, any::<bool>(), any::<bool>()).prop_map(|(id, n, r, h0, v1)| {
-        HostPmu {
+    (
+        0u32..4,
+        0u8..33,
+        0u8..33,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, n, r, h0, v1, part)| HostPmu {
             id,
             counters: n,
             version: if v1 { PmuVer::V3 } else { PmuVer::V3p8 },
             cpus: vec![0],
             reserved_for_host: r,
             hpmn0: h0,
-        }
-    })
+            partitioned: part,
+        })
 }
 
 proptest! {

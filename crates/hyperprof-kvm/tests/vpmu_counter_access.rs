@@ -36,6 +36,7 @@ const CYCLE_BIT: u64 = 1 << 31;
 fn hw(mode: Mode, hpmn0: bool) -> Hw {
     Hw {
         fgt: mode.fgt(),
+        nvhe: mode.nvhe(),
         hpmn0,
         ..Hw::default()
     }

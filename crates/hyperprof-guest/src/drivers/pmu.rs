@@ -6,7 +6,9 @@
 //! A kernel uses the counters of its range: a guest or a host without
 //! partitioning all of `0..PMCR_EL0.N` (enabled by PMCR_EL0.E); a host that
 //! partitions the PMU the counters from MDCR_EL2.HPMN up (enabled by
-//! MDCR_EL2.HPME).
+//! MDCR_EL2.HPME); an nVHE host kernel at EL1 that leaves counters to its
+//! guests the top ones of `0..PMCR_EL0.N` (enabled by PMCR_EL0.E, and
+//! switched off by the hypervisor while a guest runs).
 
 use hyperprof_arch::{
     mdcr_el2, pm_counter_bits, pmcr_el0, pmevtyper_el0, Cpu, EventCounter, SysReg,
@@ -76,6 +78,10 @@ pub enum Range {
     Low,
     /// `HPMN..N` (a host at EL2 that left the low range to guests).
     High,
+    /// The top `k` counters of `0..N` as this Exception level sees N: an
+    /// nVHE host kernel at EL1, which cannot write MDCR_EL2 and leaves the
+    /// counters below them to its guests.
+    Top(u8),
 }
 
 /// The driver's record of what happened.
@@ -108,6 +114,7 @@ impl PmuDriver {
         let n = pmcr_el0::N.get(rd(cpu, SysReg::PMCR_EL0)?) as u8;
         let (first, end) = match range {
             Range::Low => (0, n),
+            Range::Top(k) => (n.saturating_sub(k), n),
             Range::High => {
                 let hpmn = mdcr_el2::HPMN.get(rd(cpu, SysReg::MDCR_EL2)?) as u8;
                 (hpmn.min(n), n)
@@ -158,6 +165,14 @@ impl PmuDriver {
         Ok(c)
     }
 
+    /// The counters of the programmed slots, as a PMCNTEN bitmap (what an
+    /// nVHE host tells its hypervisor to switch off while guests run).
+    pub fn slot_mask(&self) -> u64 {
+        self.slots
+            .iter()
+            .fold(0, |m, s| m | pm_counter_bits::counter_bit(s.counter))
+    }
+
     /// The programmed counters.
     pub fn slots(&self) -> &[Slot] {
         &self.slots
@@ -190,7 +205,7 @@ impl PmuDriver {
         wr(cpu, SysReg::PMINTENSET_EL1, inten)?;
         wr(cpu, SysReg::PMCNTENSET_EL0, en)?;
         match self.range {
-            Range::Low => {
+            Range::Low | Range::Top(_) => {
                 let pmcr = rd(cpu, SysReg::PMCR_EL0)?;
                 wr(cpu, SysReg::PMCR_EL0, pmcr_el0::E.set(pmcr, 1))?;
             }

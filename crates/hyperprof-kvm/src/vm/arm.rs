@@ -43,6 +43,12 @@ impl Kvm {
             v.stats.loads += 1;
             v.loaded_on = Some(cpu);
             v.unsupported_cpu = unsupported;
+            // The guest's counters, event types and interrupt enables go
+            // to the hardware here, in the host kernel at EL1 (MDCR_EL2.HPMN
+            // = N leaves it every counter); the enables at each entry.
+            if self.vcpus[vcpu].pmu_live {
+                self.pmu_load(vcpu, cpu)?;
+            }
             return Ok(());
         }
         let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
@@ -169,6 +175,7 @@ impl Kvm {
             .loaded_on
             .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
         if self.mode == HostMode::Nvhe {
+            self.pmu_put(vcpu, cpu)?;
             let v = &mut self.vcpus[vcpu];
             v.loaded_on = None;
             v.unsupported_cpu = false;

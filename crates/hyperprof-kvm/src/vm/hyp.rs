@@ -102,8 +102,13 @@ impl GuestCpu<'_> {
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
-        let host_spe =
-            switch::nvhe_save_host(&mut c).map_err(|e| format!("nVHE host save: {e}"))?;
+        // A CPU without SPE has no host session to stop (its SPE registers
+        // are UNDEFINED): a PMU-only nVHE host.
+        let host_spe = if c.pe().has_spe() {
+            switch::nvhe_save_host(&mut c).map_err(|e| format!("nVHE host save: {e}"))?
+        } else {
+            switch::HostSpeNvhe::default()
+        };
         add_stats(&mut cost, diff(c.pe().access_stats(), t0));
         let h_ttbr = c
             .read(SysReg::TTBR0_EL1)
@@ -135,7 +140,8 @@ impl GuestCpu<'_> {
             // Lazy or without SPE: EL2 owns the buffer, EL1 accesses trap.
             mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL2), 1)
         };
-        // No vPMU under nVHE: every PMU access traps and is UNDEFINED.
+        // The nVHE vPMU is emulated: every PMU access traps (UNDEFINED for
+        // a vCPU without the PMU feature).
         let mdcr = mdcr_el2::TPMCR.set(mdcr_el2::TPM.set(mdcr, 1), 1);
         c.write(SysReg::MDCR_EL2, mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;
@@ -186,6 +192,7 @@ impl GuestCpu<'_> {
             add_stats(&mut v.stats.spe_switch_live, cost);
         }
         self.buffer_live = live;
+        self.pmu_switch_to_guest()?;
         self.pe().eret(to);
         Ok(())
     }
@@ -195,6 +202,7 @@ impl GuestCpu<'_> {
     /// the host kernel resumes at EL1.
     pub(super) fn leave_nvhe(&mut self) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
+        self.pmu_switch_to_host()?;
         let vcpu = self.vcpu;
         let f = self.kvm.spe_features(vcpu);
         let live = std::mem::take(&mut self.buffer_live);

@@ -130,8 +130,11 @@ pub struct VcpuStats {
     /// Register accesses and barriers of the PMU parts of load and put.
     pub pmu_load_put: AccessStats,
     /// Register accesses of the PMU parts of entry and exit (PMSELR_EL0
-    /// switched late; overflow flags moved at interrupt exits).
+    /// switched late; overflow flags moved at interrupt exits; on an nVHE
+    /// host the enables, PMCR_EL0 and PMUSERENR_EL0 switched).
     pub pmu_switch: AccessStats,
+    /// Register accesses of the emulation of trapped PMU accesses.
+    pub pmu_emulate: AccessStats,
 }
 
 struct VmState {
@@ -187,6 +190,8 @@ struct VcpuState {
     pmu_host: Option<HostPmuRegs>,
     /// The guest's virtual PMU interrupt level.
     pmu_virq: bool,
+    /// nVHE: what the last entry switched of the PMU, for the exit.
+    pmu_switched: Option<crate::vpmu::PmuSwitch>,
     stats: VcpuStats,
 }
 
@@ -200,6 +205,9 @@ struct CpuPmu {
     /// The host's PMUSERENR_EL0 (the host tells the hypervisor when it
     /// changes it, as Linux's perf calls `kvm_set_pmuserenr()`).
     host_pmuserenr: u64,
+    /// The host's counters that exclude guests (`kvm_set_pmu_events`):
+    /// an nVHE entry stops them, the exit starts them again.
+    events_host: u64,
 }
 
 /// The hypervisor and what it runs.
@@ -317,6 +325,7 @@ impl Kvm {
                     cpus: vec![cpu],
                     reserved_for_host: 0,
                     hpmn0: c.hpmn0,
+                    partitioned: false,
                 }),
             }
         }
@@ -346,9 +355,14 @@ impl Kvm {
         &self.host_pmus
     }
 
-    /// The host's boot parameter: event counters the host keeps for itself
-    /// on every PMU (the top ones); guests in partitioned mode get the rest.
-    /// Only before any VM exists (EBUSY), and at most each PMU's N (EINVAL).
+    /// The host's boot parameter (the series' `reserved_host_counters`):
+    /// event counters the host keeps for itself on every PMU (the top
+    /// ones); guests get the rest, in either mode. Without it the host
+    /// keeps no counter from guests and does not partition. On a VHE host
+    /// it partitions the PMU (MDCR_EL2.HPMN = N - reserved); an nVHE host
+    /// keeps HPMN = N (its kernel at EL1 reaches only the counters below
+    /// HPMN), so its guests are emulated. Only before any VM exists
+    /// (EBUSY), and at most each PMU's N (EINVAL).
     pub fn set_host_pmu_reserve(&mut self, counters: u8) -> Result<(), Errno> {
         if !self.vms.is_empty() {
             return Err(Errno::EBUSY);
@@ -356,8 +370,10 @@ impl Kvm {
         if self.host_pmus.iter().any(|h| counters > h.n()) {
             return Err(Errno::EINVAL);
         }
+        let vhe = self.mode == HostMode::Vhe;
         for h in &mut self.host_pmus {
             h.reserved_for_host = counters;
+            h.partitioned = vhe;
         }
         self.apply_host_hpmn();
         Ok(())
@@ -591,12 +607,6 @@ impl Kvm {
         if features.spe && self.spus.is_empty() {
             return Err(Errno::EINVAL);
         }
-        // The guest PMU is switched by a VHE host's load and put; an nVHE
-        // host kernel at EL1 cannot leave counters to guests (its own
-        // accesses are limited to MDCR_EL2.HPMN), so it offers no vPMU.
-        if features.pmu_v3 && self.mode == HostMode::Nvhe {
-            return Err(Errno::EINVAL);
-        }
         self.vcpus.push(VcpuState {
             vm,
             features,
@@ -617,6 +627,7 @@ impl Kvm {
             pmu_live: false,
             pmu_host: None,
             pmu_virq: false,
+            pmu_switched: None,
             stats: VcpuStats::default(),
         });
         Ok(self.vcpus.len() - 1)

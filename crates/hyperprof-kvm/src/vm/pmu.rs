@@ -29,7 +29,8 @@ pub struct PmuSetup {
     /// Event filters, in order.
     pub filters: Vec<EventFilter>,
 }
-use crate::vpmu::{self, GuestPmu, HostPmuRegs, VpmuCtx, VpmuMode};
+use super::HostMode;
+use crate::vpmu::{self, GuestPmu, HostPmuRegs, PmuSwitch, VpmuCtx, VpmuMode};
 
 /// The SPE ID registers, which always trap (sanitised, or UNDEFINED for a
 /// vCPU without SPE).
@@ -78,6 +79,7 @@ impl Kvm {
             machine,
             vms,
             vcpus,
+            mode: host_mode,
             ..
         } = self;
         let v = &mut vcpus[vcpu];
@@ -88,6 +90,7 @@ impl Kvm {
             nr,
             version,
             fgt,
+            nvhe: *host_mode == HostMode::Nvhe,
             allowed: &allowed,
         };
         let mut c = machine.cpu(cpu)?;
@@ -111,6 +114,7 @@ impl Kvm {
                     nr,
                     version,
                     fgt,
+                    nvhe: self.mode == HostMode::Nvhe,
                     allowed: &never,
                 };
                 ctx.mdcr(mdcr, v.pmu_host.is_some())
@@ -201,6 +205,36 @@ impl Kvm {
             Some(Err(f)) => Err(format!("PMU put: {f}")),
             None => Ok(()),
         }
+    }
+
+    /// The counters of the host's perf events on `cpu` that exclude guests
+    /// (Linux's `kvm_set_pmu_events`/`kvm_clr_pmu_events`, as one bitmap):
+    /// an nVHE host kernel at EL1 cannot tell its EL1 from a guest's by
+    /// event filters, so the hypervisor stops them at every guest entry and
+    /// starts them again at exit. A VHE host excludes guests with its
+    /// filters; the bitmap is kept but not switched. Only counters the
+    /// host keeps from guests (from `N - reserved` up, and not the cycle
+    /// counter, which guests have): EINVAL otherwise; EBUSY while a vCPU
+    /// is loaded on `cpu`.
+    pub fn set_host_pmu_events(&mut self, cpu: usize, counters: u64) -> Result<(), Errno> {
+        let n = self
+            .machine
+            .pe(cpu)
+            .map(|p| p.pmu().config().counters.min(31))
+            .ok_or(Errno::EINVAL)?;
+        let first = self
+            .host_pmus
+            .iter()
+            .find(|h| h.cpus.contains(&cpu))
+            .map_or(0, |h| h.n().saturating_sub(h.reserved_for_host));
+        if counters & !pm_counter_bits::counter_range(first, n) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if self.vcpus.iter().any(|v| v.loaded_on == Some(cpu)) {
+            return Err(Errno::EBUSY);
+        }
+        self.cpu_pmu[cpu].events_host = counters;
+        Ok(())
     }
 
     /// The host's PMUSERENR_EL0 on `cpu` changed (Linux's perf tells KVM
@@ -322,7 +356,10 @@ impl GuestCpu<'_> {
             let fail = AccessFault::Trapped {
                 to: ExceptionLevel::EL2,
             };
-            if self.kvm.pmu_load(vcpu, cpu).is_err() || self.write_traps().is_err() {
+            // An nVHE host kernel emulates at EL1: the next entry writes
+            // the traps.
+            let nvhe = self.kvm.mode == HostMode::Nvhe;
+            if self.kvm.pmu_load(vcpu, cpu).is_err() || (!nvhe && self.write_traps().is_err()) {
                 return Some(Err(fail));
             }
             // An EL0 access got here past the *host's* PMUSERENR_EL0, which
@@ -338,7 +375,7 @@ impl GuestCpu<'_> {
         let r = self.kvm.with_vpmu(
             vcpu,
             cpu,
-            |s| &mut s.pmu_switch,
+            |s| &mut s.pmu_emulate,
             |pmu, ctx, c| {
                 if !vpmu::traps_when_live(ctx, reg, write.is_some()) {
                     return None;
@@ -369,6 +406,56 @@ impl GuestCpu<'_> {
         }
         c.isb();
         Ok(())
+    }
+
+    /// nVHE entry (the hypervisor at EL2, just before the ERET): the host's
+    /// guest-excluding counters stopped; with the vCPU's PMU state live,
+    /// its PMCR_EL0, PMUSERENR_EL0 and enabled counters switched in
+    /// (upstream's `__pmu_switch_to_guest`). The cost goes to
+    /// `pmu_switch`.
+    pub(super) fn pmu_switch_to_guest(&mut self) -> Result<(), String> {
+        let (vcpu, cpu) = (self.vcpu, self.cpu);
+        let events_host = self.kvm.cpu_pmu[cpu].events_host;
+        let host_pmuserenr = self.kvm.cpu_pmu[cpu].host_pmuserenr;
+        let sw = if self.kvm.vcpus[vcpu].pmu_host.is_some() {
+            self.kvm.with_vpmu(
+                vcpu,
+                cpu,
+                |s| &mut s.pmu_switch,
+                |pmu, ctx, c| pmu.switch_to_guest(c, ctx, events_host, host_pmuserenr),
+            )
+        } else {
+            None
+        };
+        let sw = match sw {
+            Some(r) => r,
+            None => {
+                let mut c = self.kvm.machine.cpu(cpu).ok_or("no such CPU")?;
+                let before = c.pe().access_stats();
+                let r = PmuSwitch::host_only(&mut c, events_host);
+                let cost = diff(c.pe().access_stats(), before);
+                add_stats(&mut self.kvm.vcpus[vcpu].stats.pmu_switch, cost);
+                r
+            }
+        };
+        let sw = sw.map_err(|f| format!("PMU entry switch: {f}"))?;
+        self.kvm.vcpus[vcpu].pmu_switched = Some(sw);
+        Ok(())
+    }
+
+    /// nVHE exit (the hypervisor at EL2): what the entry switched is
+    /// switched back (upstream's `__pmu_switch_to_host`).
+    pub(super) fn pmu_switch_to_host(&mut self) -> Result<(), String> {
+        let (vcpu, cpu) = (self.vcpu, self.cpu);
+        let Some(sw) = self.kvm.vcpus[vcpu].pmu_switched.take() else {
+            return Ok(());
+        };
+        let mut c = self.kvm.machine.cpu(cpu).ok_or("no such CPU")?;
+        let before = c.pe().access_stats();
+        let r = sw.switch_to_host(&mut c);
+        let cost = diff(c.pe().access_stats(), before);
+        add_stats(&mut self.kvm.vcpus[vcpu].stats.pmu_switch, cost);
+        r.map_err(|f| format!("PMU exit switch: {f}"))
     }
 
     /// Entry: PMSELR_EL0 switched late when the guest owns it.
@@ -447,6 +534,11 @@ impl GuestCpu<'_> {
         let hw = |reg| pe.pmu().read(reg, View::el2()).unwrap_or(0);
         let mask = pm_counter_bits::counter_range(0, nr) | pm_counter_bits::C.mask();
         let ovs = (v.pmu.ovs | hw(SysReg::PMOVSSET_EL0)) & mask;
-        pmcr_el0::E.is_set(hw(SysReg::PMCR_EL0)) && ovs & hw(SysReg::PMINTENSET_EL1) != 0
+        // On an nVHE host PMCR_EL0 is the vCPU's.
+        let pmcr = match self.kvm.mode {
+            HostMode::Nvhe => v.pmu.pmcr,
+            HostMode::Vhe => hw(SysReg::PMCR_EL0),
+        };
+        pmcr_el0::E.is_set(pmcr) && ovs & hw(SysReg::PMINTENSET_EL1) != 0
     }
 }

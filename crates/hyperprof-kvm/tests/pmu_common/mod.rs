@@ -11,7 +11,7 @@ use hyperprof_kvm::pmu_attr::EventFilter;
 use hyperprof_kvm::uapi::{
     Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_PMU_V3_SET_PMU,
 };
-use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VmConfig};
+use hyperprof_kvm::vm::{Exit, HostMode, Kvm, PmuSetup, VmConfig};
 use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::PeConfig;
@@ -31,6 +31,8 @@ pub struct Hw {
     pub version: PmuVer,
     pub hpmn0: bool,
     pub ram_size: u64,
+    /// The host kernel runs at EL1 (nVHE).
+    pub nvhe: bool,
 }
 
 impl Default for Hw {
@@ -41,6 +43,7 @@ impl Default for Hw {
             version: PmuVer::V3p5,
             hpmn0: false,
             ram_size: 64 << 20,
+            nvhe: false,
         }
     }
 }
@@ -66,10 +69,21 @@ impl Hw {
     }
 
     /// A hypervisor on this hardware whose host reserves `reserve`
-    /// counters.
+    /// counters. An nVHE host counts at once on its reserved counters
+    /// ([`start_host_pmu`]), so that [`enter`] can check that guests leave
+    /// them alone.
     pub fn kvm(self, reserve: u8) -> Kvm {
-        let mut kvm = Kvm::new(self.machine());
+        let mut kvm = if self.nvhe {
+            Kvm::new_nvhe(self.machine())
+        } else {
+            Kvm::new(self.machine())
+        };
         kvm.set_host_pmu_reserve(reserve).unwrap();
+        if self.nvhe && reserve >= 2 {
+            for cpu in 0..2 {
+                start_host_pmu(&mut kvm, cpu, 1 << 30);
+            }
+        }
         kvm
     }
 }
@@ -133,7 +147,7 @@ pub fn pmu_vm(hw: Hw, setup: &PmuSetup) -> (Kvm, usize) {
     (kvm, vcpu)
 }
 
-/// The three ways a vCPU's PMU is set up.
+/// The four ways a vCPU's PMU is set up.
 #[allow(dead_code)] // not in guest_pmu_fuzz
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -144,15 +158,25 @@ pub enum Mode {
     PartitionedNoFgt,
     /// Emulated: everything trapped and emulated.
     Emulated,
+    /// Emulated on an nVHE host, whose kernel counts at EL1 beside it.
+    EmulatedNvhe,
 }
 
 #[allow(dead_code)] // not in guest_pmu_fuzz
-pub const MODES: [Mode; 3] = [Mode::PartitionedFgt, Mode::PartitionedNoFgt, Mode::Emulated];
+pub const MODES: [Mode; 4] = [
+    Mode::PartitionedFgt,
+    Mode::PartitionedNoFgt,
+    Mode::Emulated,
+    Mode::EmulatedNvhe,
+];
 
 #[allow(dead_code)] // not in guest_pmu_fuzz
 impl Mode {
     pub fn partitioned(self) -> bool {
-        self != Mode::Emulated
+        matches!(self, Mode::PartitionedFgt | Mode::PartitionedNoFgt)
+    }
+    pub fn nvhe(self) -> bool {
+        self == Mode::EmulatedNvhe
     }
     pub fn fgt(self) -> bool {
         self != Mode::PartitionedNoFgt
@@ -160,11 +184,22 @@ impl Mode {
 }
 
 /// Loads `vcpu` on `cpu`, runs `p` until KVM_RUN returns, puts the vCPU:
-/// how it returned.
+/// how it returned. On an nVHE host the host's counters (which count at
+/// EL0 and EL1, as the guest runs) must not move while the guest runs.
 pub fn enter(kvm: &mut Kvm, vcpu: usize, cpu: usize, p: &mut dyn GuestProgram) -> Exit {
+    let host = |kvm: &mut Kvm| -> Vec<u64> {
+        let pmu = kvm.machine().pe(cpu).unwrap().pmu();
+        (COUNTERS - HOST_RESERVED..COUNTERS)
+            .map(|i| pmu.counter(i))
+            .collect()
+    };
+    let before = host(kvm);
     kvm.load(vcpu, cpu).unwrap();
     let exit = kvm.run(vcpu, p);
     kvm.put(vcpu).unwrap();
+    if kvm.mode() == HostMode::Nvhe {
+        assert_eq!(host(kvm), before, "the nVHE host's counters saw the guest");
+    }
     exit
 }
 
@@ -232,16 +267,24 @@ pub fn pmu_regs() -> Vec<SysReg> {
 }
 
 /// The host's PMU driver on `cpu`, on its reserved counters, started:
-/// counter 0 counts the host's (EL2) instructions, counter 1 its cycles
-/// with an overflow interrupt every `cycles_period`.
-#[allow(dead_code)] // not in guest_pmu_kut, vpmu_counter_access
+/// counter 0 counts the host kernel's instructions, counter 1 its cycles
+/// with an overflow interrupt every `cycles_period`. A VHE host's kernel
+/// is at EL2 (its high range, filtered to EL2); an nVHE host's at EL1 (its
+/// top counters, filtered to EL0 and EL1 like the guest's, and told to the
+/// hypervisor, which switches them off while guests run).
 pub fn start_host_pmu(kvm: &mut Kvm, cpu: usize, cycles_period: u32) -> PmuDriver {
+    let nvhe = kvm.mode() == HostMode::Nvhe;
     let mut c = kvm.machine().cpu(cpu).unwrap();
-    let mut d = PmuDriver::probe(&mut c, Range::High).unwrap();
+    let range = if nvhe {
+        Range::Top(HOST_RESERVED)
+    } else {
+        Range::High
+    };
+    let mut d = PmuDriver::probe(&mut c, range).unwrap();
     let el2 = Filter {
-        el0: false,
-        el1: false,
-        el2: true,
+        el0: nvhe,
+        el1: nvhe,
+        el2: !nvhe,
     };
     for (event, period) in [
         (Event::INST_RETIRED, None),
@@ -255,5 +298,8 @@ pub fn start_host_pmu(kvm: &mut Kvm, cpu: usize, cycles_period: u32) -> PmuDrive
         .unwrap();
     }
     d.start(&mut c).unwrap();
+    if nvhe {
+        kvm.set_host_pmu_events(cpu, d.slot_mask()).unwrap();
+    }
     d
 }

@@ -305,10 +305,13 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
         let pmu = if setup.host.pmu_events.is_empty() {
             None
         } else {
-            let range = if setup.host.pmu_reserved > 0 {
-                Range::High
-            } else {
-                Range::Low
+            // An nVHE host kernel at EL1 cannot write MDCR_EL2: it keeps
+            // HPMN = N and counts on its top counters, which the hypervisor
+            // switches off while guests run.
+            let range = match (setup.host.pmu_reserved, setup.nvhe) {
+                (0, _) => Range::Low,
+                (k, true) => Range::Top(k),
+                (_, false) => Range::High,
             };
             let mut c = kvm
                 .machine()
@@ -322,6 +325,10 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
             }
             d.start(&mut c)
                 .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            if setup.nvhe && setup.host.pmu_reserved > 0 {
+                kvm.set_host_pmu_events(cpu, d.slot_mask())
+                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            }
             Some(d)
         };
         host.push(HostCpu {

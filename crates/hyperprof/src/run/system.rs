@@ -96,7 +96,9 @@ pub struct HypervisorCost {
     pub pmu_per_load_put: f64,
     /// Loads with the PMU state live.
     pub pmu_live_loads: u64,
-    /// PMU accesses of the entry/exit path (late PMSELR, overflow moves).
+    /// PMU accesses of the entry/exit path (late PMSELR, overflow moves,
+    /// and on an nVHE host the enables, PMCR and PMUSERENR switched), not
+    /// the emulation of trapped accesses.
     pub pmu_switch_accesses: u64,
 }
 

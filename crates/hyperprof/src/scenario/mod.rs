@@ -1996,6 +1996,14 @@ impl Scenario {
             PPI_LAST_I,
             1,
         )?;
+        if pmu.mode == PmuMode::Partitioned && self.machine.host_mode == HostMode::Nvhe {
+            return Err(impossible(
+                format!("{at}.mode"),
+                "a partitioned PMU needs a VHE host (machine.host_mode = \"vhe\"): an nVHE \
+                 host kernel at EL1 cannot reach counters at or above MDCR_EL2.HPMN; use \
+                 mode = \"emulated\"",
+            ));
+        }
         if pmu.mode == PmuMode::Partitioned && limit == 0 && !hw.hpmn0 {
             return Err(impossible(
                 format!("{at}.mode"),

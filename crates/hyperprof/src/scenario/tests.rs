@@ -817,6 +817,24 @@ fn host_reservation_is_at_most_the_counters() {
 }
 
 #[test]
+fn a_partitioned_pmu_needs_a_vhe_host() {
+    let text = edit("host_mode = \"vhe\"", "host_mode = \"nvhe\"");
+    assert_impossible(
+        &err(&text),
+        "vm[0].pmu.mode",
+        line_of(&text, "mode = \"partitioned\""),
+        "a partitioned PMU needs a VHE host",
+    );
+    let emu = Scenario::load(&example("nvhe-emulated-pmu.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(emu.machine.host_mode, HostMode::Nvhe);
+    assert_eq!(
+        emu.vms[0].pmu.as_ref().map(|p| p.mode),
+        Some(PmuMode::Emulated)
+    );
+    assert_eq!(emu.validate(), Ok(()));
+}
+
+#[test]
 fn vm_nr_counters_is_bounded_in_both_modes() {
     let text = edit(
         "mode = \"partitioned\"",
