@@ -366,3 +366,39 @@ fn report_checks_report_json_and_escapes_what_it_prints() {
     assert!(!o.stdout.contains(&0x1b));
     assert!(String::from_utf8_lossy(&o.stdout).contains("a\\u{1b}[2Jb"));
 }
+
+/// A trace larger than a window dumps and aggregates exactly as a walk of
+/// the whole buffer in memory does (offsets in the buffer, not the window).
+#[test]
+fn traces_larger_than_a_window_stream_to_the_same_result() {
+    use hyperprof::spe::{dump, input, stats};
+    use hyperprof_spe::text::{write_dump_line, DumpWalker, Sink};
+    struct V(Vec<u8>);
+    impl Sink for V {
+        fn put(&mut self, b: &[u8]) {
+            self.0.extend_from_slice(b);
+        }
+    }
+    let dir = scratch("window");
+    let records = (input::WINDOW + 3 * input::LOOKAHEAD) / 64 + 1000;
+    let raw = synth(&dir, records as u32);
+    let bytes = std::fs::read(&raw).unwrap();
+    assert!(bytes.len() > input::WINDOW + input::LOOKAHEAD);
+    let mut whole = V(Vec::new());
+    for item in DumpWalker::new(&bytes, 0) {
+        write_dump_line(&mut whole, &bytes, &item);
+    }
+    let file = input::TraceFile::open(&raw).unwrap();
+    for jobs in [1, 2] {
+        let mut out = Vec::new();
+        let opts = dump::DumpOptions {
+            keep_going: false,
+            jobs,
+        };
+        dump::dump(&file, &mut out, opts).unwrap();
+        assert!(out == whole.0, "jobs {jobs}: the streamed dump differs");
+    }
+    let mut agg = stats::Aggregator::default();
+    agg.add_buffer(&bytes, 0).unwrap();
+    assert_eq!(stats::stats(&file).unwrap(), agg.finish());
+}

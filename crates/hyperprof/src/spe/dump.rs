@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use hyperprof_spe::text::{write_dump_line, DumpWalker, Sink};
+use hyperprof_spe::text::{write_dump_line_at, DumpWalker, Sink};
 
 use super::input::{TraceFile, Window};
 use super::out::LatchedWriter;
@@ -97,7 +97,8 @@ fn format_segment(text: &mut Vec<u8>, b: &Window<'_>, (start, end): (usize, usiz
     local.clear();
     let mut out = VecSink(&mut local);
     for item in DumpWalker::at(b.data, b.file_offset, start).take_while(|i| i.offset < end) {
-        write_dump_line(&mut out, b.data, &item);
+        // perf shows offsets in the whole buffer, not in the window.
+        write_dump_line_at(&mut out, b.data, &item, b.start + item.offset);
     }
     *text = local;
 }
