@@ -9,6 +9,7 @@
 pub mod error;
 pub mod files;
 pub mod flame;
+pub mod fuzzing;
 pub mod rng;
 pub mod run;
 pub mod scenario;
