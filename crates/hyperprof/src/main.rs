@@ -336,7 +336,7 @@ fn run_scenario(
                 ops,
                 cpus: cpus.unwrap_or(4),
             };
-            let pes = bare_metal::run(&opts)?;
+            let pes = with_ticks("bare-metal", || bare_metal::run(&opts))?;
             let rep = report::from_pe_reports("bare-metal", seed, &pes);
             if let Some(dir) = &out {
                 let path = dir.join("host.perf.data");
@@ -396,25 +396,45 @@ fn run_scenario(
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and the
-/// run has taken more than a second.
+/// run has taken more than a second, and redrawn at most ten times a second.
 struct Progress {
     start: std::time::Instant,
+    last: Option<std::time::Instant>,
     shown: bool,
     tty: bool,
 }
+
+/// Shortest time between two redraws.
+const REDRAW: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Progress {
     fn new() -> Progress {
         use std::io::IsTerminal;
         Progress {
             start: std::time::Instant::now(),
+            last: None,
             shown: false,
             tty: std::io::stderr().is_terminal(),
         }
     }
 
+    /// Whether to draw now: a terminal, over a second in, and the last
+    /// drawing at least [`REDRAW`] ago.
+    fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if !self.tty
+            || now.duration_since(self.start).as_secs_f64() < 1.0
+            || self.last.is_some_and(|t| now.duration_since(t) < REDRAW)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        self.shown = true;
+        true
+    }
+
     fn update(&mut self, done: u64, total: u64) {
-        if !self.tty || self.start.elapsed().as_secs_f64() < 1.0 || total == 0 {
+        if total == 0 || !self.due() {
             return;
         }
         let frac = (done as f64 / total as f64).min(1.0);
@@ -425,13 +445,40 @@ impl Progress {
             " ".repeat(30 - filled),
             (frac * 100.0) as u32
         );
-        self.shown = true;
+    }
+
+    /// A run whose share done is not known: the time it has taken.
+    fn tick(&mut self, what: &str) {
+        if self.due() {
+            eprint!(
+                "\r{what}: running for {:.1} s",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
     }
 
     fn finish(&self) {
         if self.shown {
             eprint!("\r{}\r", " ".repeat(80));
         }
+    }
+}
+
+/// Runs `work` on a thread while the progress line ticks on this one.
+fn with_ticks<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> T {
+    let mut progress = Progress::new();
+    let result = std::thread::scope(|s| {
+        let worker = s.spawn(work);
+        while !worker.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            progress.tick(what);
+        }
+        worker.join()
+    });
+    progress.finish();
+    match result {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -590,5 +637,33 @@ fn main() -> ExitCode {
             eprintln!("hyperprof: {e}");
             ExitCode::from(e.exit_status().code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_a_terminal(ran_for: std::time::Duration) -> Progress {
+        Progress {
+            start: std::time::Instant::now() - ran_for,
+            last: None,
+            shown: false,
+            tty: true,
+        }
+    }
+
+    #[test]
+    fn progress_shows_after_a_second_and_redraws_at_most_ten_times_a_second() {
+        let mut p = on_a_terminal(std::time::Duration::from_millis(0));
+        assert!(!p.due(), "drawn before a second");
+        let mut p = on_a_terminal(std::time::Duration::from_secs(2));
+        assert!(p.due(), "not drawn after two seconds");
+        assert!(!p.due(), "redrawn at once");
+        p.last = Some(std::time::Instant::now() - REDRAW);
+        assert!(p.due(), "not redrawn after {REDRAW:?}");
+        let mut p = on_a_terminal(std::time::Duration::from_secs(2));
+        p.tty = false;
+        assert!(!p.due(), "drawn on a pipe");
     }
 }
