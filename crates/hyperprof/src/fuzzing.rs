@@ -9,8 +9,11 @@ use hyperprof_spe::perf_data::PerfData;
 use hyperprof_spe::text::{write_dump_line, DumpWalker, Sink};
 use hyperprof_spe::{decode, RecordDecoder};
 
+/// A fuzz target's entry point.
+pub type Entry = fn(&[u8]);
+
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Entry); 4] = [
     ("spe_packet", spe_packet),
     ("perf_data", perf_data),
     ("scenario", scenario),
