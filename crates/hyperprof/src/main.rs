@@ -586,8 +586,36 @@ fn run(a: RunArgs) -> Result<()> {
     run_built(setup, Some(out), a.json)
 }
 
+/// The command line, or the exit of a help or version request or of a usage
+/// error, which is one line (clap's first) and [`ExitStatus::BadInput`].
+fn parse_args() -> std::result::Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            // Help and version print as clap formats them.
+            let _ = e.print();
+            Err(ExitCode::from(ExitStatus::Success.code()))
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            Err(ExitCode::from(ExitStatus::BadInput.code()))
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("hyperprof: {first} (see hyperprof --help)");
+            Err(ExitCode::from(ExitStatus::BadInput.code()))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),

@@ -262,7 +262,12 @@ fn usage_errors_keep_status_2_and_help_lists_the_statuses() {
         .args(["run", "--no-such-flag"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_fails_with(&out, 2, &["unexpected argument '--no-such-flag'", "--help"]);
+    let out = hyperprof()
+        .args(["spe", "dump", "x", "--jobs", "0"])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, 2, &["--jobs"]);
     let out = hyperprof().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for line in [
