@@ -961,12 +961,6 @@ pub struct ScenarioError {
 /// The classes of scenario errors.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    /// The file could not be read.
-    #[error("cannot read the file: {message}")]
-    Io {
-        /// What the operating system said.
-        message: String,
-    },
     /// The text is not valid TOML.
     #[error("TOML syntax error: {message}")]
     Syntax {

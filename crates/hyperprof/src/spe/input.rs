@@ -183,13 +183,4 @@ impl TraceFile {
             start += next;
         }
     }
-
-    /// All of buffer `b` in memory (for small files and tests).
-    pub fn read_buffer(&self, b: Buffer) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; b.len];
-        self.file
-            .read_exact_at(&mut v, b.file_offset as u64)
-            .map_err(|e| Error::io(&self.path, e))?;
-        Ok(v)
-    }
 }
