@@ -247,6 +247,26 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_leaves_the_target_and_no_temporary_file() {
+        let d = tmpdir("fail");
+        let f = d.join("keep.data");
+        std::fs::write(&f, b"old").unwrap();
+        let e = write_with(&f, &mut |w| {
+            w.write_all(b"half").unwrap();
+            Err(Error::output(
+                "keep.data",
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(e.exit_status().code(), 4);
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_used_out_dir_needs_force() {
         let d = tmpdir("force");
         prepare_out_dir(&d.join("new"), false).unwrap();
