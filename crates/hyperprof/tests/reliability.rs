@@ -177,6 +177,13 @@ fn outputs_that_are_not_regular_files_are_left_alone() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     // A device is never replaced (/dev/null is safe to try as any user).
+    assert!(
+        std::fs::symlink_metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device_check(),
+        "/dev/null is not a character device on this machine"
+    );
     let out = hyperprof()
         .args(["spe", "export"])
         .arg(&raw)
@@ -212,6 +219,15 @@ impl CharDeviceCheck for std::fs::FileType {
 fn a_full_disk_is_an_error_and_dev_full_stays_a_device() {
     // /dev/full as the target: refused as a device (it is not replaced even
     // when run as root, who could rename over it).
+    // Never aim a write at /dev/full unless it is the device: a regular file
+    // there would be replaced (this test's own earlier failure mode).
+    assert!(
+        std::fs::symlink_metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device_check(),
+        "/dev/full is not a character device on this machine: restore it (mknod -m 666 /dev/full c 1 7)"
+    );
     let dir = scratch("full");
     let raw = synth(&dir, 8);
     let out = hyperprof()
