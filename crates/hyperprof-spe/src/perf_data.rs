@@ -196,68 +196,217 @@ pub struct AuxTrace<'a> {
     pub data: &'a [u8],
 }
 
+/// Where the records of a perf.data file lie, from its header alone.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// File offset of the first record.
+    pub start: usize,
+    /// File offset just past the last record.
+    pub end: usize,
+}
+
+/// A header section `(offset, size)` read at `at` of `head`, checked to lie
+/// inside a file of `file_len` bytes.
+fn section(
+    head: &[u8],
+    at: usize,
+    name: &'static str,
+    file_len: usize,
+) -> Result<(usize, usize), PerfDataError> {
+    let offset = u64_at(head, at);
+    let size = u64_at(head, at + 8);
+    match offset.checked_add(size).filter(|&e| e <= file_len as u64) {
+        Some(_) => Ok((offset as usize, size as usize)),
+        None => Err(PerfDataError::SectionOutOfBounds { name, offset, size }),
+    }
+}
+
+/// Checks the header of a perf.data file of `file_len` bytes whose first
+/// bytes are `head` (at least [`FILE_HEADER_LEN`] of them when the file has
+/// that many) and says where its records lie, so that a reader can stream
+/// the records without holding the file. The attrs, data and event-types
+/// sections must lie inside the file.
+pub fn parse_header(head: &[u8], file_len: usize) -> Result<Layout, PerfDataError> {
+    if head.len() < PIPE_HEADER_LEN || file_len < PIPE_HEADER_LEN {
+        return Err(PerfDataError::TooShort { len: file_len });
+    }
+    let mut found = [0u8; 8];
+    found.copy_from_slice(&head[..8]);
+    if found == MAGIC_BIG_ENDIAN {
+        return Err(PerfDataError::BigEndian);
+    }
+    if found != MAGIC {
+        return Err(PerfDataError::BadMagic { found });
+    }
+    match u64_at(head, 8) {
+        16 => Ok(Layout {
+            start: PIPE_HEADER_LEN,
+            end: file_len,
+        }),
+        104 => {
+            if head.len() < FILE_HEADER_LEN || file_len < FILE_HEADER_LEN {
+                return Err(PerfDataError::TooShort { len: file_len });
+            }
+            section(head, 24, "attrs", file_len)?;
+            let (start, size) = section(head, 40, "data", file_len)?;
+            section(head, 56, "event types", file_len)?;
+            Ok(Layout {
+                start,
+                end: start + size,
+            })
+        }
+        size => Err(PerfDataError::UnsupportedHeaderSize { size }),
+    }
+}
+
+/// Where one AUXTRACE buffer lies in a file, without its bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AuxTraceMeta {
+    /// File offset of the AUXTRACE record.
+    pub record_offset: usize,
+    /// File offset of the first trace byte.
+    pub data_offset: usize,
+    /// Trace bytes.
+    pub len: usize,
+    /// Offset of the buffer in the AUX area.
+    pub aux_offset: u64,
+    /// mmap index.
+    pub idx: u32,
+    /// Thread, or u32::MAX for a per-CPU trace.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u32,
+}
+
+/// Walks the records of a perf.data file one header at a time, for readers
+/// that stream the file: the caller reads the bytes at [`position`]
+/// (`RecordWalker::position`) and hands them to [`step`](RecordWalker::step).
+#[derive(Clone, Debug)]
+pub struct RecordWalker {
+    pos: usize,
+    end: usize,
+    seen_info: bool,
+}
+
+impl RecordWalker {
+    /// Walks the records of `layout`.
+    pub fn new(layout: Layout) -> Self {
+        RecordWalker {
+            pos: layout.start,
+            end: layout.end,
+            seen_info: false,
+        }
+    }
+
+    /// File offset of the next record.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes [`step`](RecordWalker::step) needs at [`position`](RecordWalker::position):
+    /// an AUXTRACE header's worth, or what is left of the records.
+    pub fn wanted(&self) -> usize {
+        AUXTRACE_LEN.min(self.end.saturating_sub(self.pos))
+    }
+
+    /// Whether every record has been walked.
+    pub fn done(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    /// Reads the record at [`position`](RecordWalker::position) from `head`
+    /// (its first [`wanted`](RecordWalker::wanted) bytes at least) and moves
+    /// past it, and past its trace for an AUXTRACE record, which is returned.
+    pub fn step(&mut self, head: &[u8]) -> Result<Option<AuxTraceMeta>, PerfDataError> {
+        let offset = self.pos;
+        if self.end - offset < RECORD_HEADER_LEN || head.len() < RECORD_HEADER_LEN {
+            return Err(PerfDataError::RecordOutOfBounds {
+                offset,
+                size: RECORD_HEADER_LEN as u64,
+            });
+        }
+        let record_type = u32_at(head, 0);
+        let size = u16_at(head, 6);
+        let min = match record_type {
+            RECORD_AUXTRACE => AUXTRACE_LEN,
+            RECORD_AUXTRACE_INFO => 16,
+            _ => RECORD_HEADER_LEN,
+        };
+        if (size as usize) < min {
+            return Err(PerfDataError::BadRecordSize {
+                offset,
+                record_type,
+                size,
+            });
+        }
+        let rec_end = offset + size as usize;
+        if rec_end > self.end || head.len() < min {
+            return Err(PerfDataError::RecordOutOfBounds {
+                offset,
+                size: size as u64,
+            });
+        }
+        self.pos = rec_end;
+        match record_type {
+            RECORD_AUXTRACE_INFO => {
+                let auxtrace_type = u32_at(head, 8);
+                if auxtrace_type != AUXTRACE_TYPE_ARM_SPE {
+                    return Err(PerfDataError::NotArmSpe {
+                        offset,
+                        auxtrace_type,
+                    });
+                }
+                self.seen_info = true;
+                Ok(None)
+            }
+            RECORD_AUXTRACE => {
+                if !self.seen_info {
+                    return Err(PerfDataError::MissingAuxtraceInfo { offset });
+                }
+                let len = u64_at(head, 8);
+                let data_end = (rec_end as u64)
+                    .checked_add(len)
+                    .filter(|&e| e <= self.end as u64)
+                    .ok_or(PerfDataError::RecordOutOfBounds {
+                        offset,
+                        size: len.saturating_add(size as u64),
+                    })? as usize;
+                self.pos = data_end;
+                Ok(Some(AuxTraceMeta {
+                    record_offset: offset,
+                    data_offset: rec_end,
+                    len: data_end - rec_end,
+                    aux_offset: u64_at(head, 16),
+                    idx: u32_at(head, 32),
+                    tid: u32_at(head, 36),
+                    cpu: u32_at(head, 40),
+                }))
+            }
+            RECORD_COMPRESSED => Err(PerfDataError::Compressed { offset }),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// A parsed perf.data file: its header checked, its records ready to walk.
 #[derive(Copy, Clone, Debug)]
 pub struct PerfData<'a> {
     bytes: &'a [u8],
-    start: usize,
-    end: usize,
+    layout: Layout,
 }
 
 impl<'a> PerfData<'a> {
     /// Checks the header of `bytes` and locates the records.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PerfDataError> {
-        if bytes.len() < PIPE_HEADER_LEN {
-            return Err(PerfDataError::TooShort { len: bytes.len() });
-        }
-        let mut found = [0u8; 8];
-        found.copy_from_slice(&bytes[..8]);
-        if found == MAGIC_BIG_ENDIAN {
-            return Err(PerfDataError::BigEndian);
-        }
-        if found != MAGIC {
-            return Err(PerfDataError::BadMagic { found });
-        }
-        let size = u64_at(bytes, 8);
-        match size {
-            16 => Ok(PerfData {
-                bytes,
-                start: PIPE_HEADER_LEN,
-                end: bytes.len(),
-            }),
-            104 => {
-                if bytes.len() < FILE_HEADER_LEN {
-                    return Err(PerfDataError::TooShort { len: bytes.len() });
-                }
-                let offset = u64_at(bytes, 40);
-                let size = u64_at(bytes, 48);
-                let end = offset
-                    .checked_add(size)
-                    .filter(|&e| e <= bytes.len() as u64);
-                match end {
-                    Some(end) => Ok(PerfData {
-                        bytes,
-                        start: offset as usize,
-                        end: end as usize,
-                    }),
-                    None => Err(PerfDataError::SectionOutOfBounds {
-                        name: "data",
-                        offset,
-                        size,
-                    }),
-                }
-            }
-            size => Err(PerfDataError::UnsupportedHeaderSize { size }),
-        }
+        let layout = parse_header(bytes, bytes.len())?;
+        Ok(PerfData { bytes, layout })
     }
 
     /// The SPE buffers of the file, in file order.
     pub fn aux_traces(&self) -> AuxTraces<'a> {
         AuxTraces {
             bytes: self.bytes,
-            pos: self.start,
-            end: self.end,
-            seen_info: false,
+            walker: RecordWalker::new(self.layout),
             failed: false,
         }
     }
@@ -267,81 +416,25 @@ impl<'a> PerfData<'a> {
 #[derive(Clone, Debug)]
 pub struct AuxTraces<'a> {
     bytes: &'a [u8],
-    pos: usize,
-    end: usize,
-    seen_info: bool,
+    walker: RecordWalker,
     failed: bool,
 }
 
 impl<'a> AuxTraces<'a> {
     fn step(&mut self) -> Result<Option<AuxTrace<'a>>, PerfDataError> {
-        while self.pos < self.end {
-            let offset = self.pos;
-            if self.end - offset < RECORD_HEADER_LEN {
-                return Err(PerfDataError::RecordOutOfBounds {
-                    offset,
-                    size: RECORD_HEADER_LEN as u64,
-                });
-            }
-            let b = self.bytes;
-            let record_type = u32_at(b, offset);
-            let size = u16_at(b, offset + 6);
-            let min = match record_type {
-                RECORD_AUXTRACE => AUXTRACE_LEN,
-                RECORD_AUXTRACE_INFO => 16,
-                _ => RECORD_HEADER_LEN,
-            };
-            if (size as usize) < min {
-                return Err(PerfDataError::BadRecordSize {
-                    offset,
-                    record_type,
-                    size,
-                });
-            }
-            let rec_end = offset + size as usize;
-            if rec_end > self.end {
-                return Err(PerfDataError::RecordOutOfBounds {
-                    offset,
-                    size: size as u64,
-                });
-            }
-            self.pos = rec_end;
-            match record_type {
-                RECORD_AUXTRACE_INFO => {
-                    let auxtrace_type = u32_at(b, offset + 8);
-                    if auxtrace_type != AUXTRACE_TYPE_ARM_SPE {
-                        return Err(PerfDataError::NotArmSpe {
-                            offset,
-                            auxtrace_type,
-                        });
-                    }
-                    self.seen_info = true;
-                }
-                RECORD_AUXTRACE => {
-                    if !self.seen_info {
-                        return Err(PerfDataError::MissingAuxtraceInfo { offset });
-                    }
-                    let len = u64_at(b, offset + 8);
-                    let data_end = (rec_end as u64)
-                        .checked_add(len)
-                        .filter(|&e| e <= self.end as u64)
-                        .ok_or(PerfDataError::RecordOutOfBounds {
-                            offset,
-                            size: len.saturating_add(size as u64),
-                        })? as usize;
-                    self.pos = data_end;
-                    return Ok(Some(AuxTrace {
-                        record_offset: offset,
-                        data_offset: rec_end,
-                        aux_offset: u64_at(b, offset + 16),
-                        idx: u32_at(b, offset + 32),
-                        tid: u32_at(b, offset + 36),
-                        cpu: u32_at(b, offset + 40),
-                        data: &b[rec_end..data_end],
-                    }));
-                }
-                RECORD_COMPRESSED => return Err(PerfDataError::Compressed { offset }),
-                _ => {}
+        while !self.walker.done() {
+            let at = self.walker.position();
+            let head = &self.bytes[at..at + self.walker.wanted()];
+            if let Some(m) = self.walker.step(head)? {
+                return Ok(Some(AuxTrace {
+                    record_offset: m.record_offset,
+                    data_offset: m.data_offset,
+                    aux_offset: m.aux_offset,
+                    idx: m.idx,
+                    tid: m.tid,
+                    cpu: m.cpu,
+                    data: &self.bytes[m.data_offset..m.data_offset + m.len],
+                }));
             }
         }
         Ok(None)
@@ -399,13 +492,59 @@ pub fn write<E>(
     pmu_type: u32,
     out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
+    write_pieces(buffers, pmu_type, &mut |piece| match piece {
+        Piece::Bytes(b) => out(b),
+        Piece::Buffer(i) => out(buffers[i].data),
+    })
+}
+
+/// What the writer needs of a buffer before its bytes: so that a caller can
+/// stream the bytes of buffers it does not hold ([`write_pieces`]).
+pub trait AuxSlot {
+    /// CPU.
+    fn cpu(&self) -> u32;
+    /// Offset of the buffer in the CPU's AUX area.
+    fn aux_offset(&self) -> u64;
+    /// Bytes of raw SPE data.
+    fn data_len(&self) -> usize;
+}
+
+impl AuxSlot for AuxBuffer<'_> {
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+    fn aux_offset(&self) -> u64 {
+        self.aux_offset
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A piece of the file [`write_pieces`] writes.
+#[derive(Copy, Clone, Debug)]
+pub enum Piece<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// The raw bytes of buffer `i`: exactly its `data_len()` of them.
+    Buffer(usize),
+}
+
+/// [`write`] for buffers whose bytes the caller supplies when asked (a
+/// [`Piece::Buffer`]), so that files of any size are written in bounded
+/// memory.
+pub fn write_pieces<B: AuxSlot, E>(
+    buffers: &[B],
+    pmu_type: u32,
+    out_piece: &mut dyn FnMut(Piece<'_>) -> Result<(), E>,
+) -> Result<(), E> {
     let attrs_offset = FILE_HEADER_LEN;
     let ids_offset = attrs_offset + FILE_ATTR_LEN;
     let data_offset = ids_offset + 8;
     let data_size: usize = SPE_INFO_LEN
         + buffers
             .iter()
-            .map(|b| AUXTRACE_LEN + b.data.len() + aux_padding(b.data.len()))
+            .map(|b| AUXTRACE_LEN + b.data_len() + aux_padding(b.data_len()))
             .sum::<usize>();
 
     let mut h = [0u8; FILE_HEADER_LEN];
@@ -416,7 +555,7 @@ pub fn write<E>(
     put64(&mut h, 32, FILE_ATTR_LEN as u64);
     put64(&mut h, 40, data_offset as u64);
     put64(&mut h, 48, data_size as u64);
-    out(&h)?;
+    out_piece(Piece::Bytes(&h))?;
 
     let mut a = [0u8; FILE_ATTR_LEN + 8];
     put32(&mut a, 0, pmu_type);
@@ -425,7 +564,7 @@ pub fn write<E>(
     put64(&mut a, ATTR_LEN, ids_offset as u64);
     put64(&mut a, ATTR_LEN + 8, 8);
     put64(&mut a, FILE_ATTR_LEN, 1); // the one id
-    out(&a)?;
+    out_piece(Piece::Bytes(&a))?;
 
     let mut info = [0u8; SPE_INFO_LEN];
     put32(&mut info, 0, RECORD_AUXTRACE_INFO);
@@ -433,22 +572,22 @@ pub fn write<E>(
     put32(&mut info, 8, AUXTRACE_TYPE_ARM_SPE);
     put64(&mut info, 16, pmu_type as u64);
     put64(&mut info, 24, 1); // per-cpu mmaps
-    out(&info)?;
+    out_piece(Piece::Bytes(&info))?;
 
     for (reference, b) in buffers.iter().enumerate() {
-        let padded = b.data.len() + aux_padding(b.data.len());
+        let padded = b.data_len() + aux_padding(b.data_len());
         let mut r = [0u8; AUXTRACE_LEN];
         put32(&mut r, 0, RECORD_AUXTRACE);
         r[6..8].copy_from_slice(&(AUXTRACE_LEN as u16).to_le_bytes());
         put64(&mut r, 8, padded as u64);
-        put64(&mut r, 16, b.aux_offset);
+        put64(&mut r, 16, b.aux_offset());
         put64(&mut r, 24, reference as u64);
-        put32(&mut r, 32, b.cpu);
+        put32(&mut r, 32, b.cpu());
         put32(&mut r, 36, u32::MAX);
-        put32(&mut r, 40, b.cpu);
-        out(&r)?;
-        out(b.data)?;
-        out(&[0u8; 8][..aux_padding(b.data.len())])?;
+        put32(&mut r, 40, b.cpu());
+        out_piece(Piece::Bytes(&r))?;
+        out_piece(Piece::Buffer(reference))?;
+        out_piece(Piece::Bytes(&[0u8; 8][..aux_padding(b.data_len())]))?;
     }
     Ok(())
 }
@@ -521,6 +660,16 @@ mod tests {
         assert_eq!(
             PerfData::parse(&f).unwrap_err(),
             PerfDataError::UnsupportedHeaderSize { size: 50 }
+        );
+        let mut f = written(&[]);
+        put64(&mut f, 32, u64::MAX);
+        assert_eq!(
+            PerfData::parse(&f).unwrap_err(),
+            PerfDataError::SectionOutOfBounds {
+                name: "attrs",
+                offset: FILE_HEADER_LEN as u64,
+                size: u64::MAX
+            }
         );
         let mut f = written(&[]);
         put64(&mut f, 48, 1 << 40);

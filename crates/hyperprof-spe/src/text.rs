@@ -371,6 +371,13 @@ impl Sink for Line {
 /// Writes one packet line of `perf report -D` for `item` of `buf`, newline
 /// included: `.  OFFSET:  BYTES...   DESCRIPTION`.
 pub fn write_dump_line(out: &mut impl Sink, buf: &[u8], item: &DumpItem) {
+    write_dump_line_at(out, buf, item, item.offset);
+}
+
+/// [`write_dump_line`] for a walk of part of a buffer: `buf` is that part,
+/// `item` is relative to it, and `offset` is the item's offset in the whole
+/// buffer, which the line shows.
+pub fn write_dump_line_at(out: &mut impl Sink, buf: &[u8], item: &DumpItem, offset: usize) {
     let bytes = &buf[item.offset..item.offset + item.len];
     let mut line = Line {
         buf: [b' '; 320],
@@ -379,7 +386,7 @@ pub fn write_dump_line(out: &mut impl Sink, buf: &[u8], item: &DumpItem) {
     let head = &mut line.buf[..13];
     head[..3].copy_from_slice(b".  ");
     // perf prints the offset with %08x of a 32-bit value.
-    let off = item.offset as u32;
+    let off = offset as u32;
     for i in 0..8 {
         head[3 + i] = HEX[((off >> ((7 - i) * 4)) & 0xF) as usize];
     }

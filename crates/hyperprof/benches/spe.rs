@@ -60,10 +60,10 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let file = TraceFile {
-        path: "bench.spe".into(),
-        bytes: raw.clone(),
-    };
+    // The command streams its input from a file, as `spe dump` does.
+    let path = std::env::temp_dir().join(format!("hyperprof-bench-{}.spe", std::process::id()));
+    std::fs::write(&path, &raw).expect("temporary trace written");
+    let file = TraceFile::open(&path).expect("temporary trace opened");
     for jobs in [1, 2] {
         let opts = DumpOptions {
             keep_going: false,
@@ -78,6 +78,7 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+    let _ = std::fs::remove_file(&path);
 }
 
 criterion_group!(spe_benches, benches);

@@ -7,7 +7,9 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod files;
 pub mod flame;
+pub mod fuzzing;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use hyperprof::error::{Error, Result};
+use hyperprof::error::{Error, ExitStatus, Result};
 use hyperprof::spe;
 use hyperprof::spe::input::TraceFile;
 
@@ -18,7 +18,15 @@ use hyperprof::spe::input::TraceFile;
     version,
     about,
     long_about = None,
-    after_help = "With no command, runs the built-in default scenario (see `hyperprof scenario print-default`) and writes its artifacts to ./hyperprof-out."
+    after_help = concat!(
+        "With no command, runs the built-in default scenario (see `hyperprof scenario print-default`) and writes its artifacts to ./hyperprof-out.\n\n",
+        "Exit status:\n",
+        "  0  success\n",
+        "  1  the run completed but an invariant did not hold\n",
+        "  2  bad input: usage, or a file that cannot be read or is malformed\n",
+        "  3  the run could not complete (a failure or no progress)\n",
+        "  4  writing an output failed"
+    )
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,6 +69,11 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Write into an --out directory that is not empty (a previous
+        /// run's), replacing its files; without it such a directory is
+        /// refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the report of a run again, from its artifact directory.
     Report {
@@ -170,13 +183,13 @@ enum SpeCommand {
 fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::output("<stdout>", e)),
         _ => Ok(()),
     }
 }
 
-fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    hyperprof::files::write_atomically(path, bytes)
 }
 
 fn run_spe(cmd: SpeCommand) -> Result<()> {
@@ -186,7 +199,7 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
             keep_going,
             jobs,
         } => {
-            let f = TraceFile::read(&file)?;
+            let f = TraceFile::open(&file)?;
             let mut opts = spe::dump::DumpOptions {
                 keep_going,
                 ..Default::default()
@@ -205,7 +218,7 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
             Ok(())
         }
         SpeCommand::Stats { file, json } => {
-            let f = TraceFile::read(&file)?;
+            let f = TraceFile::open(&file)?;
             let s = spe::stats::stats(&f)?;
             if json {
                 let text =
@@ -223,7 +236,7 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
         } => {
             let files = raw
                 .iter()
-                .map(|p| TraceFile::read(p))
+                .map(|p| TraceFile::open(p))
                 .collect::<Result<Vec<_>>>()?;
             spe::export::export(&files, &output, cpu, pmu_type)
         }
@@ -244,7 +257,7 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
 }
 
 fn demo(out: PathBuf, seed: u64) -> Result<()> {
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    std::fs::create_dir_all(&out).map_err(|e| Error::output(&out, e))?;
     let raw = spe::synth::synth(&spe::synth::SynthConfig {
         records: 65_536,
         record_size: 64,
@@ -253,17 +266,14 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     let raw_path = out.join("demo.spe");
     let data_path = out.join("demo.perf.data");
     write_file(&raw_path, &raw)?;
-    let file = TraceFile {
-        path: raw_path.clone(),
-        bytes: raw,
-    };
+    let file = TraceFile::open(&raw_path)?;
     spe::export::export(
         std::slice::from_ref(&file),
         &data_path,
         0,
         spe::export::DEFAULT_PMU_TYPE,
     )?;
-    let stats = spe::stats::stats(&TraceFile::read(&data_path)?)?;
+    let stats = spe::stats::stats(&TraceFile::open(&data_path)?)?;
     let mut text = format!(
         "hyperprof demo: a synthetic SPE trace (seed {seed}), exported for perf\n\
          raw trace:  {}\nperf.data:  {}  (open with: perf report -D -i {})\n\n",
@@ -289,10 +299,14 @@ fn write_perf_data(path: &std::path::Path, buffers: &[(u32, &[u8])]) -> Result<(
     spe::export::write_atomically(path, &bytes)
 }
 
+/// `scenario check`: exactly the validation `run` does, the file and then
+/// the system built (machine, hypervisor, VMs, vCPUs, host drivers) without
+/// running a round.
 fn check_scenario(file: &std::path::Path) -> Result<()> {
-    let s = hyperprof::scenario::Scenario::load(file).map_err(|e| Error::Usage(e.to_string()))?;
-    let setup = hyperprof::run::from_scenario::setup(&s)
+    let s = hyperprof::scenario::Scenario::load(file)?;
+    let system = hyperprof::run::from_scenario::build_checked(&s)
         .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+    let setup = system.setup();
     write_stdout(&format!(
         "{}: scenario {:?}: {} CPUs ({} with SPE), {} host, {} VM(s), {} guest operations each\n",
         file.display(),
@@ -314,9 +328,6 @@ fn run_scenario(
     json: bool,
 ) -> Result<()> {
     use hyperprof::run::{bare_metal, report};
-    if let Some(dir) = &out {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let mut wrote = Vec::new();
     let (text, holds) = match scenario {
         Scenario::BareMetal => {
@@ -325,7 +336,7 @@ fn run_scenario(
                 ops,
                 cpus: cpus.unwrap_or(4),
             };
-            let pes = bare_metal::run(&opts)?;
+            let pes = with_ticks("bare-metal", || bare_metal::run(&opts))?;
             let rep = report::from_pe_reports("bare-metal", seed, &pes);
             if let Some(dir) = &out {
                 let path = dir.join("host.perf.data");
@@ -377,7 +388,7 @@ fn run_scenario(
     }
     write_stdout(&text)?;
     if !holds {
-        return Err(Error::Usage(
+        return Err(Error::Invariant(
             "an invariant did not hold (see the report)".into(),
         ));
     }
@@ -385,25 +396,45 @@ fn run_scenario(
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and the
-/// run has taken more than a second.
+/// run has taken more than a second, and redrawn at most ten times a second.
 struct Progress {
     start: std::time::Instant,
+    last: Option<std::time::Instant>,
     shown: bool,
     tty: bool,
 }
+
+/// Shortest time between two redraws.
+const REDRAW: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Progress {
     fn new() -> Progress {
         use std::io::IsTerminal;
         Progress {
             start: std::time::Instant::now(),
+            last: None,
             shown: false,
             tty: std::io::stderr().is_terminal(),
         }
     }
 
+    /// Whether to draw now: a terminal, over a second in, and the last
+    /// drawing at least [`REDRAW`] ago.
+    fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if !self.tty
+            || now.duration_since(self.start).as_secs_f64() < 1.0
+            || self.last.is_some_and(|t| now.duration_since(t) < REDRAW)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        self.shown = true;
+        true
+    }
+
     fn update(&mut self, done: u64, total: u64) {
-        if !self.tty || self.start.elapsed().as_secs_f64() < 1.0 || total == 0 {
+        if total == 0 || !self.due() {
             return;
         }
         let frac = (done as f64 / total as f64).min(1.0);
@@ -414,13 +445,40 @@ impl Progress {
             " ".repeat(30 - filled),
             (frac * 100.0) as u32
         );
-        self.shown = true;
+    }
+
+    /// A run whose share done is not known: the time it has taken.
+    fn tick(&mut self, what: &str) {
+        if self.due() {
+            eprint!(
+                "\r{what}: running for {:.1} s",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
     }
 
     fn finish(&self) {
         if self.shown {
             eprint!("\r{}\r", " ".repeat(80));
         }
+    }
+}
+
+/// Runs `work` on a thread while the progress line ticks on this one.
+fn with_ticks<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> T {
+    let mut progress = Progress::new();
+    let result = std::thread::scope(|s| {
+        let worker = s.spawn(work);
+        while !worker.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            progress.tick(what);
+        }
+        worker.join()
+    });
+    progress.finish();
+    match result {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -431,9 +489,21 @@ fn run_system(
     out: Option<PathBuf>,
     json: bool,
 ) -> Result<()> {
-    use hyperprof::run::{artifacts, engine, system};
+    use hyperprof::run::engine;
+    let system = engine::build(setup)?;
+    run_built(system, out, json)
+}
+
+/// Runs a built system, writes its artifacts into `out` (when given) and
+/// prints its report.
+fn run_built(
+    system: hyperprof::run::engine::System,
+    out: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    use hyperprof::run::{artifacts, system};
     let mut progress = Progress::new();
-    let o = engine::run(setup, &mut |d, t| progress.update(d, t));
+    let o = system.run(&mut |d, t| progress.update(d, t));
     progress.finish();
     let o = o?;
     let (mut rep, stacks) = system::build(&o);
@@ -451,7 +521,7 @@ fn print_system(rep: &hyperprof::run::system::SystemReport, json: bool) -> Resul
     };
     write_stdout(&text)?;
     if !rep.invariants.iter().all(|v| v.holds) {
-        return Err(Error::Usage(
+        return Err(Error::Invariant(
             "an invariant did not hold (see the report)".into(),
         ));
     }
@@ -467,12 +537,21 @@ struct RunArgs {
     cpus: Option<usize>,
     out: Option<PathBuf>,
     json: bool,
+    /// Replace the files of a previous run in `out`.
+    force: bool,
+    /// The bare `hyperprof` (the main job): it replaces the previous run in
+    /// ./hyperprof-out, saying so, as there is no command line to add
+    /// --force to.
+    main_job: bool,
 }
 
 fn run(a: RunArgs) -> Result<()> {
     if let Some(s) = a.scenario {
         let seed = a.seed.unwrap_or(1);
         let ops = a.ops.unwrap_or(20_000_000);
+        if let Some(dir) = &a.out {
+            hyperprof::files::prepare_out_dir(dir, a.force)?;
+        }
         return run_scenario(s, seed, ops, a.cpus, a.out, a.json);
     }
     if a.cpus.is_some() {
@@ -482,9 +561,7 @@ fn run(a: RunArgs) -> Result<()> {
         ));
     }
     let mut scenario = match &a.file {
-        Some(path) => {
-            hyperprof::scenario::Scenario::load(path).map_err(|e| Error::Usage(e.to_string()))?
-        }
+        Some(path) => hyperprof::scenario::Scenario::load(path)?,
         None => hyperprof::scenario::Scenario::builtin_default(),
     };
     if let Some(seed) = a.seed {
@@ -493,16 +570,52 @@ fn run(a: RunArgs) -> Result<()> {
     if let Some(ops) = a.ops {
         scenario.run.guest_ops = ops;
     }
-    let setup = hyperprof::run::from_scenario::setup(&scenario).map_err(|e| match &a.file {
-        Some(p) => Error::Usage(format!("{}: {e}", p.display())),
-        None => Error::Usage(format!("the built-in default scenario: {e}")),
-    })?;
+    let setup =
+        hyperprof::run::from_scenario::build_checked(&scenario).map_err(|e| match &a.file {
+            Some(p) => Error::Usage(format!("{}: {e}", p.display())),
+            None => Error::Usage(format!("the built-in default scenario: {e}")),
+        })?;
     let out = a.out.unwrap_or_else(|| PathBuf::from("hyperprof-out"));
-    run_system(&setup, Some(out), a.json)
+    if a.main_job && hyperprof::files::prepare_out_dir(&out, false).is_err() {
+        eprintln!(
+            "hyperprof: replacing the previous run's files in {}",
+            out.display()
+        );
+    }
+    hyperprof::files::prepare_out_dir(&out, a.force || a.main_job)?;
+    run_built(setup, Some(out), a.json)
+}
+
+/// The command line, or the exit of a help or version request or of a usage
+/// error, which is one line (clap's first) and [`ExitStatus::BadInput`].
+fn parse_args() -> std::result::Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            // Help and version print as clap formats them.
+            let _ = e.print();
+            Err(ExitCode::from(ExitStatus::Success.code()))
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            Err(ExitCode::from(ExitStatus::BadInput.code()))
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("hyperprof: {first} (see hyperprof --help)");
+            Err(ExitCode::from(ExitStatus::BadInput.code()))
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
@@ -514,6 +627,7 @@ fn main() -> ExitCode {
             cpus,
             out,
             json,
+            force,
         }) => run(RunArgs {
             file,
             scenario,
@@ -522,6 +636,8 @@ fn main() -> ExitCode {
             cpus,
             out,
             json,
+            force,
+            main_job: false,
         }),
         Some(Command::Report { dir, json }) => {
             hyperprof::run::artifacts::read_report(&dir).and_then(|r| print_system(&r, json))
@@ -539,13 +655,43 @@ fn main() -> ExitCode {
             cpus: None,
             out: None,
             json: false,
+            force: false,
+            main_job: true,
         }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(ExitStatus::Success.code()),
         Err(e) => {
             eprintln!("hyperprof: {e}");
-            ExitCode::from(2)
+            ExitCode::from(e.exit_status().code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_a_terminal(ran_for: std::time::Duration) -> Progress {
+        Progress {
+            start: std::time::Instant::now() - ran_for,
+            last: None,
+            shown: false,
+            tty: true,
+        }
+    }
+
+    #[test]
+    fn progress_shows_after_a_second_and_redraws_at_most_ten_times_a_second() {
+        let mut p = on_a_terminal(std::time::Duration::from_millis(0));
+        assert!(!p.due(), "drawn before a second");
+        let mut p = on_a_terminal(std::time::Duration::from_secs(2));
+        assert!(p.due(), "not drawn after two seconds");
+        assert!(!p.due(), "redrawn at once");
+        p.last = Some(std::time::Instant::now() - REDRAW);
+        assert!(p.due(), "not redrawn after {REDRAW:?}");
+        let mut p = on_a_terminal(std::time::Duration::from_secs(2));
+        p.tty = false;
+        assert!(!p.due(), "drawn on a pipe");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use hyperprof_spe::perf_data::AuxBuffer;
 
 use super::engine::Outcome;
-use super::system::{Stacks, SystemReport};
+use super::system::{Stacks, SystemReport, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::flame::{render_svg, FlameOptions};
 use crate::spe::export::{perf_data_bytes, write_atomically, DEFAULT_PMU_TYPE};
@@ -58,7 +58,7 @@ pub fn write(
     report: &mut SystemReport,
     stacks: &Stacks,
 ) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
     let mut wrote = Vec::new();
     if o.setup.host.spe.is_some() {
         let path = dir.join("host.perf.data");
@@ -105,22 +105,250 @@ pub fn write(
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    let json =
-        serde_json::to_string_pretty(report).map_err(|e| Error::Usage(e.to_string()))? + "\n";
+    let json = serde_json::to_string_pretty(report).map_err(|e| Error::output(&path, e))? + "\n";
     write_atomically(&path, json.as_bytes())?;
     Ok(wrote)
 }
 
-/// Reads `report.json` back from an artifact directory.
+/// Reads `report.json` back from an artifact directory: a regular file of at
+/// most 16 MiB, checked against docs/report.schema.json's rules
+/// ([`parse_report`]). Its paths are derived from `dir`, where it is now,
+/// not from the directory it was written to.
 pub fn read_report(dir: &Path) -> Result<SystemReport> {
     let path = dir.join(REPORT_JSON);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::malformed(
-            &path,
-            format!("line {} column {}: {e}", e.line(), e.column()),
-        )
-    })
+    let text = crate::files::read_small_text(&path)?;
+    let mut report = parse_report(&text).map_err(|e| Error::malformed(&path, e))?;
+    report.out_dir = Some(dir.display().to_string());
+    Ok(report)
+}
+
+/// Parses and validates the text of a report.json: the schema's rules (no
+/// unknown fields, a known schema_version, known modes and latency classes,
+/// percentages and rates in range) and counts that agree with each other
+/// (the host's operations and records are the sums over its CPUs; no more
+/// samples by function or by class than records; percentiles in order).
+/// Every string is returned with its control characters escaped, so that
+/// printing the report cannot drive the terminal.
+pub fn parse_report(text: &str) -> std::result::Result<SystemReport, String> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("line {} column {}: {e}", e.line(), e.column()))?;
+    if let Some(v) = value.get("schema_version") {
+        if v.as_u64() != Some(SCHEMA_VERSION as u64) {
+            return Err(format!(
+                "schema_version {v} is not one this hyperprof reads ({SCHEMA_VERSION})"
+            ));
+        }
+    }
+    // Latency entries flatten their percentiles, which serde cannot check
+    // for unknown fields: check their keys here.
+    const LATENCY_KEYS: [&str; 7] = ["class", "samples", "mean", "p50", "p90", "p99", "max"];
+    let spes = std::iter::once(value.pointer("/host/spe")).chain(
+        value
+            .get("vms")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .map(|vm| vm.get("spe")),
+    );
+    for spe in spes.flatten() {
+        for l in spe
+            .get("latency")
+            .and_then(|l| l.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(k) = l
+                .as_object()
+                .and_then(|o| o.keys().find(|k| !LATENCY_KEYS.contains(&k.as_str())))
+            {
+                return Err(format!("unknown field `{k}` in a latency entry"));
+            }
+        }
+    }
+    let mut r: SystemReport = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    validate(&r)?;
+    escape_strings(&mut r);
+    Ok(r)
+}
+
+fn validate(r: &SystemReport) -> std::result::Result<(), String> {
+    if !matches!(r.host.mode.as_str(), "vhe" | "nvhe") {
+        return Err(format!(
+            "host.mode {:?} is neither \"vhe\" nor \"nvhe\"",
+            r.host.mode
+        ));
+    }
+    if r.host.pmu_reserved > 31 {
+        return Err(format!(
+            "host.pmu_reserved {} is over 31",
+            r.host.pmu_reserved
+        ));
+    }
+    let cpu_ops: u64 = r
+        .host
+        .cpus
+        .iter()
+        .map(|c| c.ops)
+        .fold(0, u64::saturating_add);
+    if !r.host.cpus.is_empty() && cpu_ops != r.host.ops {
+        return Err(format!(
+            "host.ops {} is not the sum of its CPUs' operations ({cpu_ops})",
+            r.host.ops
+        ));
+    }
+    if let Some(spe) = &r.host.spe {
+        let cpu_records: u64 = r
+            .host
+            .cpus
+            .iter()
+            .map(|c| c.records)
+            .fold(0, u64::saturating_add);
+        if cpu_records != spe.records {
+            return Err(format!(
+                "host.spe.records {} is not the sum of its CPUs' records ({cpu_records})",
+                spe.records
+            ));
+        }
+    }
+    let mut domains = vec![("host".to_string(), r.host.spe.as_ref(), &r.host.derived)];
+    for vm in &r.vms {
+        if vm.vcpus == 0 {
+            return Err(format!("vm {:?}: vcpus is 0", vm.name));
+        }
+        if let Some(m) = &vm.pmu_mode {
+            if !matches!(m.as_str(), "partitioned" | "emulated") {
+                return Err(format!(
+                    "vm {:?}: pmu_mode {m:?} is neither \"partitioned\" nor \"emulated\"",
+                    vm.name
+                ));
+            }
+        }
+        if vm.pinned_at_end_bytes > vm.pinned_peak_bytes {
+            return Err(format!(
+                "vm {:?}: {} bytes pinned at the end but a peak of {}",
+                vm.name, vm.pinned_at_end_bytes, vm.pinned_peak_bytes
+            ));
+        }
+        domains.push((format!("vm {:?}", vm.name), vm.spe.as_ref(), &vm.derived));
+    }
+    for (name, spe, derived) in domains {
+        for (what, rate) in [
+            ("l1d_miss_rate", derived.l1d_miss_rate),
+            ("branch_miss_rate", derived.branch_miss_rate),
+        ] {
+            if rate.is_some_and(|x| !(0.0..=1.0).contains(&x)) {
+                return Err(format!("{name}: derived.{what} is not between 0 and 1"));
+            }
+        }
+        let Some(spe) = spe else { continue };
+        let by_function: u64 = spe
+            .top_functions
+            .iter()
+            .map(|f| f.samples)
+            .fold(0, u64::saturating_add);
+        if by_function > spe.records {
+            return Err(format!(
+                "{name}: {by_function} samples by function but {} records",
+                spe.records
+            ));
+        }
+        for f in &spe.top_functions {
+            if !(0.0..=100.0).contains(&f.percent) {
+                return Err(format!(
+                    "{name}: function {:?} has {}%",
+                    f.function, f.percent
+                ));
+            }
+        }
+        let by_class: u64 = spe
+            .latency
+            .iter()
+            .map(|l| l.summary.samples)
+            .fold(0, u64::saturating_add);
+        if by_class > spe.records {
+            return Err(format!(
+                "{name}: {by_class} latency samples but {} records",
+                spe.records
+            ));
+        }
+        for l in &spe.latency {
+            let s = &l.summary;
+            if !matches!(l.class.as_str(), "load" | "store" | "branch" | "other") {
+                return Err(format!("{name}: unknown latency class {:?}", l.class));
+            }
+            if s.samples == 0 || !(s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.max) {
+                return Err(format!(
+                    "{name}: {} latency: percentiles out of order or no samples",
+                    l.class
+                ));
+            }
+        }
+    }
+    for a in &r.artifacts {
+        let p = Path::new(a);
+        if p.components().count() != 1 || p.file_name().is_none() {
+            return Err(format!("artifact {a:?} is not a file name"));
+        }
+    }
+    Ok(())
+}
+
+/// `s` with every control character written as `\u{…}`.
+fn escape(s: &mut String) {
+    if s.chars().any(char::is_control) {
+        *s = s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    format!("\\u{{{:x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+    }
+}
+
+/// Escapes the control characters of every string of `r`.
+fn escape_strings(r: &mut SystemReport) {
+    escape(&mut r.scenario);
+    escape(&mut r.host.mode);
+    escape(&mut r.host.workload);
+    let mut spes: Vec<&mut super::system::SpeReport> = Vec::new();
+    let mut pmus: Vec<&mut super::system::PmuCount> = Vec::new();
+    if let Some(s) = r.host.spe.as_mut() {
+        spes.push(s);
+    }
+    pmus.extend(r.host.pmu.iter_mut());
+    for vm in &mut r.vms {
+        escape(&mut vm.name);
+        escape(&mut vm.workload);
+        if let Some(m) = vm.pmu_mode.as_mut() {
+            escape(m);
+        }
+        if let Some(s) = vm.spe.as_mut() {
+            spes.push(s);
+        }
+        pmus.extend(vm.pmu.iter_mut());
+    }
+    for s in spes {
+        for f in &mut s.top_functions {
+            escape(&mut f.function);
+        }
+        for l in &mut s.latency {
+            escape(&mut l.class);
+        }
+    }
+    for p in pmus {
+        escape(&mut p.event);
+    }
+    for v in &mut r.invariants {
+        escape(&mut v.invariant);
+        escape(&mut v.detail);
+    }
+    for a in &mut r.artifacts {
+        escape(a);
+    }
 }
 
 #[cfg(test)]

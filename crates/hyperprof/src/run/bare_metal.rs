@@ -107,5 +107,5 @@ pub fn run(opts: &Options) -> Result<Vec<PeReport>> {
     }
     let mut m = Machine::new(&machine_config(opts.cpus))
         .map_err(|e| Error::Usage(format!("building the machine: {e}")))?;
-    host::run(&mut m, &host_config(opts)).map_err(|e| Error::Usage(format!("bare-metal host: {e}")))
+    host::run(&mut m, &host_config(opts)).map_err(|e| Error::Run(format!("bare-metal host: {e}")))
 }

@@ -18,7 +18,7 @@ use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VcpuStats, VmConfig, GUEST_RAM_IPA}
 use hyperprof_sim::event::EventCounts;
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::op::Symbol;
-use hyperprof_sim::pe::RunExit;
+use hyperprof_sim::pe::{IrqLines, RunExit};
 use hyperprof_sim::spe::SpeStats;
 use hyperprof_sim::workload::{by_name, Workload};
 
@@ -221,9 +221,24 @@ pub enum Invariant {
     Completion,
 }
 
+/// A failure building the system: the scenario asks for something the
+/// machine or the hypervisor refuses (bad input, found by `scenario check`).
 fn fail(what: &str) -> impl Fn(String) -> Error + '_ {
-    move |e| Error::Usage(format!("run: {what}: {e}"))
+    move |e| Error::Usage(format!("{what}: {e}"))
 }
+
+/// A failure while the system runs: the run could not complete.
+fn fail_run(what: &str) -> impl Fn(String) -> Error + '_ {
+    move |e| Error::Run(format!("run: {what}: {e}"))
+}
+
+/// Consecutive rounds without any guest or host operation done after which
+/// a run is declared wedged.
+pub const STALL_ROUNDS: u64 = 64;
+
+/// Consecutive interrupts without an operation done, in one host slice,
+/// after which the CPU is declared stormed.
+pub const STORM_INTERRUPTS: u64 = 1000;
 
 const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
@@ -256,9 +271,31 @@ fn unit_stats(kvm: &mut Kvm, cpu: usize) -> SpeStats {
         .unwrap_or_default()
 }
 
+/// A system built from a [`Setup`], ready to run: the machine, the
+/// hypervisor with every VM and vCPU created and configured, and the host's
+/// drivers started. Building it is everything a run does before its first
+/// round, so a setup that builds is one the hypervisor accepts (`scenario
+/// check` builds it and stops there).
+pub struct System {
+    setup: Setup,
+    kvm: Kvm,
+    host: Vec<HostCpu>,
+    host_el: ExceptionLevel,
+    host_symbols: Vec<Symbol>,
+    vcpus: Vec<Vcpu>,
+    vm_ids: Vec<usize>,
+    symbols: Vec<Vec<Symbol>>,
+}
+
 /// Runs `setup`; `progress(done, total)` is called after every round with
 /// guest operations done and to do.
 pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome> {
+    build(setup)?.run(progress)
+}
+
+/// Builds the system of `setup` without running it. Errors name what the
+/// machine or the hypervisor refused (as [`Error::Usage`]: bad input).
+pub fn build(setup: &Setup) -> Result<System> {
     let machine = Machine::new(&setup.machine).map_err(|e| fail("machine")(e.to_string()))?;
     let ncpus = setup.machine.pes.len();
     let mut kvm = if setup.nvhe {
@@ -426,168 +463,216 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
         }
     }
 
-    let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
-    let mut pinned_peak = vec![0u64; setup.vms.len()];
-    let mut round = 0u64;
-    let host_ops = setup.host.ops;
-    while vcpus.iter().any(|v| !v.kernel.finished()) || host.iter().any(|h| h.ops < host_ops) {
-        for (cpu, h) in host.iter_mut().enumerate() {
-            let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
-            if slice > 0 {
-                host_slice(&mut kvm, cpu, h, slice, host_el)?;
-            }
-        }
-        for (j, v) in vcpus.iter_mut().enumerate() {
-            if v.kernel.finished() {
-                continue;
-            }
-            let k = v.allowed_cpus.len().max(1) as u64;
-            let slot = match setup.schedule {
-                Schedule::Rotate => (j as u64 + round) % k,
-                Schedule::Pinned => j as u64 % k,
-            };
-            let cpu = v.allowed_cpus.get(slot as usize).copied().unwrap_or(0);
-            // What the SPE unit does at load and put (draining and
-            // resuming the host's session) is the host's; what it does
-            // between entry and exit, the guest's.
-            let t0 = unit_stats(&mut kvm, cpu);
-            kvm.load(v.vcpu, cpu).map_err(fail("load"))?;
-            let t1 = unit_stats(&mut kvm, cpu);
-            let exit = kvm.run(v.vcpu, &mut v.kernel);
-            let t2 = unit_stats(&mut kvm, cpu);
-            kvm.put(v.vcpu).map_err(fail("put"))?;
-            let t3 = unit_stats(&mut kvm, cpu);
-            v.spe_unit.add_window(&t1, &t2);
-            host[cpu].spe_unit.add_window(&t0, &t1);
-            host[cpu].spe_unit.add_window(&t2, &t3);
-            match exit {
-                Exit::Halt | Exit::Yield => {}
-                other => {
-                    return Err(fail("KVM_RUN")(format!(
-                        "{} vCPU {j}: {other:?}",
-                        setup.vms[v.vm].name
-                    )))
-                }
-            }
-            let vm = vm_ids[v.vm];
-            let pinned = kvm.pinned_bytes(vm).unwrap_or(0);
-            pinned_peak[v.vm] = pinned_peak[v.vm].max(pinned);
-        }
-        round += 1;
-        let done: u64 = vcpus.iter().map(|v| v.kernel.ops_done()).sum();
-        progress(done, total);
-        if round > 10_000_000 {
-            return Err(fail("run")("the guests never finished".into()));
-        }
+    Ok(System {
+        setup: setup.clone(),
+        kvm,
+        host,
+        host_el,
+        host_symbols,
+        vcpus,
+        vm_ids,
+        symbols,
+    })
+}
+
+impl System {
+    /// The setup it was built from.
+    pub fn setup(&self) -> &Setup {
+        &self.setup
     }
 
-    // Collect.
-    let mut problems = Vec::new();
-    let mut host_out = Vec::new();
-    for (cpu, mut h) in host.into_iter().enumerate() {
-        let mut c = kvm
-            .machine()
-            .cpu(cpu)
-            .ok_or_else(|| fail("host")("no such CPU".into()))?;
-        let mut spe_data = Vec::new();
-        let mut buffer_full = 0;
-        if let Some(d) = h.spe.as_mut() {
-            d.stop(&mut c)
-                .map_err(|e| fail("host SPE stop")(e.to_string()))?;
-            spe_data = d.take_data();
-            buffer_full = d.stats().buffer_full;
-        }
-        let (mut counts, mut overflows) = (Vec::new(), Vec::new());
-        if let Some(d) = h.pmu.as_mut() {
-            for i in 0..d.slots().len() {
-                counts.push(
-                    d.read(&mut c, i)
-                        .map_err(|e| fail("host PMU")(e.to_string()))?,
-                );
+    /// Runs the rounds until host and guests are done; a run that makes no
+    /// progress for [`STALL_ROUNDS`] rounds fails at once, saying what was
+    /// pending.
+    pub fn run(self, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome> {
+        let System {
+            setup,
+            mut kvm,
+            mut host,
+            host_el,
+            host_symbols,
+            mut vcpus,
+            vm_ids,
+            symbols,
+        } = self;
+        let setup = &setup;
+        let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
+        let mut pinned_peak = vec![0u64; setup.vms.len()];
+        let mut round = 0u64;
+        let mut stalled = 0u64;
+        let host_ops = setup.host.ops;
+        while vcpus.iter().any(|v| !v.kernel.finished()) || host.iter().any(|h| h.ops < host_ops) {
+            let before = work_done(&vcpus, &host);
+            for (cpu, h) in host.iter_mut().enumerate() {
+                let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
+                if slice > 0 {
+                    host_slice(&mut kvm, cpu, h, slice, host_el)?;
+                }
             }
-            overflows = d.slots().iter().map(|s| s.overflows).collect();
-            d.stop(&mut c)
-                .map_err(|e| fail("host PMU")(e.to_string()))?;
-        }
-        let has_spe = c.pe().has_spe();
-        let total_unit = c.pe().spe().map(|s| *s.stats());
-        if let Some(spe) = c.pe().spe() {
-            if !spe.conserved() {
-                problems.push((
-                    Invariant::Conservation,
-                    format!(
-                        "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
-                        spe.stats()
-                    ),
-                ));
+            for (j, v) in vcpus.iter_mut().enumerate() {
+                if v.kernel.finished() {
+                    continue;
+                }
+                let k = v.allowed_cpus.len().max(1) as u64;
+                let slot = match setup.schedule {
+                    Schedule::Rotate => (j as u64 + round) % k,
+                    Schedule::Pinned => j as u64 % k,
+                };
+                let cpu = v.allowed_cpus.get(slot as usize).copied().unwrap_or(0);
+                // What the SPE unit does at load and put (draining and
+                // resuming the host's session) is the host's; what it does
+                // between entry and exit, the guest's.
+                let t0 = unit_stats(&mut kvm, cpu);
+                kvm.load(v.vcpu, cpu).map_err(fail_run("load"))?;
+                let t1 = unit_stats(&mut kvm, cpu);
+                let exit = kvm.run(v.vcpu, &mut v.kernel);
+                let t2 = unit_stats(&mut kvm, cpu);
+                kvm.put(v.vcpu).map_err(fail_run("put"))?;
+                let t3 = unit_stats(&mut kvm, cpu);
+                v.spe_unit.add_window(&t1, &t2);
+                host[cpu].spe_unit.add_window(&t0, &t1);
+                host[cpu].spe_unit.add_window(&t2, &t3);
+                match exit {
+                    Exit::Halt | Exit::Yield => {}
+                    other => {
+                        return Err(fail_run("KVM_RUN")(format!(
+                            "{} vCPU {j}: {other:?}",
+                            setup.vms[v.vm].name
+                        )))
+                    }
+                }
+                // Back in the host with interrupts enabled: it takes what the
+                // guest exited for. Left pending, a host interrupt would make
+                // every later entry exit at once (once the host has no work of
+                // its own left, nothing else would take it).
+                host_irqs(&mut kvm, cpu, &mut host[cpu], host_el)?;
+                let vm = vm_ids[v.vm];
+                let pinned = kvm.pinned_bytes(vm).unwrap_or(0);
+                pinned_peak[v.vm] = pinned_peak[v.vm].max(pinned);
+            }
+            round += 1;
+            let done: u64 = vcpus.iter().map(|v| v.kernel.ops_done()).sum();
+            progress(done, total);
+            if work_done(&vcpus, &host) == before {
+                stalled += 1;
+                if stalled >= STALL_ROUNDS {
+                    return Err(fail_run("no progress")(pending(
+                        &mut kvm, setup, &vcpus, &host, round,
+                    )));
+                }
+            } else {
+                stalled = 0;
             }
         }
-        host_out.push(HostCpuOutcome {
-            cpu,
-            ops: h.ops,
-            spe_data,
-            spe_buffer_full: buffer_full,
-            spe_unit: has_spe.then_some(h.spe_unit),
-            spe_unit_total: total_unit,
-            pmu_counts: counts,
-            pmu_overflows: overflows,
-            pmu_interrupts: h.pmu_interrupts,
-            pmbirqs: h.pmbirqs,
-            truth: h.truth,
-            has_spe,
-        });
-    }
-    let mut vms: Vec<VmOutcome> = setup
-        .vms
-        .iter()
-        .enumerate()
-        .map(|(i, s)| VmOutcome {
-            setup: s.clone(),
-            vcpus: Vec::new(),
-            pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
-            pinned_peak: pinned_peak[i],
-            symbols: symbols[i].clone(),
+
+        // Collect.
+        let mut problems = Vec::new();
+        let mut host_out = Vec::new();
+        for (cpu, mut h) in host.into_iter().enumerate() {
+            let mut c = kvm
+                .machine()
+                .cpu(cpu)
+                .ok_or_else(|| fail_run("host")("no such CPU".into()))?;
+            let mut spe_data = Vec::new();
+            let mut buffer_full = 0;
+            if let Some(d) = h.spe.as_mut() {
+                d.stop(&mut c)
+                    .map_err(|e| fail_run("host SPE stop")(e.to_string()))?;
+                spe_data = d.take_data();
+                buffer_full = d.stats().buffer_full;
+            }
+            let (mut counts, mut overflows) = (Vec::new(), Vec::new());
+            if let Some(d) = h.pmu.as_mut() {
+                for i in 0..d.slots().len() {
+                    counts.push(
+                        d.read(&mut c, i)
+                            .map_err(|e| fail_run("host PMU")(e.to_string()))?,
+                    );
+                }
+                overflows = d.slots().iter().map(|s| s.overflows).collect();
+                d.stop(&mut c)
+                    .map_err(|e| fail_run("host PMU")(e.to_string()))?;
+            }
+            let has_spe = c.pe().has_spe();
+            let total_unit = c.pe().spe().map(|s| *s.stats());
+            if let Some(spe) = c.pe().spe() {
+                if !spe.conserved() {
+                    problems.push((
+                        Invariant::Conservation,
+                        format!(
+                            "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
+                            spe.stats()
+                        ),
+                    ));
+                }
+            }
+            host_out.push(HostCpuOutcome {
+                cpu,
+                ops: h.ops,
+                spe_data,
+                spe_buffer_full: buffer_full,
+                spe_unit: has_spe.then_some(h.spe_unit),
+                spe_unit_total: total_unit,
+                pmu_counts: counts,
+                pmu_overflows: overflows,
+                pmu_interrupts: h.pmu_interrupts,
+                pmbirqs: h.pmbirqs,
+                truth: h.truth,
+                has_spe,
+            });
+        }
+        let mut vms: Vec<VmOutcome> = setup
+            .vms
+            .iter()
+            .enumerate()
+            .map(|(i, s)| VmOutcome {
+                setup: s.clone(),
+                vcpus: Vec::new(),
+                pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
+                pinned_peak: pinned_peak[i],
+                symbols: symbols[i].clone(),
+            })
+            .collect();
+        for v in vcpus {
+            let stats = kvm
+                .vcpu_stats(v.vcpu)
+                .ok_or_else(|| fail_run("stats")("no vCPU".into()))?;
+            let (pmu_overflows, spe_buffer_full) = (
+                v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
+                v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
+            );
+            vms[v.vm].vcpus.push(VcpuOutcome {
+                vcpu: v.vcpu,
+                ops: v.kernel.ops_done(),
+                stats,
+                spe_data: v.kernel.data().to_vec(),
+                spe_buffer_full,
+                spe_unit: v.spe_unit,
+                pmu_counts: v.kernel.pmu_counts().to_vec(),
+                pmu_overflows,
+                truth: EventCounts::default(),
+                error: v.kernel.error().map(|e| e.to_string()),
+            });
+        }
+        // The ground truth of each vCPU: its workload from the same seed,
+        // skipped over the operations it ran.
+        for (i, vm) in vms.iter_mut().enumerate() {
+            for (j, out) in vm.vcpus.iter_mut().enumerate() {
+                let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+                let mut w = by_name(&vm.setup.workload, seed)
+                    .ok_or_else(|| fail_run("workload")(vm.setup.workload.clone()))?;
+                w.skip(out.ops, &mut out.truth);
+            }
+        }
+        Ok(Outcome {
+            setup: setup.clone(),
+            vms,
+            host: host_out,
+            host_symbols,
+            rounds: round,
+            problems,
         })
-        .collect();
-    for v in vcpus {
-        let stats = kvm
-            .vcpu_stats(v.vcpu)
-            .ok_or_else(|| fail("stats")("no vCPU".into()))?;
-        let (pmu_overflows, spe_buffer_full) = (
-            v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
-            v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
-        );
-        vms[v.vm].vcpus.push(VcpuOutcome {
-            vcpu: v.vcpu,
-            ops: v.kernel.ops_done(),
-            stats,
-            spe_data: v.kernel.data().to_vec(),
-            spe_buffer_full,
-            spe_unit: v.spe_unit,
-            pmu_counts: v.kernel.pmu_counts().to_vec(),
-            pmu_overflows,
-            truth: EventCounts::default(),
-            error: v.kernel.error().map(|e| e.to_string()),
-        });
     }
-    // The ground truth of each vCPU: its workload from the same seed,
-    // skipped over the operations it ran.
-    for (i, vm) in vms.iter_mut().enumerate() {
-        for (j, out) in vm.vcpus.iter_mut().enumerate() {
-            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
-            let mut w = by_name(&vm.setup.workload, seed)
-                .ok_or_else(|| fail("workload")(vm.setup.workload.clone()))?;
-            w.skip(out.ops, &mut out.truth);
-        }
-    }
-    Ok(Outcome {
-        setup: setup.clone(),
-        vms,
-        host: host_out,
-        host_symbols,
-        rounds: round,
-        problems,
-    })
 }
 
 /// One slice of host kernel work on `cpu`, its interrupts taken into the
@@ -599,9 +684,10 @@ fn host_slice(
     ops: u64,
     host_el: ExceptionLevel,
 ) -> Result<()> {
-    let err = fail("host work");
+    let err = fail_run("host work");
     let before = unit_stats(kvm, cpu);
     let mut left = ops;
+    let mut storm = 0u64;
     while left > 0 {
         let mut done = 0;
         let mut counts = EventCounts::default();
@@ -619,35 +705,113 @@ fn host_slice(
         left -= done;
         h.ops += done;
         if let RunExit::Interrupt(lines) = exit {
-            let m = kvm.machine();
-            let pe = m.pe_mut(cpu).ok_or_else(|| err("no such CPU".into()))?;
-            pe.exception_entry(host_el);
-            let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
-            let mut handled = false;
-            if lines.pmbirq {
-                if let Some(d) = h.spe.as_mut() {
-                    d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
-                    h.pmbirqs += 1;
-                    handled = true;
-                }
-            }
-            if lines.pmuirq {
-                if let Some(d) = h.pmu.as_mut() {
-                    d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
-                    h.pmu_interrupts += 1;
-                    handled = true;
-                }
-            }
-            if !handled {
+            storm = if done == 0 { storm + 1 } else { 0 };
+            if storm >= STORM_INTERRUPTS {
                 return Err(err(format!(
-                    "cpu {cpu}: an interrupt no host driver owns: {lines:?}"
+                    "cpu {cpu}: {storm} interrupts in a row without an operation done: {lines:?} stays asserted after the host's handlers ran"
                 )));
             }
+            take_irq(kvm, cpu, h, lines, host_el)?;
         }
     }
     let after = unit_stats(kvm, cpu);
     h.spe_unit.add_window(&before, &after);
     Ok(())
+}
+
+/// The host's interrupt handlers on `cpu` for the asserted `lines`.
+fn take_irq(
+    kvm: &mut Kvm,
+    cpu: usize,
+    h: &mut HostCpu,
+    lines: IrqLines,
+    host_el: ExceptionLevel,
+) -> Result<()> {
+    let err = fail_run("host interrupt");
+    let m = kvm.machine();
+    let pe = m.pe_mut(cpu).ok_or_else(|| err("no such CPU".into()))?;
+    pe.exception_entry(host_el);
+    let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
+    let mut handled = false;
+    if lines.pmbirq {
+        if let Some(d) = h.spe.as_mut() {
+            d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
+            h.pmbirqs += 1;
+            handled = true;
+        }
+    }
+    if lines.pmuirq {
+        if let Some(d) = h.pmu.as_mut() {
+            d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
+            h.pmu_interrupts += 1;
+            handled = true;
+        }
+    }
+    if !handled {
+        return Err(err(format!(
+            "cpu {cpu}: an interrupt no host driver owns: {lines:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The interrupts asserted on `cpu` between guest slices, taken by the host.
+fn host_irqs(kvm: &mut Kvm, cpu: usize, h: &mut HostCpu, host_el: ExceptionLevel) -> Result<()> {
+    let lines = kvm
+        .machine()
+        .pe(cpu)
+        .map(|p| p.irq_lines())
+        .unwrap_or_default();
+    if lines.any() {
+        let before = unit_stats(kvm, cpu);
+        take_irq(kvm, cpu, h, lines, host_el)?;
+        let after = unit_stats(kvm, cpu);
+        h.spe_unit.add_window(&before, &after);
+    }
+    Ok(())
+}
+
+/// Guest and host operations done so far.
+fn work_done(vcpus: &[Vcpu], host: &[HostCpu]) -> (u64, u64) {
+    (
+        vcpus.iter().map(|v| v.kernel.ops_done()).sum(),
+        host.iter().map(|h| h.ops).sum(),
+    )
+}
+
+/// What a wedged run was waiting for: every unfinished vCPU and host CPU
+/// with its operations and the interrupt lines of the CPUs.
+fn pending(kvm: &mut Kvm, setup: &Setup, vcpus: &[Vcpu], host: &[HostCpu], round: u64) -> String {
+    let mut parts = vec![format!(
+        "nothing ran for {STALL_ROUNDS} rounds (at round {round})"
+    )];
+    for (j, v) in vcpus.iter().enumerate() {
+        if !v.kernel.finished() {
+            parts.push(format!(
+                "{} vCPU {j} at {} operations{}",
+                setup.vms[v.vm].name,
+                v.kernel.ops_done(),
+                v.kernel
+                    .error()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    for (cpu, h) in host.iter().enumerate() {
+        let lines = kvm
+            .machine()
+            .pe(cpu)
+            .map(|p| p.irq_lines())
+            .unwrap_or_default();
+        if h.ops < setup.host.ops || lines.any() {
+            parts.push(format!(
+                "cpu {cpu}: host at {} of {} operations, interrupt lines {lines:?}",
+                h.ops, setup.host.ops
+            ));
+        }
+    }
+    parts.join("; ")
 }
 
 /// A workload seen through a tally of the events its operations cause.

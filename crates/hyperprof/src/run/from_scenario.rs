@@ -3,7 +3,9 @@
 
 use hyperprof_kvm::vm::PmuSetup;
 
-use super::engine::{GuestPmuSetup, GuestSpeSetup, HostSetup, Schedule, Setup, SpeSetup, VmSetup};
+use super::engine::{
+    build, GuestPmuSetup, GuestSpeSetup, HostSetup, Schedule, Setup, SpeSetup, System, VmSetup,
+};
 use crate::scenario::{self as sc, Scenario};
 
 /// The engine's setup for `s`. Errors name what the engine cannot run
@@ -66,6 +68,15 @@ pub fn setup(s: &Scenario) -> Result<Setup, String> {
             sc::Schedule::Pinned => Schedule::Pinned,
         },
     })
+}
+
+/// The system `s` describes, built and ready to run: everything `hyperprof
+/// run` checks before its first round, so `scenario check` and `run` accept
+/// exactly the same files. Errors name what the file, the machine or the
+/// hypervisor refused.
+pub fn build_checked(s: &Scenario) -> Result<System, String> {
+    let setup = setup(s)?;
+    build(&setup).map_err(|e| e.to_string())
 }
 
 /// An SPE session of the file as the engine runs it.

@@ -12,6 +12,7 @@ use crate::spe::stats::{LatencyHistogram, LatencySummary};
 
 /// One function's share of the samples.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct FunctionShare {
     /// Function name (`[unknown]` for a PC in no symbol).
     pub function: String,

@@ -100,6 +100,7 @@ pub struct CpuFigures {
 
 /// An invariant and whether it held.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Verdict {
     /// What was checked.
     pub invariant: String,

@@ -24,6 +24,7 @@ const TOP_FUNCTIONS: usize = 8;
 
 /// What happened to one domain's samples.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SpeReport {
     /// Records the domain's driver collected (decoded).
     pub records: u64,
@@ -49,6 +50,7 @@ pub struct SpeReport {
 
 /// One PMU event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PmuCount {
     /// Event name.
     pub event: String,
@@ -65,6 +67,7 @@ pub struct PmuCount {
 
 /// Figures derived from the counts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Derived {
     /// INST_RETIRED / CPU_CYCLES.
     pub ipc: Option<f64>,
@@ -76,6 +79,7 @@ pub struct Derived {
 
 /// The hypervisor's own cost for one VM.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HypervisorCost {
     /// Guest entries (world switches in; as many out).
     pub entries: u64,
@@ -104,6 +108,7 @@ pub struct HypervisorCost {
 
 /// One VM.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct VmReport {
     /// Name.
     pub name: String,
@@ -135,6 +140,7 @@ pub struct VmReport {
 
 /// One host CPU.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HostCpu {
     /// CPU.
     pub cpu: usize,
@@ -148,6 +154,7 @@ pub struct HostCpu {
 
 /// The host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct HostReport {
     /// `vhe` or `nvhe`.
     pub mode: String,
@@ -173,6 +180,7 @@ pub struct HostReport {
 
 /// A system run's report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SystemReport {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,

@@ -820,18 +820,12 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads, parses and validates the file `path`.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            field: String::new(),
-            kind: ErrorKind::Io {
-                message: e.to_string(),
-            },
-        })?;
-        Scenario::parse(&text, path)
+    /// Reads, parses and validates the file `path`: a regular file of at
+    /// most 16 MiB ([`crate::files::read_small_text`]; a FIFO or device is
+    /// refused at once, not read).
+    pub fn load(path: &Path) -> Result<Scenario, crate::error::Error> {
+        let text = crate::files::read_small_text(path)?;
+        Scenario::parse(&text, path).map_err(|e| crate::error::Error::Usage(e.to_string()))
     }
 
     /// The built-in default scenario as TOML, with a comment on every key.
@@ -967,12 +961,6 @@ pub struct ScenarioError {
 /// The classes of scenario errors.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    /// The file could not be read.
-    #[error("cannot read the file: {message}")]
-    Io {
-        /// What the operating system said.
-        message: String,
-    },
     /// The text is not valid TOML.
     #[error("TOML syntax error: {message}")]
     Syntax {

@@ -1,14 +1,15 @@
 //! `hyperprof spe dump`: one line per packet, as `perf report -D` prints them.
 //!
-//! A first pass walks the buffer to find line boundaries every
-//! [`SEGMENT`] bytes (and the first malformed packet); the segments are then
-//! formatted on all cores, two rounds in flight, and written in order.
+//! The file is read a window at a time ([`TraceFile::windows`]). A first pass
+//! walks each window to find line boundaries every [`SEGMENT`] bytes (and the
+//! first malformed packet); the segments are then formatted on all cores,
+//! two rounds in flight, and written in order.
 
 use std::io::Write;
 
-use hyperprof_spe::text::{write_dump_line, DumpWalker, Sink};
+use hyperprof_spe::text::{write_dump_line_at, DumpWalker, Sink};
 
-use super::input::{Buffer, TraceFile};
+use super::input::{TraceFile, Window};
 use super::out::LatchedWriter;
 use crate::error::{Error, Result};
 
@@ -46,19 +47,25 @@ impl Default for DumpOptions {
 /// Dumps every buffer of `file` to `out`. Stops at the first malformed packet
 /// with an error naming its file offset, unless `keep_going`.
 pub fn dump<W: Write>(file: &TraceFile, out: W, opts: DumpOptions) -> Result<DumpSummary> {
-    let buffers = file.buffers()?;
     let mut sink = LatchedWriter::new(out);
     let mut summary = DumpSummary::default();
     let mut first_error = None;
-    for b in &buffers {
-        first_error = dump_buffer(b, &mut sink, opts, &mut summary);
+    for &b in file.buffers() {
+        file.windows(b, &mut |w| {
+            let (next, error) = dump_window(&w, &mut sink, opts, &mut summary);
+            if error.is_some() || sink.failed() {
+                first_error = error;
+                return Ok(None);
+            }
+            Ok(Some(next))
+        })?;
         if first_error.is_some() || sink.failed() {
             break;
         }
     }
     match sink.finish() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(summary),
-        Err(e) => return Err(Error::io("<stdout>", e)),
+        Err(e) => return Err(Error::output("<stdout>", e)),
         Ok(()) => {}
     }
     match first_error {
@@ -82,7 +89,7 @@ impl Sink for VecSink<'_> {
 
 /// Formats the lines of `b` from `start` to `end` into `text` (emptied first;
 /// its allocation is reused from segment to segment).
-fn format_segment(text: &mut Vec<u8>, b: &Buffer<'_>, (start, end): (usize, usize)) {
+fn format_segment(text: &mut Vec<u8>, b: &Window<'_>, (start, end): (usize, usize)) {
     // Work on a local vector: the callers' vectors sit side by side, and
     // updating their lengths from two threads would share a cache line on
     // every line written.
@@ -90,22 +97,28 @@ fn format_segment(text: &mut Vec<u8>, b: &Buffer<'_>, (start, end): (usize, usiz
     local.clear();
     let mut out = VecSink(&mut local);
     for item in DumpWalker::at(b.data, b.file_offset, start).take_while(|i| i.offset < end) {
-        write_dump_line(&mut out, b.data, &item);
+        // perf shows offsets in the whole buffer, not in the window.
+        write_dump_line_at(&mut out, b.data, &item, b.start + item.offset);
     }
     *text = local;
 }
 
-/// Dumps one buffer; returns the file offset and message of the first
+/// Dumps the lines of one window that start below its limit; returns where
+/// the next window starts and the file offset and message of the first
 /// malformed packet unless `opts.keep_going` (the lines before it are printed).
-fn dump_buffer<W: Write>(
-    b: &Buffer<'_>,
+fn dump_window<W: Write>(
+    b: &Window<'_>,
     sink: &mut LatchedWriter<W>,
     opts: DumpOptions,
     summary: &mut DumpSummary,
-) -> Option<(usize, String)> {
+) -> (usize, Option<(usize, String)>) {
     let mut cuts = vec![0];
     let mut error = None;
+    let mut next = 0;
     for item in DumpWalker::new(b.data, b.file_offset) {
+        if item.offset >= b.limit {
+            break;
+        }
         if let Err(e) = item.packet {
             if !opts.keep_going {
                 error = Some((item.offset, e.to_string()));
@@ -115,11 +128,12 @@ fn dump_buffer<W: Write>(
         }
         summary.lines += 1;
         let end = item.offset + item.len;
+        next = end;
         if end - cuts[cuts.len() - 1] >= SEGMENT {
             cuts.push(end);
         }
     }
-    let limit = error.as_ref().map_or(b.data.len(), |e| e.0);
+    let limit = error.as_ref().map_or(next, |e| e.0);
     if cuts[cuts.len() - 1] != limit {
         cuts.push(limit);
     }
@@ -154,5 +168,8 @@ fn dump_buffer<W: Write>(
     for text in &writing[..ready] {
         sink.write(text);
     }
-    error.map(|(offset, message)| (b.file_offset + offset, message))
+    (
+        next,
+        error.map(|(offset, message)| (b.file_offset + offset, message)),
+    )
 }

@@ -3,11 +3,15 @@
 use std::io::Write;
 use std::path::Path;
 
-use hyperprof_spe::perf_data::{self, aux_padding, AuxBuffer, PerfData};
+use hyperprof_spe::perf_data::{
+    self, aux_padding, write_pieces, AuxBuffer, AuxSlot, Piece, AUXTRACE_LEN, FILE_ATTR_LEN,
+    FILE_HEADER_LEN, SPE_INFO_LEN,
+};
 use hyperprof_spe::text::DumpWalker;
 
 use super::input::{Format, TraceFile};
 use crate::error::{Error, Result};
+use crate::files;
 
 /// The dynamic PMU type written when none is given: what arm_spe_0 often gets.
 pub const DEFAULT_PMU_TYPE: u32 = 8;
@@ -23,12 +27,32 @@ pub fn perf_data_bytes(buffers: &[AuxBuffer<'_>], pmu_type: u32) -> Vec<u8> {
     bytes
 }
 
+/// One raw file as a buffer of the output.
+struct Slot {
+    cpu: u32,
+    aux_offset: u64,
+    len: usize,
+}
+
+impl AuxSlot for Slot {
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+    fn aux_offset(&self) -> u64 {
+        self.aux_offset
+    }
+    fn data_len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Writes `raws` (each one buffer of `cpu`) as a perf.data file at `out`.
 ///
 /// Every packet is checked where it will lie in the file (alignment packets
 /// depend on the address), so that perf shows every packet; a malformed one
 /// is reported at its offset in its raw file and nothing is written. The file
-/// appears whole or not at all.
+/// appears whole or not at all, and the raw files are streamed: memory does
+/// not grow with their size.
 pub fn export(raws: &[TraceFile], out: &Path, cpu: u32, pmu_type: u32) -> Result<()> {
     if let Some(f) = raws.iter().find(|f| f.format() == Format::PerfData) {
         return Err(Error::Usage(format!(
@@ -37,48 +61,63 @@ pub fn export(raws: &[TraceFile], out: &Path, cpu: u32, pmu_type: u32) -> Result
         )));
     }
     let mut aux_offset = 0u64;
-    let buffers: Vec<AuxBuffer<'_>> = raws
+    let slots: Vec<Slot> = raws
         .iter()
         .map(|f| {
-            let b = AuxBuffer {
+            let len = f.len() as usize;
+            let s = Slot {
                 cpu,
                 aux_offset,
-                data: &f.bytes,
+                len,
             };
-            aux_offset += (f.bytes.len() + aux_padding(f.bytes.len())) as u64;
-            b
+            aux_offset += (len + aux_padding(len)) as u64;
+            s
         })
         .collect();
-    let bytes = perf_data_bytes(&buffers, pmu_type);
-    let parsed = PerfData::parse(&bytes).map_err(|e| Error::malformed(out, e.to_string()))?;
-    for (raw, trace) in raws.iter().zip(parsed.aux_traces()) {
-        let trace = trace.map_err(|e| Error::malformed(out, e.to_string()))?;
-        // The raw bytes alone, at their file address: the zero padding after
-        // them must not complete a packet the raw file cut short.
-        let mut walk = DumpWalker::new(&raw.bytes, trace.data_offset);
-        if let Some(bad) = walk.find(|i| i.packet.is_err()) {
-            let e = bad.packet.expect_err("found by is_err");
-            return Err(Error::malformed(
-                &raw.path,
-                format!("byte offset {:#x}: {e}", bad.offset),
-            ));
-        }
+    // Where each buffer's first byte will lie in the file.
+    let mut data_offset = FILE_HEADER_LEN + FILE_ATTR_LEN + 8 + SPE_INFO_LEN;
+    let mut offsets = Vec::with_capacity(slots.len());
+    for s in &slots {
+        data_offset += AUXTRACE_LEN;
+        offsets.push(data_offset);
+        data_offset += s.len + aux_padding(s.len);
     }
-    write_atomically(out, &bytes)
+    files::write_with(out, &mut |w| {
+        write_pieces(&slots, pmu_type, &mut |piece| match piece {
+            Piece::Bytes(b) => w.write_all(b).map_err(|e| Error::output(out, e)),
+            Piece::Buffer(i) => copy_checked(&raws[i], offsets[i], w, out),
+        })
+    })
 }
 
-/// Writes `bytes` to `out` through a temporary file and a rename.
+/// Copies the one buffer of raw file `raw` to `w`, checking every packet at
+/// the file address `at` it will have. The raw bytes are walked alone: the
+/// zero padding after them must not complete a packet the raw file cut short.
+fn copy_checked(raw: &TraceFile, at: usize, w: &mut dyn Write, out: &Path) -> Result<()> {
+    let Some(&b) = raw.buffers().first() else {
+        return Ok(());
+    };
+    raw.windows(b, &mut |win| {
+        let mut next = 0;
+        for item in DumpWalker::new(win.data, at + win.start) {
+            if item.offset >= win.limit {
+                break;
+            }
+            if let Err(e) = item.packet {
+                return Err(Error::malformed(
+                    &raw.path,
+                    format!("byte offset {:#x}: {e}", win.start + item.offset),
+                ));
+            }
+            next = item.offset + item.len;
+        }
+        w.write_all(&win.data[..next])
+            .map_err(|e| Error::output(out, e))?;
+        Ok(Some(next))
+    })
+}
+
+/// Writes `bytes` to `out` safely: see [`files::write_atomically`].
 pub fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = out.with_file_name(tmp_name);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, out)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(out, e));
-    }
-    Ok(())
+    files::write_atomically(out, bytes)
 }

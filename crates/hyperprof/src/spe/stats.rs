@@ -31,6 +31,7 @@ impl Default for LatencyHistogram {
 
 /// Percentiles of a latency counter.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LatencySummary {
     /// Records carrying the counter.
     pub samples: u64,
@@ -301,8 +302,8 @@ impl Aggregator {
         }
     }
 
-    /// Decodes one buffer whose first byte is at `base`, returning the
-    /// buffer offset and message of the first malformed packet.
+    /// Decodes and counts one whole buffer `data` whose first byte lies at
+    /// address `base`; on a malformed packet, its offset in `data` and why.
     pub fn add_buffer(
         &mut self,
         data: &[u8],
@@ -310,10 +311,23 @@ impl Aggregator {
     ) -> std::result::Result<(), (usize, String)> {
         self.buffers += 1;
         self.bytes += data.len() as u64;
+        let mut scan = Scan::default();
+        self.add_window(&mut scan, data, base, data.len())?;
+        self.incomplete += scan.open as u64;
+        Ok(())
+    }
+
+    /// Decodes and counts the packets of `data` (at address `base`) that
+    /// start below `limit`, continuing `scan`; returns where it stopped.
+    fn add_window(
+        &mut self,
+        scan: &mut Scan,
+        data: &[u8],
+        base: usize,
+        limit: usize,
+    ) -> std::result::Result<usize, (usize, String)> {
         let mut pos = 0;
-        let mut rec = Record::default();
-        let mut open = false;
-        while pos < data.len() {
+        while pos < limit {
             if data[pos] == 0 {
                 // Runs of padding, the commonest packet, without the decoder.
                 let run = data[pos..].iter().take_while(|&&b| b == 0).count();
@@ -325,15 +339,14 @@ impl Aggregator {
                 decode(&data[pos..], base.wrapping_add(pos)).map_err(|e| (pos, e.to_string()))?;
             pos += n;
             self.count_packet(&p);
-            open = true;
-            if rec.apply(&p) {
-                self.add_record(&rec);
-                rec = Record::default();
-                open = false;
+            scan.open = true;
+            if scan.rec.apply(&p) {
+                self.add_record(&scan.rec);
+                scan.rec = Record::default();
+                scan.open = false;
             }
         }
-        self.incomplete += open as u64;
-        Ok(())
+        Ok(pos)
     }
 
     /// The report.
@@ -358,17 +371,31 @@ impl Aggregator {
     }
 }
 
-/// Decodes every buffer of `file` and aggregates.
+/// A record being assembled across the windows of one buffer.
+#[derive(Default)]
+struct Scan {
+    rec: Record,
+    open: bool,
+}
+
+/// Decodes every buffer of `file`, a window at a time, and aggregates.
 pub fn stats(file: &TraceFile) -> Result<Stats> {
     let mut agg = Aggregator::default();
-    for b in file.buffers()? {
-        agg.add_buffer(b.data, b.file_offset)
-            .map_err(|(off, msg)| {
-                Error::malformed(
-                    &file.path,
-                    format!("byte offset {:#x}: {msg}", b.file_offset + off),
-                )
-            })?;
+    for &b in file.buffers() {
+        agg.buffers += 1;
+        agg.bytes += b.len as u64;
+        let mut scan = Scan::default();
+        file.windows(b, &mut |w| {
+            agg.add_window(&mut scan, w.data, w.file_offset, w.limit)
+                .map(Some)
+                .map_err(|(off, msg)| {
+                    Error::malformed(
+                        &file.path,
+                        format!("byte offset {:#x}: {msg}", w.file_offset + off),
+                    )
+                })
+        })?;
+        agg.incomplete += scan.open as u64;
     }
     Ok(agg.finish())
 }
