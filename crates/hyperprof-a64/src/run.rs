@@ -85,8 +85,7 @@ impl Cpu {
         self.obs.pc = pc;
         self.obs.el = el;
         self.obs.class = op_class(insn);
-        let o = self.obs;
-        bus.retired(&o);
+        bus.retired(&self.obs);
     }
 
     #[inline(always)]
@@ -168,6 +167,7 @@ impl Cpu {
     /// Run until `budget` instructions have retired or something needs the
     /// embedder: an exception to EL2, WFI/WFE, or a hint that asked to exit.
     /// Exceptions to EL1 (synchronous, IRQ, FIQ) are taken inside.
+    #[cfg_attr(not(feature = "alloc"), allow(unused_labels))]
     pub fn run<B: Bus>(&mut self, bus: &mut B, budget: u64) -> Exit {
         let mut done = 0u64;
         let exit = 'outer: loop {

@@ -16,13 +16,21 @@ const CASES_PER_CLASS: usize = 300;
 const SEED: u64 = 0x5eed_a64a_64a6_4a64;
 
 const REG_NAMES: [&str; 34] = [
-    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17",
-    "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30", "sp", "nzcv", "pad",
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "x29", "x30", "sp", "nzcv", "pad",
 ];
 
 #[test]
 fn random_instructions_match_qemu_user() {
-    if !tools_present("random_instructions_match_qemu_user", &["qemu-aarch64-static", "aarch64-linux-gnu-as", "aarch64-linux-gnu-ld"]) {
+    if !tools_present(
+        "random_instructions_match_qemu_user",
+        &[
+            "qemu-aarch64-static",
+            "aarch64-linux-gnu-as",
+            "aarch64-linux-gnu-ld",
+        ],
+    ) {
         return;
     }
     let mut rng = Rng(SEED);
@@ -31,16 +39,31 @@ fn random_instructions_match_qemu_user() {
         cases.push(gen_case(&mut rng, i, i % CLASSES.len()));
     }
     let dir = temp_dir("differential");
-    let exe = build_static(&dir, "diff", &program(&cases)).unwrap_or_else(|e| panic!("building the test program: {e}"));
+    let exe = build_static(&dir, "diff", &program(&cases))
+        .unwrap_or_else(|e| panic!("building the test program: {e}"));
     let image = std::fs::read(&exe).expect("reading the test program");
     let mut bus = FlatBus::new();
     let entry = bus.load_elf(&image).expect("loading the test program");
     let mut cpu = Cpu::new();
     let (end, ours) = run_user(&mut bus, &mut cpu, entry, 50_000_000);
-    assert_eq!(end, UserEnd::Exited(0), "engine run ended badly (program kept in {})", dir.display());
+    assert_eq!(
+        end,
+        UserEnd::Exited(0),
+        "engine run ended badly (program kept in {})",
+        dir.display()
+    );
 
-    let qemu = Command::new("qemu-aarch64-static").args(["-cpu", "max"]).arg(&exe).output().expect("running qemu-aarch64-static");
-    assert!(qemu.status.success(), "qemu run failed: {:?} {}", qemu.status, String::from_utf8_lossy(&qemu.stderr));
+    let qemu = Command::new("qemu-aarch64-static")
+        .args(["-cpu", "max"])
+        .arg(&exe)
+        .output()
+        .expect("running qemu-aarch64-static");
+    assert!(
+        qemu.status.success(),
+        "qemu run failed: {:?} {}",
+        qemu.status,
+        String::from_utf8_lossy(&qemu.stderr)
+    );
 
     let theirs = qemu.stdout;
     let rec = 272 + SCRATCH;
@@ -48,7 +71,10 @@ fn random_instructions_match_qemu_user() {
     assert_eq!(ours.len(), theirs.len(), "engine output length");
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let (a, b) = (&ours[i * rec..(i + 1) * rec], &theirs[i * rec..(i + 1) * rec]);
+        let (a, b) = (
+            &ours[i * rec..(i + 1) * rec],
+            &theirs[i * rec..(i + 1) * rec],
+        );
         if a == b {
             continue;
         }
@@ -62,12 +88,37 @@ fn random_instructions_match_qemu_user() {
         }
         for k in 0..SCRATCH {
             if a[272 + k] != b[272 + k] {
-                what.push(format!("scratch[{k}]: engine {:#04x} qemu {:#04x}", a[272 + k], b[272 + k]));
+                what.push(format!(
+                    "scratch[{k}]: engine {:#04x} qemu {:#04x}",
+                    a[272 + k],
+                    b[272 + k]
+                ));
             }
         }
-        failures.push(format!("case {i} ({}):\n{}  init {:?}\n  {}", CLASSES[i % CLASSES.len()], c.body, c.init, what.join("\n  ")));
+        failures.push(format!(
+            "case {i} ({}):\n{}  init {:?}\n  {}",
+            CLASSES[i % CLASSES.len()],
+            c.body,
+            c.init,
+            what.join("\n  ")
+        ));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{} cases over {} classes compared with qemu-aarch64-static", cases.len(), CLASSES.len());
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.iter().take(12).cloned().collect::<Vec<_>>().join("\n"));
+    println!(
+        "{} cases over {} classes compared with qemu-aarch64-static",
+        cases.len(),
+        CLASSES.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

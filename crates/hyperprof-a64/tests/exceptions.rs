@@ -27,13 +27,21 @@ impl Bus for HypBus {
     }
     fn read(&mut self, va: u64, size: u8, a: Access) -> Result<u64, MemFault> {
         if va & !0xfff == MMIO {
-            return Err(MemFault::Stage2 { fsc: 0b000111, ipa: va, s1ptw: false });
+            return Err(MemFault::Stage2 {
+                fsc: 0b000111,
+                ipa: va,
+                s1ptw: false,
+            });
         }
         self.mem.read(va, size, a)
     }
     fn write(&mut self, va: u64, size: u8, v: u64, a: Access) -> Result<u64, MemFault> {
         if va & !0xfff == MMIO {
-            return Err(MemFault::Stage2 { fsc: 0b000111, ipa: va, s1ptw: false });
+            return Err(MemFault::Stage2 {
+                fsc: 0b000111,
+                ipa: va,
+                s1ptw: false,
+            });
         }
         self.mem.write(va, size, v, a)
     }
@@ -96,8 +104,16 @@ fn svc_round_trip_el0_to_el1_and_eret() {
     assert_eq!(cpu.pc(), VBAR + 0x400, "lower-EL synchronous vector");
     assert_eq!(cpu.pstate().daif, 0xf);
     assert!(cpu.pstate().sp_sel);
-    assert_eq!(cpu.read_sysreg(regs::ELR_EL1), Some(CODE + 4), "SVC returns to the next instruction");
-    assert_eq!(cpu.read_sysreg(regs::SPSR_EL1), Some(0x6000_0000), "EL0t, flags kept, DAIF clear");
+    assert_eq!(
+        cpu.read_sysreg(regs::ELR_EL1),
+        Some(CODE + 4),
+        "SVC returns to the next instruction"
+    );
+    assert_eq!(
+        cpu.read_sysreg(regs::SPSR_EL1),
+        Some(0x6000_0000),
+        "EL0t, flags kept, DAIF clear"
+    );
     assert_eq!(esr_el1(&cpu), 0x5600_0005, "EC 0x15, IL, imm16 5");
     assert_eq!(cpu.run(&mut bus, 3), Exit::Budget);
     assert_eq!(cpu.x(3), 0x5600_0005);
@@ -114,7 +130,11 @@ fn vector_offsets_by_source_el_and_sp() {
     let (mut cpu, mut bus) = machine(&[SVC_5], &[NOP], 1);
     cpu.step(&mut bus);
     assert_eq!(cpu.pc(), VBAR + 0x200);
-    assert_eq!(cpu.read_sysreg(regs::SPSR_EL1), Some(0x5), "EL1h, DAIF clear");
+    assert_eq!(
+        cpu.read_sysreg(regs::SPSR_EL1),
+        Some(0x5),
+        "EL1h, DAIF clear"
+    );
     // EL1t: current EL with SP_EL0, offset 0.
     let (mut cpu, mut bus) = machine(&[SVC_5], &[NOP], 1);
     cpu.set_pstate_from_spsr(0b0100);
@@ -129,7 +149,11 @@ fn vector_offsets_by_source_el_and_sp() {
     cpu.set_pstate_from_spsr(0);
     cpu.run(&mut bus, 1);
     assert_eq!(cpu.read_sysreg(regs::ELR_EL1), Some(CODE + 8));
-    assert_eq!(cpu.pc(), VBAR + 0x480 + 4, "IRQ vector, then one handler instruction");
+    assert_eq!(
+        cpu.pc(),
+        VBAR + 0x480 + 4,
+        "IRQ vector, then one handler instruction"
+    );
     // FIQ from EL1h: 0x200 + 0x100.
     let (mut cpu, mut bus) = machine(&[NOP], &[NOP], 1);
     cpu.set_pstate_from_spsr(0b0101);
@@ -144,7 +168,11 @@ fn undefined_instruction() {
     cpu.run(&mut bus, 1);
     cpu.step(&mut bus);
     assert_eq!(esr_el1(&cpu), 0x0200_0000, "EC 0x00 with IL");
-    assert_eq!(cpu.read_sysreg(regs::ELR_EL1), Some(CODE + 4), "returns to the UNDEFINED instruction");
+    assert_eq!(
+        cpu.read_sysreg(regs::ELR_EL1),
+        Some(CODE + 4),
+        "returns to the UNDEFINED instruction"
+    );
     assert_eq!(cpu.retired(), 1, "the UNDEFINED instruction did not retire");
 }
 
@@ -152,7 +180,10 @@ fn undefined_instruction() {
 fn fp_simd_trapped_by_cpacr_else_undefined() {
     let (mut cpu, mut bus) = machine(&[FADD], &[NOP], 0);
     cpu.step(&mut bus);
-    assert_eq!(esr_el1(&cpu), (0x07 << 26) | (1 << 25) | (1 << 24) | (0xe << 20));
+    assert_eq!(
+        esr_el1(&cpu),
+        (0x07 << 26) | (1 << 25) | (1 << 24) | (0xe << 20)
+    );
     // FPEN = 0b01 traps EL0 only.
     let (mut cpu, mut bus) = machine(&[FADD], &[NOP], 1);
     cpu.write_sysreg(regs::CPACR_EL1, 1 << 20);
@@ -207,7 +238,10 @@ fn data_abort_and_alignment_syndromes() {
     let (mut cpu, mut bus) = machine(&[0xb900_0023], &[NOP], 1);
     cpu.set_x(1, 0x7_0004);
     cpu.step(&mut bus);
-    assert_eq!(esr_el1(&cpu), (0x25 << 26) | (1 << 25) | (1 << 6) | 0b000111);
+    assert_eq!(
+        esr_el1(&cpu),
+        (0x25 << 26) | (1 << 25) | (1 << 6) | 0b000111
+    );
     // SCTLR_EL1.A: unaligned LDR faults with DFSC 0x21.
     let (mut cpu, mut bus) = machine(&[0xf940_0020], &[NOP], 1);
     let s = cpu.read_sysreg(regs::SCTLR_EL1).unwrap_or(0) | sctlr::A;
@@ -239,7 +273,11 @@ fn hvc_exits_to_el2_with_syndrome() {
     let (mut cpu, mut bus) = machine(&[0xd400_00e2, MOVZ_X2_3], &[NOP], 1);
     let e = el2_exit(&mut cpu, &mut bus);
     assert_eq!(e.esr, 0x5a00_0007, "EC 0x16, IL, imm16 7");
-    assert_eq!(cpu.pc(), CODE + 4, "HVC's preferred return is the next instruction");
+    assert_eq!(
+        cpu.pc(),
+        CODE + 4,
+        "HVC's preferred return is the next instruction"
+    );
     cpu.set_x(0, 0x1234);
     cpu.run(&mut bus, 1);
     assert_eq!(cpu.x(2), 3);
@@ -253,7 +291,10 @@ fn hvc_exits_to_el2_with_syndrome() {
 fn trapped_mrs_exits_with_sys64_iss_and_resumes() {
     let (mut cpu, mut bus) = machine(&[0xd53b_9c05, MOVZ_X2_3], &[NOP], 1);
     let e = el2_exit(&mut cpu, &mut bus);
-    assert_eq!(e.esr, 0x6230_e4b9, "EC 0x18: op0 3, op2 0, op1 3, CRn 9, Rt 5, CRm 12, read");
+    assert_eq!(
+        e.esr, 0x6230_e4b9,
+        "EC 0x18: op0 3, op2 0, op1 3, CRn 9, Rt 5, CRm 12, read"
+    );
     assert_eq!(cpu.pc(), CODE, "a trapped access returns to itself");
     cpu.set_x(5, 0x41);
     cpu.skip();
@@ -267,7 +308,10 @@ fn stage2_abort_exits_with_isv_far_and_hpfar() {
     let (mut cpu, mut bus) = machine(&[0xb900_0023], &[NOP], 1);
     cpu.set_x(1, MMIO + 0x10);
     let e = el2_exit(&mut cpu, &mut bus);
-    assert_eq!(e.esr, 0x9383_0047, "EC 0x24, ISV, SAS word, SRT 3, WnR, DFSC translation L3");
+    assert_eq!(
+        e.esr, 0x9383_0047,
+        "EC 0x24, ISV, SAS word, SRT 3, WnR, DFSC translation L3"
+    );
     assert_eq!(e.far, MMIO + 0x10);
     assert_eq!(e.hpfar, (MMIO >> 12) << 4);
     // LDP to MMIO: no valid syndrome.

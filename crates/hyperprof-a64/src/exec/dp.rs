@@ -105,6 +105,7 @@ impl Cpu {
         self.set_xr(rd, r);
     }
 
+    #[inline(always)]
     pub(crate) fn exec_bitfield(
         &mut self,
         sf: bool,
@@ -144,6 +145,7 @@ impl Cpu {
         self.set_xr(rd, trunc(sf, res));
     }
 
+    #[inline(always)]
     pub(crate) fn exec_extr(&mut self, sf: bool, rd: u8, rn: u8, rm: u8, lsb: u8) {
         let n = self.xr(rn);
         let m = self.xr(rm);
@@ -202,6 +204,7 @@ impl Cpu {
         self.set_xr(rd, trunc(sf, r));
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_add_sub_ext(
         &mut self,
@@ -224,6 +227,7 @@ impl Cpu {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn exec_adc(&mut self, sf: bool, sub: bool, setflags: bool, rd: u8, rn: u8, rm: u8) {
         let a = self.xr(rn);
         let b = if sub { !self.xr(rm) } else { self.xr(rm) };
@@ -234,6 +238,7 @@ impl Cpu {
         self.set_xr(rd, r);
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_ccmp(
         &mut self,
@@ -270,6 +275,7 @@ impl Cpu {
         self.set_xr(rd, trunc(sf, r));
     }
 
+    #[inline(always)]
     pub(crate) fn exec_dp1(&mut self, sf: bool, op: Dp1Op, rd: u8, rn: u8) {
         let v = self.xr(rn);
         let r = if sf {
@@ -300,6 +306,7 @@ impl Cpu {
         self.set_xr(rd, r);
     }
 
+    #[inline(always)]
     pub(crate) fn exec_dp2(&mut self, sf: bool, op: Dp2Op, rd: u8, rn: u8, rm: u8) {
         let n = self.xr(rn);
         let m = self.xr(rm);
@@ -332,6 +339,7 @@ impl Cpu {
         self.set_xr(rd, trunc(sf, r));
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_dp3(&mut self, sf: bool, op: Dp3Op, rd: u8, rn: u8, rm: u8, ra: u8) {
         let n = self.xr(rn);

@@ -247,6 +247,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_ldst_reg<B: Bus>(
         &mut self,
@@ -264,6 +265,7 @@ impl Cpu {
         self.single(bus, base.wrapping_add(off), size, kind, rt, s, pc)
     }
 
+    #[inline(always)]
     pub(crate) fn exec_literal<B: Bus>(
         &mut self,
         bus: &mut B,
@@ -278,6 +280,7 @@ impl Cpu {
         self.single(bus, addr, size, kind, rt, s, pc)
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_pair<B: Bus>(
         &mut self,
@@ -321,6 +324,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_load_excl<B: Bus>(
         &mut self,
@@ -358,6 +362,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_store_excl<B: Bus>(
         &mut self,
@@ -398,6 +403,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     pub(crate) fn exec_load_acquire<B: Bus>(
         &mut self,
         bus: &mut B,
@@ -419,6 +425,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     pub(crate) fn exec_store_release<B: Bus>(
         &mut self,
         bus: &mut B,
@@ -448,6 +455,7 @@ impl Cpu {
         }
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_atomic<B: Bus>(
         &mut self,
@@ -511,6 +519,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_cas<B: Bus>(
         &mut self,
@@ -550,6 +559,7 @@ impl Cpu {
         Ok(())
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_casp<B: Bus>(
         &mut self,

@@ -28,25 +28,40 @@ pub struct FlatBus {
     pub tpidr_el0: u64,
     pub retired: u64,
     pub mem_ops: u64,
+    last: usize,
 }
 
 impl FlatBus {
     pub fn new() -> FlatBus {
-        FlatBus { regions: Vec::new(), tpidr_el0: 0, retired: 0, mem_ops: 0 }
+        FlatBus {
+            regions: Vec::new(),
+            tpidr_el0: 0,
+            retired: 0,
+            mem_ops: 0,
+            last: 0,
+        }
     }
 
     pub fn map(&mut self, base: u64, len: usize) {
-        self.regions.push(Region { base, data: vec![0; len] });
+        self.regions.push(Region {
+            base,
+            data: vec![0; len],
+        });
     }
 
     fn find(&mut self, va: u64, size: usize) -> Option<&mut [u8]> {
-        for r in &mut self.regions {
-            if va >= r.base && va - r.base + size as u64 <= r.data.len() as u64 {
-                let off = (va - r.base) as usize;
-                return Some(&mut r.data[off..off + size]);
+        let fits = |r: &Region| va >= r.base && va - r.base + size as u64 <= r.data.len() as u64;
+        let i = match self.regions.get(self.last) {
+            Some(r) if fits(r) => self.last,
+            _ => {
+                let i = self.regions.iter().position(fits)?;
+                self.last = i;
+                i
             }
-        }
-        None
+        };
+        let r = &mut self.regions[i];
+        let off = (va - r.base) as usize;
+        Some(&mut r.data[off..off + size])
     }
 
     pub fn write_bytes(&mut self, va: u64, bytes: &[u8]) -> bool {
@@ -70,7 +85,10 @@ impl FlatBus {
     /// Load a static ELF64 little-endian AArch64 image; returns the entry point.
     pub fn load_elf(&mut self, image: &[u8]) -> Result<u64, String> {
         let u16_at = |o: usize| -> Result<u64, String> {
-            image.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u64).ok_or("truncated".to_string())
+            image
+                .get(o..o + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u64)
+                .ok_or("truncated".to_string())
         };
         let u64_at = |o: usize| -> Result<u64, String> {
             image
@@ -87,7 +105,9 @@ impl FlatBus {
         let phnum = u16_at(56)? as usize;
         for i in 0..phnum {
             let ph = phoff + i * phentsize;
-            let ptype = image.get(ph..ph + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
+            let ptype = image
+                .get(ph..ph + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
             if ptype != Some(1) {
                 continue;
             }
@@ -95,7 +115,9 @@ impl FlatBus {
             let vaddr = u64_at(ph + 16)?;
             let filesz = u64_at(ph + 32)? as usize;
             let memsz = u64_at(ph + 40)? as usize;
-            let bytes = image.get(off..off + filesz).ok_or("segment outside the file")?;
+            let bytes = image
+                .get(off..off + filesz)
+                .ok_or("segment outside the file")?;
             let mut data = vec![0u8; memsz];
             data[..filesz].copy_from_slice(bytes);
             self.regions.push(Region { base: vaddr, data });
@@ -109,20 +131,28 @@ const TRANSLATION_FAULT_L3: u8 = 0b000111;
 impl Bus for FlatBus {
     fn fetch(&mut self, va: u64, _a: Access) -> Result<Fetched, MemFault> {
         match self.find(va, 4) {
-            Some(s) => Ok(Fetched { pa: va, insn: u32::from_le_bytes([s[0], s[1], s[2], s[3]]) }),
-            None => Err(MemFault::Stage1 { fsc: TRANSLATION_FAULT_L3 }),
+            Some(s) => Ok(Fetched {
+                pa: va,
+                insn: u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+            }),
+            None => Err(MemFault::Stage1 {
+                fsc: TRANSLATION_FAULT_L3,
+            }),
         }
     }
 
     fn read(&mut self, va: u64, size: u8, _a: Access) -> Result<u64, MemFault> {
         self.mem_ops += 1;
         match self.find(va, size as usize) {
-            Some(s) => {
-                let mut b = [0u8; 8];
-                b[..size as usize].copy_from_slice(s);
-                Ok(u64::from_le_bytes(b))
-            }
-            None => Err(MemFault::Stage1 { fsc: TRANSLATION_FAULT_L3 }),
+            Some(s) => Ok(match s.len() {
+                8 => u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+                4 => u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64,
+                2 => u16::from_le_bytes([s[0], s[1]]) as u64,
+                _ => s[0] as u64,
+            }),
+            None => Err(MemFault::Stage1 {
+                fsc: TRANSLATION_FAULT_L3,
+            }),
         }
     }
 
@@ -130,10 +160,15 @@ impl Bus for FlatBus {
         self.mem_ops += 1;
         match self.find(va, size as usize) {
             Some(s) => {
-                s.copy_from_slice(&value.to_le_bytes()[..size as usize]);
+                let b = value.to_le_bytes();
+                for (d, v) in s.iter_mut().zip(b) {
+                    *d = v;
+                }
                 Ok(va)
             }
-            None => Err(MemFault::Stage1 { fsc: TRANSLATION_FAULT_L3 }),
+            None => Err(MemFault::Stage1 {
+                fsc: TRANSLATION_FAULT_L3,
+            }),
         }
     }
 
@@ -172,14 +207,23 @@ pub enum UserEnd {
 /// Run a loaded image at EL0 with a Linux-like syscall shim (write to
 /// fd 1/2 is collected, exit/exit_group stop). SVC goes through VBAR_EL1
 /// + 0x400 where `HVC #0; ERET` hands it to this function as an EL2 exit.
-pub fn run_user(bus: &mut FlatBus, cpu: &mut Cpu, entry: u64, max_insns: u64) -> (UserEnd, Vec<u8>) {
+pub fn run_user(
+    bus: &mut FlatBus,
+    cpu: &mut Cpu,
+    entry: u64,
+    max_insns: u64,
+) -> (UserEnd, Vec<u8>) {
     bus.map(VBAR, 0x1000);
     bus.write_u32(VBAR + 0x400, HVC0);
     bus.write_u32(VBAR + 0x404, ERET);
     cpu.write_sysreg(regs::VBAR_EL1, VBAR);
     cpu.write_sysreg(regs::CPACR_EL1, 3 << 20);
     // Linux's user SCTLR_EL1: SA0, UCI, DZE, nTWI, nTWE, UCT as set by the kernel.
-    let sctlr = cpu.read_sysreg(regs::SCTLR_EL1).unwrap_or(0) | (1 << 4) | (1 << 26) | (1 << 14) | (1 << 15);
+    let sctlr = cpu.read_sysreg(regs::SCTLR_EL1).unwrap_or(0)
+        | (1 << 4)
+        | (1 << 26)
+        | (1 << 14)
+        | (1 << 15);
     cpu.write_sysreg(regs::SCTLR_EL1, sctlr);
     cpu.set_pstate_from_spsr(0);
     cpu.set_pc(entry);
@@ -195,7 +239,12 @@ pub fn run_user(bus: &mut FlatBus, cpu: &mut Cpu, entry: u64, max_insns: u64) ->
                 if (esr_el1 >> 26) as u8 != ec::SVC64 {
                     let elr = cpu.read_sysreg(regs::ELR_EL1).unwrap_or(0);
                     let far = cpu.read_sysreg(regs::FAR_EL1).unwrap_or(0);
-                    return (UserEnd::Failed(format!("exception ESR_EL1={esr_el1:#x} ELR={elr:#x} FAR={far:#x}")), out);
+                    return (
+                        UserEnd::Failed(format!(
+                            "exception ESR_EL1={esr_el1:#x} ELR={elr:#x} FAR={far:#x}"
+                        )),
+                        out,
+                    );
                 }
                 match cpu.x(8) {
                     64 => {
@@ -212,7 +261,12 @@ pub fn run_user(bus: &mut FlatBus, cpu: &mut Cpu, entry: u64, max_insns: u64) ->
                     n => return (UserEnd::Failed(format!("unsupported syscall {n}")), out),
                 }
             }
-            Exit::Budget => return (UserEnd::Failed(format!("budget of {max_insns} instructions used up")), out),
+            Exit::Budget => {
+                return (
+                    UserEnd::Failed(format!("budget of {max_insns} instructions used up")),
+                    out,
+                )
+            }
             other => return (UserEnd::Failed(format!("unexpected exit {other:?}")), out),
         }
     }
@@ -224,7 +278,14 @@ pub fn tools_present(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()
         .copied()
-        .filter(|t| Command::new("sh").arg("-c").arg(format!("command -v {t}")).output().map(|o| !o.status.success()).unwrap_or(true))
+        .filter(|t| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {t}"))
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
         .collect();
     if missing.is_empty() {
         return true;
@@ -249,11 +310,22 @@ pub fn build_static(dir: &Path, name: &str, asm: &str) -> Result<std::path::Path
         .output()
         .map_err(|e| e.to_string())?;
     if !st.status.success() {
-        return Err(format!("as failed: {}", String::from_utf8_lossy(&st.stderr)));
+        return Err(format!(
+            "as failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        ));
     }
-    let st = Command::new("aarch64-linux-gnu-ld").args(["-static", "-o"]).arg(&exe).arg(&o).output().map_err(|e| e.to_string())?;
+    let st = Command::new("aarch64-linux-gnu-ld")
+        .args(["-static", "-o"])
+        .arg(&exe)
+        .arg(&o)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !st.status.success() {
-        return Err(format!("ld failed: {}", String::from_utf8_lossy(&st.stderr)));
+        return Err(format!(
+            "ld failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        ));
     }
     Ok(exe)
 }

@@ -45,7 +45,9 @@ impl Rng {
 }
 
 pub const SCRATCH: usize = 256;
-pub const CONDS: [&str; 16] = ["eq", "ne", "cs", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al", "nv"];
+pub const CONDS: [&str; 16] = [
+    "eq", "ne", "cs", "cc", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al", "nv",
+];
 
 /// One case.
 pub struct Case {
@@ -108,7 +110,15 @@ impl Case {
         init.push(format!("scratch_{idx} + 128"));
         init.push(format!("{:#x}", rng.below(16) << 28));
         let scratch = (0..SCRATCH).map(|_| rng.next() as u8).collect();
-        Case { idx, init, scratch, body: String::new(), reserved: Vec::new(), touched: Vec::new(), sp_touched: false }
+        Case {
+            idx,
+            init,
+            scratch,
+            body: String::new(),
+            reserved: Vec::new(),
+            touched: Vec::new(),
+            sp_touched: false,
+        }
     }
 
     fn emit(&mut self, line: &str) {
@@ -120,7 +130,11 @@ impl Case {
     /// A destination or source register that is not reserved (may be 31 = ZR).
     fn reg(&mut self, rng: &mut Rng) -> u8 {
         loop {
-            let n = if rng.below(16) == 0 { 31 } else { rng.below(31) as u8 };
+            let n = if rng.below(16) == 0 {
+                31
+            } else {
+                rng.below(31) as u8
+            };
             if !self.reserved.contains(&n) {
                 self.touched.push(n);
                 return n;
@@ -182,7 +196,11 @@ pub fn gen_case(rng: &mut Rng, idx: usize, class: usize) -> Case {
     let mut c = Case::new(rng, idx);
     let n = 1 + rng.below(3);
     for _ in 0..n {
-        let k = if class == 13 { rng.below(13) as usize } else { class };
+        let k = if class == 13 {
+            rng.below(13) as usize
+        } else {
+            class
+        };
         match k {
             0 => dp_imm(&mut c, rng),
             1 => logic_reg(&mut c, rng),
@@ -209,8 +227,26 @@ fn dp_imm(c: &mut Case, g: &mut Rng) {
             let op = g.pick(&["add", "adds", "sub", "subs"]);
             let setflags = op.ends_with('s');
             let sp_ok = !c.reserved.contains(&31);
-            let d = if sp_ok && !setflags && g.below(6) == 0 { if sf { "sp".into() } else { "wsp".into() } } else if setflags { r(sf, c.reg(g)) } else { r(sf, c.gpr(g)) };
-            let n = if g.below(6) == 0 { if sf { "sp".into() } else { "wsp".into() } } else { r(sf, c.gpr(g)) };
+            let d = if sp_ok && !setflags && g.below(6) == 0 {
+                if sf {
+                    "sp".into()
+                } else {
+                    "wsp".into()
+                }
+            } else if setflags {
+                r(sf, c.reg(g))
+            } else {
+                r(sf, c.gpr(g))
+            };
+            let n = if g.below(6) == 0 {
+                if sf {
+                    "sp".into()
+                } else {
+                    "wsp".into()
+                }
+            } else {
+                r(sf, c.gpr(g))
+            };
             c.sp_touched = true;
             let sh = if g.coin() { ", lsl #12" } else { "" };
             c.emit(&format!("{op} {d}, {n}, #{}{sh}", g.below(4096)));
@@ -220,11 +256,20 @@ fn dp_imm(c: &mut Case, g: &mut Rng) {
             let size = if sf { 64 } else { 32 };
             let imm = loop {
                 let nbit = sf && g.coin();
-                if let Some(v) = hyperprof_a64::decode::decode_logical_imm(nbit, g.below(64) as u32, g.below(64) as u32, size) {
+                if let Some(v) = hyperprof_a64::decode::decode_logical_imm(
+                    nbit,
+                    g.below(64) as u32,
+                    g.below(64) as u32,
+                    size,
+                ) {
                     break v;
                 }
             };
-            let d = if op == "ands" { r(sf, c.reg(g)) } else { r(sf, c.gpr(g)) };
+            let d = if op == "ands" {
+                r(sf, c.reg(g))
+            } else {
+                r(sf, c.gpr(g))
+            };
             let n = r(sf, c.reg(g));
             c.emit(&format!("{op} {d}, {n}, #{imm:#x}"));
         }
@@ -243,7 +288,12 @@ fn logic_reg(c: &mut Case, g: &mut Rng) {
     let sh = g.pick(&["lsl", "lsr", "asr", "ror"]);
     let amt = g.below(if sf { 64 } else { 32 });
     let (d, n, m) = (c.reg(g), c.reg(g), c.reg(g));
-    c.emit(&format!("{op} {}, {}, {}, {sh} #{amt}", r(sf, d), r(sf, n), r(sf, m)));
+    c.emit(&format!(
+        "{op} {}, {}, {}, {sh} #{amt}",
+        r(sf, d),
+        r(sf, n),
+        r(sf, m)
+    ));
 }
 
 fn addsub_reg(c: &mut Case, g: &mut Rng) {
@@ -253,10 +303,17 @@ fn addsub_reg(c: &mut Case, g: &mut Rng) {
     if g.coin() {
         let sh = g.pick(&["lsl", "lsr", "asr"]);
         let amt = g.below(if sf { 64 } else { 32 });
-        c.emit(&format!("{op} {}, {}, {}, {sh} #{amt}", r(sf, d), r(sf, n), r(sf, m)));
+        c.emit(&format!(
+            "{op} {}, {}, {}, {sh} #{amt}",
+            r(sf, d),
+            r(sf, n),
+            r(sf, m)
+        ));
     } else {
         let ext = if sf {
-            g.pick(&["uxtb", "uxth", "uxtw", "uxtx", "sxtb", "sxth", "sxtw", "sxtx"])
+            g.pick(&[
+                "uxtb", "uxth", "uxtw", "uxtx", "sxtb", "sxth", "sxtw", "sxtx",
+            ])
         } else {
             g.pick(&["uxtb", "uxth", "uxtw", "sxtb", "sxth", "sxtw"])
         };
@@ -266,8 +323,16 @@ fn addsub_reg(c: &mut Case, g: &mut Rng) {
         let sp_ok = !c.reserved.contains(&31);
         c.sp_touched = true;
         let d = if d == 31 && !setflags { 0 } else { d };
-        let dn = if sp_ok && !setflags && g.below(6) == 0 { sp.to_string() } else { r(sf, d) };
-        let nn = if g.below(6) == 0 { sp.to_string() } else { r(sf, if n == 31 { 0 } else { n }) };
+        let dn = if sp_ok && !setflags && g.below(6) == 0 {
+            sp.to_string()
+        } else {
+            r(sf, d)
+        };
+        let nn = if g.below(6) == 0 {
+            sp.to_string()
+        } else {
+            r(sf, if n == 31 { 0 } else { n })
+        };
         let mreg = if sf && ext.ends_with('x') { x(m) } else { w(m) };
         c.emit(&format!("{op} {dn}, {nn}, {mreg}, {ext} #{amt}"));
     }
@@ -284,15 +349,30 @@ fn carry_cond(c: &mut Case, g: &mut Rng) {
         }
         1 => {
             let op = g.pick(&["ccmp", "ccmn"]);
-            c.emit(&format!("{op} {}, {}, #{}, {cond}", r(sf, n), r(sf, m), g.below(16)));
+            c.emit(&format!(
+                "{op} {}, {}, #{}, {cond}",
+                r(sf, n),
+                r(sf, m),
+                g.below(16)
+            ));
         }
         2 => {
             let op = g.pick(&["ccmp", "ccmn"]);
-            c.emit(&format!("{op} {}, #{}, #{}, {cond}", r(sf, n), g.below(32), g.below(16)));
+            c.emit(&format!(
+                "{op} {}, #{}, #{}, {cond}",
+                r(sf, n),
+                g.below(32),
+                g.below(16)
+            ));
         }
         _ => {
             let op = g.pick(&["csel", "csinc", "csinv", "csneg"]);
-            c.emit(&format!("{op} {}, {}, {}, {cond}", r(sf, d), r(sf, n), r(sf, m)));
+            c.emit(&format!(
+                "{op} {}, {}, {}, {cond}",
+                r(sf, d),
+                r(sf, n),
+                r(sf, m)
+            ));
         }
     }
 }
@@ -302,7 +382,11 @@ fn dp_src(c: &mut Case, g: &mut Rng) {
     let (d, n, m, a) = (c.reg(g), c.reg(g), c.reg(g), c.reg(g));
     match g.below(4) {
         0 => {
-            let op = if sf { g.pick(&["rbit", "rev16", "rev32", "rev", "clz", "cls"]) } else { g.pick(&["rbit", "rev16", "rev", "clz", "cls"]) };
+            let op = if sf {
+                g.pick(&["rbit", "rev16", "rev32", "rev", "clz", "cls"])
+            } else {
+                g.pick(&["rbit", "rev16", "rev", "clz", "cls"])
+            };
             c.emit(&format!("{op} {}, {}", r(sf, d), r(sf, n)));
         }
         1 => {
@@ -325,7 +409,13 @@ fn dp_src(c: &mut Case, g: &mut Rng) {
         _ => {
             if g.coin() {
                 let op = g.pick(&["madd", "msub"]);
-                c.emit(&format!("{op} {}, {}, {}, {}", r(sf, d), r(sf, n), r(sf, m), r(sf, a)));
+                c.emit(&format!(
+                    "{op} {}, {}, {}, {}",
+                    r(sf, d),
+                    r(sf, n),
+                    r(sf, m),
+                    r(sf, a)
+                ));
             } else if g.coin() {
                 let op = g.pick(&["smaddl", "smsubl", "umaddl", "umsubl"]);
                 c.emit(&format!("{op} {}, {}, {}, {}", x(d), w(n), w(m), x(a)));
@@ -344,14 +434,30 @@ fn bitfield(c: &mut Case, g: &mut Rng) {
     match g.below(4) {
         0 | 1 => {
             let op = g.pick(&["sbfm", "bfm", "ubfm"]);
-            c.emit(&format!("{op} {}, {}, #{}, #{}", r(sf, d), r(sf, n), g.below(size), g.below(size)));
+            c.emit(&format!(
+                "{op} {}, {}, #{}, #{}",
+                r(sf, d),
+                r(sf, n),
+                g.below(size),
+                g.below(size)
+            ));
         }
-        2 => c.emit(&format!("extr {}, {}, {}, #{}", r(sf, d), r(sf, n), r(sf, m), g.below(size))),
+        2 => c.emit(&format!(
+            "extr {}, {}, {}, #{}",
+            r(sf, d),
+            r(sf, n),
+            r(sf, m),
+            g.below(size)
+        )),
         _ => {
             if g.coin() {
                 c.emit(&format!("adr {}, . + {}", x(d), g.range(-4000, 4000)));
             } else {
-                c.emit(&format!("adrp {}, . + {:#x}", x(d), g.range(-64, 64) * 4096));
+                c.emit(&format!(
+                    "adrp {}, . + {:#x}",
+                    x(d),
+                    g.range(-64, 64) * 4096
+                ));
             }
         }
     }
@@ -388,7 +494,10 @@ fn ldst_imm(c: &mut Case, g: &mut Rng) {
     let t = if wreg { w(t) } else { x(t) };
     let bytes = 1i64 << size;
     match g.below(4) {
-        0 => c.emit(&format!("{op} {t}, [{b}, #{}]", g.range(0, 120 / bytes) * bytes)),
+        0 => c.emit(&format!(
+            "{op} {t}, [{b}, #{}]",
+            g.range(0, 120 / bytes) * bytes
+        )),
         1 => {
             let u = op.replacen("ldr", "ldur", 1).replacen("str", "stur", 1);
             c.emit(&format!("{u} {t}, [{b}, #{}]", g.range(-128, 120)));
@@ -418,11 +527,21 @@ fn ldst_reg_lit(c: &mut Case, g: &mut Rng) {
             let bytes = 1i64 << size;
             let k = g.range(-12, 12) * bytes;
             let ext = g.pick(&["lsl", "uxtw", "sxtw", "sxtx"]);
-            let sh = if g.coin() { format!(" #{size}") } else { String::new() };
-            let sh = if ext == "lsl" && sh.is_empty() { String::new() } else { sh };
+            let sh = if g.coin() {
+                format!(" #{size}")
+            } else {
+                String::new()
+            };
+            let sh = if ext == "lsl" && sh.is_empty() {
+                String::new()
+            } else {
+                sh
+            };
             let scaled = if sh.is_empty() { k } else { k / bytes };
             let val = match ext {
-                "uxtw" => ((g.next() & 0xffff_ffff_0000_0000) as i64) | (scaled.abs() & 0xffff_ffff),
+                "uxtw" => {
+                    ((g.next() & 0xffff_ffff_0000_0000) as i64) | (scaled.abs() & 0xffff_ffff)
+                }
                 "sxtw" => ((g.next() & 0xffff_ffff_0000_0000) as i64) | (scaled & 0xffff_ffff),
                 _ => scaled,
             };
@@ -470,10 +589,22 @@ fn pair(c: &mut Case, g: &mut Rng) {
             break t;
         }
     };
-    let t2 = if t1 == 31 && t2 == 31 && op.starts_with("ld") { 0 } else { t2 };
-    let t2 = if t2 == t1 && op.starts_with("ld") { (t1 + 1) % 31 } else { t2 };
+    let t2 = if t1 == 31 && t2 == 31 && op.starts_with("ld") {
+        0
+    } else {
+        t2
+    };
+    let t2 = if t2 == t1 && op.starts_with("ld") {
+        (t1 + 1) % 31
+    } else {
+        t2
+    };
     let bytes = if sf && op != "ldpsw" { 8 } else { 4 };
-    let (a, bb) = if op == "ldpsw" { (x(t1), x(t2)) } else { (r(sf, t1), r(sf, t2)) };
+    let (a, bb) = if op == "ldpsw" {
+        (x(t1), x(t2))
+    } else {
+        (r(sf, t1), r(sf, t2))
+    };
     let mut off = g.range(-16, 14) * bytes;
     if b == "sp" {
         off &= !15;
@@ -500,7 +631,11 @@ fn exclusive(c: &mut Case, g: &mut Rng) {
     let reg_of = |n: u8| if size == 3 { x(n) } else { w(n) };
     match g.below(4) {
         0 => {
-            let (l, st) = if g.coin() { ("ldxr", "stxr") } else { ("ldaxr", "stlxr") };
+            let (l, st) = if g.coin() {
+                ("ldxr", "stxr")
+            } else {
+                ("ldaxr", "stlxr")
+            };
             c.emit(&format!("{l}{sfx} {}, [{b}]", reg_of(t)));
             if g.below(4) == 0 {
                 c.emit("clrex");
@@ -509,7 +644,11 @@ fn exclusive(c: &mut Case, g: &mut Rng) {
         }
         1 => {
             let sf = g.coin();
-            let (l, st) = if g.coin() { ("ldxp", "stxp") } else { ("ldaxp", "stlxp") };
+            let (l, st) = if g.coin() {
+                ("ldxp", "stxp")
+            } else {
+                ("ldaxp", "stlxp")
+            };
             c.emit(&format!("{l} {}, {}, [{b}]", r(sf, t), r(sf, t2)));
             let u = c.gpr(g);
             c.emit(&format!("{st} {}, {}, {}, [{b}]", w(s), r(sf, u), r(sf, t)));
@@ -532,12 +671,18 @@ fn atomic(c: &mut Case, g: &mut Rng) {
     let size = g.below(4) as u32;
     let off = (128 + g.range(-8, 7) * 8) as u64;
     let b = c.base(g, off);
-    let op = g.pick(&["ldadd", "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax", "ldumin", "swp"]);
+    let op = g.pick(&[
+        "ldadd", "ldclr", "ldeor", "ldset", "ldsmax", "ldsmin", "ldumax", "ldumin", "swp",
+    ]);
     let ord = g.pick(&["", "a", "l", "al"]);
     let sfx = ["b", "h", "", ""][size as usize];
     let reg_of = |n: u8| if size == 3 { x(n) } else { w(n) };
     let (s, t) = (c.reg(g), c.reg(g));
-    c.emit(&format!("{op}{ord}{sfx} {}, {}, [{b}]", reg_of(s), reg_of(t)));
+    c.emit(&format!(
+        "{op}{ord}{sfx} {}, {}, [{b}]",
+        reg_of(s),
+        reg_of(t)
+    ));
 }
 
 fn cas(c: &mut Case, g: &mut Rng) {
@@ -549,7 +694,11 @@ fn cas(c: &mut Case, g: &mut Rng) {
         let b = c.base(g, off);
         let pick_even = |c: &mut Case, g: &mut Rng| loop {
             let n = (g.below(15) * 2) as u8;
-            if !c.reserved.contains(&n) && !c.reserved.contains(&(n + 1)) && !c.touched.contains(&n) && !c.touched.contains(&(n + 1)) {
+            if !c.reserved.contains(&n)
+                && !c.reserved.contains(&(n + 1))
+                && !c.touched.contains(&n)
+                && !c.touched.contains(&(n + 1))
+            {
                 c.touched.push(n);
                 c.touched.push(n + 1);
                 c.reserved.push(n);
@@ -566,7 +715,13 @@ fn cas(c: &mut Case, g: &mut Rng) {
             c.set(s, v0 as i64);
             c.set(s + 1, v1 as i64);
         }
-        c.emit(&format!("casp{ord} {}, {}, {}, {}, [{b}]", r(sf, s), r(sf, s + 1), r(sf, t), r(sf, t + 1)));
+        c.emit(&format!(
+            "casp{ord} {}, {}, {}, {}, [{b}]",
+            r(sf, s),
+            r(sf, s + 1),
+            r(sf, t),
+            r(sf, t + 1)
+        ));
     } else {
         let size = g.below(4) as u32;
         let off = (128 + g.range(-8, 7) * 8) as u64;
@@ -579,7 +734,11 @@ fn cas(c: &mut Case, g: &mut Rng) {
         }
         let sfx = ["b", "h", "", ""][size as usize];
         let reg_of = |n: u8| if size == 3 { x(n) } else { w(n) };
-        c.emit(&format!("cas{ord}{sfx} {}, {}, [{b}]", reg_of(s), reg_of(t)));
+        c.emit(&format!(
+            "cas{ord}{sfx} {}, {}, [{b}]",
+            reg_of(s),
+            reg_of(t)
+        ));
     }
 }
 
@@ -662,7 +821,12 @@ pub fn program(cases: &[Case]) -> String {
     }
     s.push_str("    .balign 16\n");
     for c in cases {
-        let _ = writeln!(s, "init_{}:\n    .quad {}\n    .quad 0", c.idx, c.init.join(", "));
+        let _ = writeln!(
+            s,
+            "init_{}:\n    .quad {}\n    .quad 0",
+            c.idx,
+            c.init.join(", ")
+        );
     }
     s
 }
