@@ -52,19 +52,29 @@ impl Cpu {
                 Err(e) => return Err(self.insn_abort(e, pc)),
             },
         };
-        let slot = crate::cache::BlockCache::slot(pa);
+        let mut slot = crate::cache::BlockCache::slot(pa);
         if self.cache.blocks[slot].pa == pa {
             return Ok(slot);
         }
+        // Build from a fresh fetch, keyed by the physical address that
+        // fetch reports (the cached translation may be stale).
         let acc = self.fetch_access();
+        let first = match bus.fetch(pc, acc) {
+            Ok(f) => f,
+            Err(e) => return Err(self.insn_abort(e, pc)),
+        };
+        let pa = first.pa;
+        if pa != self.cache.tlb_lookup(pc, el).unwrap_or(u64::MAX) {
+            self.cache.tlb_fill(pc, el, pa);
+            slot = crate::cache::BlockCache::slot(pa);
+            if self.cache.blocks[slot].pa == pa {
+                return Ok(slot);
+            }
+        }
         let mut len = 0usize;
         let mut va = pc;
+        let mut f = first;
         loop {
-            let f = match bus.fetch(va, acc) {
-                Ok(f) => f,
-                Err(e) if len == 0 => return Err(self.insn_abort(e, pc)),
-                Err(_) => break,
-            };
             let insn = decode(f.insn);
             self.cache.blocks[slot].insns[len] = insn;
             len += 1;
@@ -72,6 +82,10 @@ impl Cpu {
             if insn.ends_block() || len == crate::cache::BLOCK_MAX || va & 0xfff == 0 {
                 break;
             }
+            f = match bus.fetch(va, acc) {
+                Ok(next) if next.pa == pa.wrapping_add(4 * len as u64) => next,
+                _ => break,
+            };
         }
         self.cache.mark_code(pa);
         let b = &mut self.cache.blocks[slot];

@@ -12,7 +12,7 @@ use gen::{gen_case, program, Rng, CLASSES, SCRATCH};
 use hyperprof_a64::Cpu;
 use std::process::Command;
 
-const CASES_PER_CLASS: usize = 300;
+const CASES_PER_CLASS: usize = 500;
 const SEED: u64 = 0x5eed_a64a_64a6_4a64;
 
 const REG_NAMES: [&str; 34] = [

@@ -208,3 +208,71 @@ fn step_and_run_agree() {
     assert_eq!(a.x(1), 55);
     assert_eq!((a.x(1), a.retired()), (b.x(1), b.retired()));
 }
+
+#[test]
+fn ic_iallu_drops_stale_blocks() {
+    let mut code = vec![0xd280_00e3u32, 0xd400_0002]; // movz x3, #7 ; hvc #0
+    code.resize(0x40, 0xd503_201f);
+    code.extend([0xd508_751f, 0xd400_0002]); // ic iallu ; hvc #0
+    let (mut cpu, mut bus) = machine(&code);
+    cpu.set_pstate_from_spsr(0b0101);
+    cpu.run(&mut bus, 10);
+    bus.write_u32(CODE, 0xd280_0123); // movz x3, #9
+    cpu.set_pc(CODE);
+    cpu.run(&mut bus, 10);
+    assert_eq!(cpu.x(3), 7);
+    cpu.set_pc(CODE + 0x100);
+    assert!(matches!(cpu.run(&mut bus, 10), Exit::El2(_)));
+    cpu.set_pc(CODE);
+    cpu.run(&mut bus, 10);
+    assert_eq!(cpu.x(3), 9);
+}
+
+/// Translates the code page at CODE to one of two physical pages.
+struct Remap {
+    mem: FlatBus,
+    to_second: bool,
+}
+
+impl Bus for Remap {
+    fn fetch(&mut self, va: u64, a: Access) -> Result<Fetched, MemFault> {
+        let pa = if va & !0xfff == CODE && self.to_second {
+            va + 0x1000
+        } else {
+            va
+        };
+        self.mem.fetch(pa, a).map(|f| Fetched { pa, insn: f.insn })
+    }
+    fn read(&mut self, va: u64, s: u8, a: Access) -> Result<u64, MemFault> {
+        self.mem.read(va, s, a)
+    }
+    fn write(&mut self, va: u64, s: u8, v: u64, a: Access) -> Result<u64, MemFault> {
+        self.mem.write(va, s, v, a)
+    }
+}
+
+#[test]
+fn tlbi_flushes_cached_instruction_translations() {
+    // Page 1: movz x3, #7 ; tlbi vmalle1 ; hvc.  Page 2: movz x3, #9 ; hvc.
+    let (mut cpu, mut mem) = machine(&[0xd280_00e3, 0xd508_871f, 0xd400_0002]);
+    mem.map(CODE + 0x1000, 0x1000);
+    mem.write_u32(CODE + 0x1000, 0xd280_0123);
+    mem.write_u32(CODE + 0x1004, 0xd400_0002);
+    let mut bus = Remap {
+        mem,
+        to_second: false,
+    };
+    cpu.run(&mut bus, 1);
+    assert_eq!(cpu.x(3), 7);
+    bus.to_second = true;
+    cpu.set_pc(CODE);
+    cpu.run(&mut bus, 2); // movz, then TLBI VMALLE1
+    assert_eq!(cpu.x(3), 7, "the old translation was still cached");
+    cpu.set_pc(CODE);
+    cpu.run(&mut bus, 1);
+    assert_eq!(
+        cpu.x(3),
+        9,
+        "after TLBI the fetch goes through the new translation"
+    );
+}
