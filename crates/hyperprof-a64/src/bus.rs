@@ -177,14 +177,15 @@ pub struct Retired {
     pub el: u8,
     /// The instruction word's class.
     pub class: OpClass,
-    /// Data virtual address (memory operations; the first access of a pair).
+    /// Data virtual address. Valid only when `class` is a memory
+    /// operation (the first access of a pair); stale otherwise.
     pub va: u64,
-    /// Total bytes accessed (memory operations; 0 for a prefetch or a
-    /// store exclusive that failed).
+    /// Total bytes accessed (0 for a prefetch or a store exclusive that
+    /// failed). Valid only for memory operations.
     pub size: u8,
-    /// Branch target (branches, whether taken or not).
+    /// Branch target, whether taken or not. Valid only for branches.
     pub target: u64,
-    /// Whether a branch was taken.
+    /// Whether a branch was taken. Valid only for branches.
     pub taken: bool,
 }
 

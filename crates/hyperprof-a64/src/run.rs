@@ -102,16 +102,6 @@ impl Cpu {
         bus.retired(&self.obs);
     }
 
-    #[inline(always)]
-    fn reset_obs<B: Bus>(&mut self) {
-        if B::OBSERVE {
-            self.obs.va = 0;
-            self.obs.size = 0;
-            self.obs.target = 0;
-            self.obs.taken = false;
-        }
-    }
-
     /// Checks before fetching at the current PC: pending interrupts,
     /// PSTATE.IL, PC alignment. True if an exception was taken.
     #[inline(always)]
@@ -142,7 +132,6 @@ impl Cpu {
     ) -> Result<(), Option<Exit>> {
         let pc = self.pc;
         let el = self.pstate.el;
-        self.reset_obs::<B>();
         match self.exec(bus, insn) {
             Ok(()) => {
                 *done += 1;
