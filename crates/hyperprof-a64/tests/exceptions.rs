@@ -23,6 +23,13 @@ struct HypBus {
 
 impl Bus for HypBus {
     fn fetch(&mut self, va: u64, a: Access) -> Result<Fetched, MemFault> {
+        if va & !0xfff == MMIO {
+            return Err(MemFault::Stage2 {
+                fsc: 0b000111,
+                ipa: va,
+                s1ptw: false,
+            });
+        }
         self.mem.fetch(va, a)
     }
     fn read(&mut self, va: u64, size: u8, a: Access) -> Result<u64, MemFault> {
@@ -300,6 +307,61 @@ fn trapped_mrs_exits_with_sys64_iss_and_resumes() {
     cpu.skip();
     assert_eq!(cpu.run(&mut bus, 1), Exit::Budget);
     assert_eq!((cpu.x(5), cpu.x(2)), (0x41, 3));
+    // MSR PMCR_EL0, x5: the same ISS with direction 0 (write).
+    let (mut cpu, mut bus) = machine(&[0xd51b_9c05], &[NOP], 1);
+    assert_eq!(el2_exit(&mut cpu, &mut bus).esr, 0x6230_e4b8);
+    // At EL0 an EL1-only register is UNDEFINED before any EL2 trap: MRS x0, SCTLR_EL1.
+    let (mut cpu, mut bus) = machine(&[0xd538_1000], &[NOP], 0);
+    cpu.step(&mut bus);
+    assert_eq!((cpu.el(), esr_el1(&cpu) >> 26), (1, 0));
+    // DAIF at EL0 traps to EL1 unless SCTLR_EL1.UMA: MRS x0, DAIF.
+    let (mut cpu, mut bus) = machine(&[0xd53b_4220], &[NOP], 0);
+    cpu.step(&mut bus);
+    assert_eq!(esr_el1(&cpu) >> 26, 0x18);
+}
+
+#[test]
+fn smc_traps_only_with_tsc() {
+    let (mut cpu, mut bus) = machine(&[0xd400_0063], &[NOP], 1); // smc #3
+    cpu.el2.tsc = true;
+    let e = el2_exit(&mut cpu, &mut bus);
+    assert_eq!(e.esr, (0x17 << 26) | (1 << 25) | 3);
+    assert_eq!(cpu.pc(), CODE, "a trapped SMC returns to itself");
+    let (mut cpu, mut bus) = machine(&[0xd400_0063], &[NOP], 1);
+    cpu.step(&mut bus);
+    assert_eq!(esr_el1(&cpu) >> 26, 0, "no EL3: UNDEFINED");
+}
+
+#[test]
+fn stage2_instruction_abort() {
+    // BR x1 into the MMIO window: the fetch faults at stage 2.
+    let (mut cpu, mut bus) = machine(&[0xd61f_0020], &[NOP], 1);
+    cpu.set_x(1, MMIO + 0x40);
+    let e = el2_exit(&mut cpu, &mut bus);
+    assert_eq!(e.esr, (0x20 << 26) | (1 << 25) | 0b000111);
+    assert_eq!((e.far, e.hpfar), (MMIO + 0x40, (MMIO >> 12) << 4));
+    assert_eq!(cpu.pc(), MMIO + 0x40);
+}
+
+#[test]
+fn sevl_then_wfe_falls_through_once() {
+    // sevl ; wfe ; wfe
+    let (mut cpu, mut bus) = machine(&[0xd503_20bf, 0xd503_205f, 0xd503_205f, NOP], &[NOP], 1);
+    assert_eq!(cpu.run(&mut bus, 10), Exit::Wfe);
+    assert_eq!(
+        cpu.pc(),
+        CODE + 12,
+        "the first WFE consumed the event, the second waited"
+    );
+    // EL0 WFE with SCTLR_EL1.nTWE clear traps to EL1 with EC 0x01, TI = 1.
+    let (mut cpu, mut bus) = machine(&[0xd503_205f], &[NOP], 0);
+    let s = cpu.read_sysreg(regs::SCTLR_EL1).unwrap_or(0) & !sctlr::NTWE;
+    cpu.write_sysreg(regs::SCTLR_EL1, s);
+    cpu.step(&mut bus);
+    assert_eq!(
+        esr_el1(&cpu),
+        (0x01 << 26) | (1 << 25) | (1 << 24) | (0xe << 20) | 1
+    );
 }
 
 #[test]
