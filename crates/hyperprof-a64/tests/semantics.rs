@@ -276,3 +276,47 @@ fn tlbi_flushes_cached_instruction_translations() {
         "after TLBI the fetch goes through the new translation"
     );
 }
+
+#[test]
+fn random_words_never_panic_and_always_retire_or_take_an_exception() {
+    const VBAR: u64 = 0x8000;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut bus = FlatBus::new();
+    bus.map(CODE, 0x1000);
+    bus.map(DATA, 0x1000);
+    bus.map(VBAR, 0x800);
+    let mut cpu = Cpu::new();
+    for _ in 0..30_000 {
+        let word = next() as u32;
+        bus.write_u32(CODE, word);
+        cpu.invalidate_code();
+        let before = cpu.retired();
+        for r in 0..31 {
+            let v = match next() % 4 {
+                0 => DATA + (next() % 0x1000),
+                1 => next(),
+                _ => next() % 64,
+            };
+            cpu.set_x(r, v);
+        }
+        cpu.set_sp(DATA + 0x800);
+        cpu.set_nzcv(next());
+        cpu.write_sysreg(hyperprof_a64::cpu::regs::VBAR_EL1, VBAR);
+        cpu.set_pstate_from_spsr(if next() & 1 == 0 { 0 } else { 0b0101 });
+        cpu.set_pc(CODE);
+        let exit = cpu.step(&mut bus);
+        let in_vectors = (VBAR..VBAR + 0x800).contains(&cpu.pc());
+        let retired = cpu.retired() == before + 1;
+        assert!(
+            retired || in_vectors || matches!(exit, Some(Exit::El2(_))),
+            "{word:#010x}: neither retired nor took an exception (pc {:#x}, exit {exit:?})",
+            cpu.pc()
+        );
+    }
+}

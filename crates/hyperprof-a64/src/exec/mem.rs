@@ -599,7 +599,7 @@ impl Cpu {
         let base = va & !63;
         let s = Shape::plain(AccessKind::Write, 0);
         for i in 0..8 {
-            let a = base + i * 8;
+            let a = base.wrapping_add(i * 8);
             let acc = self.access(&s);
             match bus.write(a, 8, 0, acc) {
                 Ok(pa) => self.note_write(pa),

@@ -67,7 +67,7 @@ pub struct Case {
 }
 
 /// The classes, for the report.
-pub const CLASSES: [&str; 14] = [
+pub const CLASSES: [&str; 15] = [
     "add/sub/logical immediate, move wide",
     "logical shifted register",
     "add/sub shifted and extended register",
@@ -81,6 +81,7 @@ pub const CLASSES: [&str; 14] = [
     "LSE atomics (LD<op>, SWP, acquire/release forms)",
     "CAS, CASP",
     "branches: B.cond, CBZ/CBNZ, TBZ/TBNZ, BL, BR, BLR, RET",
+    "system at EL0: hints, barriers, CLREX, MRS/MSR NZCV and TPIDR_EL0",
     "mixed sequences",
 ];
 
@@ -216,7 +217,8 @@ pub fn gen_case(rng: &mut Rng, idx: usize, class: usize) -> Case {
             9 => exclusive(&mut c, rng),
             10 => atomic(&mut c, rng),
             11 => cas(&mut c, rng),
-            _ => branch(&mut c, rng),
+            12 => branch(&mut c, rng),
+            _ => system(&mut c, rng),
         }
     }
     c
@@ -781,4 +783,37 @@ fn branch(c: &mut Case, g: &mut Rng) {
     }
     c.emit(&skip);
     c.emit("1:");
+}
+
+fn system(c: &mut Case, g: &mut Rng) {
+    let d = c.reg(g);
+    match g.below(4) {
+        0 => {
+            let h = g.pick(&[
+                "nop",
+                "yield",
+                "sevl",
+                "isb",
+                "dmb ish",
+                "dmb ishld",
+                "dsb sy",
+                "dsb ish",
+                "clrex",
+                "csdb",
+                "psb csync",
+                "hint #0x25",
+            ]);
+            c.emit(h);
+        }
+        1 => c.emit(&format!("mrs {}, nzcv", x(d))),
+        2 => {
+            let n = c.reg(g);
+            c.emit(&format!("msr nzcv, {}", x(n)));
+        }
+        _ => {
+            let n = c.reg(g);
+            c.emit(&format!("msr tpidr_el0, {}", x(n)));
+            c.emit(&format!("mrs {}, tpidr_el0", x(d)));
+        }
+    }
 }
