@@ -139,6 +139,7 @@ pub struct Cpu {
     /// EL2 trap controls applied by the engine.
     pub el2: El2Controls,
     pub(crate) retired: u64,
+    pub(crate) exceptions: u64,
     pub(crate) obs: crate::bus::Retired,
     #[cfg(feature = "alloc")]
     pub(crate) cache: alloc::boxed::Box<crate::cache::BlockCache>,
@@ -181,6 +182,7 @@ impl Cpu {
             fiq_line: false,
             el2: El2Controls::default(),
             retired: 0,
+            exceptions: 0,
             obs: crate::bus::Retired::default(),
             #[cfg(feature = "alloc")]
             cache: crate::cache::BlockCache::new_boxed(),
@@ -271,6 +273,12 @@ impl Cpu {
     /// The number of instructions retired since creation.
     pub fn retired(&self) -> u64 {
         self.retired
+    }
+
+    /// The number of exceptions taken to EL1 since creation (synchronous
+    /// and interrupts).
+    pub fn exceptions_taken(&self) -> u64 {
+        self.exceptions
     }
 
     /// The exclusive monitor.

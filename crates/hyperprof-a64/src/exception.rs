@@ -122,6 +122,7 @@ impl Cpu {
         } else {
             0
         };
+        self.exceptions += 1;
         self.spsr_el1 = self.spsr_value();
         self.elr_el1 = pref;
         if let Some(e) = esr {

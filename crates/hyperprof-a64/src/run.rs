@@ -167,14 +167,19 @@ impl Cpu {
         }
     }
 
-    /// Run until `budget` instructions have retired or something needs the
-    /// embedder: an exception to EL2, WFI/WFE, or a hint that asked to exit.
-    /// Exceptions to EL1 (synchronous, IRQ, FIQ) are taken inside.
+    /// Run until the budget is used up or something needs the embedder: an
+    /// exception to EL2, WFI/WFE, or a hint that asked to exit. Exceptions
+    /// to EL1 (synchronous, IRQ, FIQ) are taken inside. The budget counts
+    /// retired instructions plus exceptions taken, so a guest caught in an
+    /// exception loop (e.g. unmapped vectors) still returns
+    /// [`Exit::Budget`].
     #[cfg_attr(not(feature = "alloc"), allow(unused_labels))]
     pub fn run<B: Bus>(&mut self, bus: &mut B, budget: u64) -> Exit {
         let mut done = 0u64;
+        let taken_before = self.exceptions;
         let exit = 'outer: loop {
-            if done >= budget {
+            let used = done + (self.exceptions - taken_before);
+            if used >= budget {
                 break Exit::Budget;
             }
             if self.pre_fetch() {
@@ -191,7 +196,7 @@ impl Cpu {
                     },
                 };
                 let len = self.cache.blocks[slot].len as u64;
-                let n = len.min(budget - done) as usize;
+                let n = len.min(budget - used) as usize;
                 for i in 0..n {
                     let insn = self.cache.blocks[slot].insns[i];
                     match self.step_insn(bus, insn, &mut done) {

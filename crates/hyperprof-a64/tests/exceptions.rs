@@ -422,3 +422,18 @@ fn inject_undef_from_hypervisor() {
     assert_eq!(cpu.pc(), VBAR + 0x400);
     assert_eq!(cpu.read_sysreg(regs::ELR_EL1), Some(CODE));
 }
+
+#[test]
+fn exception_loop_still_ends_on_budget() {
+    // VBAR_EL1 points at unmapped memory: every vector fetch aborts again.
+    let (mut cpu, mut bus) = machine(&[UDF], &[NOP], 1);
+    cpu.write_sysreg(regs::VBAR_EL1, 0x40_0000);
+    assert_eq!(cpu.run(&mut bus, 1000), Exit::Budget);
+    assert_eq!(cpu.retired(), 0);
+    assert_eq!(cpu.exceptions_taken(), 1000);
+    assert_eq!(
+        esr_el1(&cpu) >> 26,
+        0x21,
+        "instruction abort at the vector, same EL"
+    );
+}
