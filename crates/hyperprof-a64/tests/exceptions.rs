@@ -158,9 +158,12 @@ fn vector_offsets_by_source_el_and_sp() {
     assert_eq!(cpu.read_sysreg(regs::ELR_EL1), Some(CODE + 8));
     assert_eq!(
         cpu.pc(),
-        VBAR + 0x480 + 4,
-        "IRQ vector, then one handler instruction"
+        VBAR + 0x480,
+        "IRQ vector (taking it used the budget of 1)"
     );
+    cpu.set_irq(false);
+    cpu.run(&mut bus, 1);
+    assert_eq!(cpu.pc(), VBAR + 0x484);
     // FIQ from EL1h: 0x200 + 0x100.
     let (mut cpu, mut bus) = machine(&[NOP], &[NOP], 1);
     cpu.set_pstate_from_spsr(0b0101);
