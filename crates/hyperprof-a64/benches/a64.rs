@@ -3,7 +3,7 @@
 //! 9 instructions) with the observer counting every retired instruction.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use hyperprof_a64::{decode, Cpu, Exit};
+use hyperprof_a64::{decode, Access, Bus, Cpu, Exit, Fetched, MemFault};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -50,6 +50,32 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same memory with the observer compiled out.
+struct Quiet(common::FlatBus);
+
+impl Bus for Quiet {
+    const OBSERVE: bool = false;
+    fn fetch(&mut self, va: u64, a: Access) -> Result<Fetched, MemFault> {
+        self.0.fetch(va, a)
+    }
+    fn read(&mut self, va: u64, s: u8, a: Access) -> Result<u64, MemFault> {
+        self.0.read(va, s, a)
+    }
+    fn write(&mut self, va: u64, s: u8, v: u64, a: Access) -> Result<u64, MemFault> {
+        self.0.write(va, s, v, a)
+    }
+}
+
+fn run_loop<B: Bus>(cpu: &mut Cpu, bus: &mut B) -> u64 {
+    cpu.set_pc(CODE);
+    cpu.set_x(0, ITERS);
+    cpu.set_x(5, BUF);
+    cpu.set_x(6, 0);
+    let exit = cpu.run(bus, u64::MAX);
+    assert!(matches!(exit, Exit::El2(_)));
+    cpu.x(3)
+}
+
 fn bench_interp(c: &mut Criterion) {
     let mut bus = common::FlatBus::new();
     bus.map(CODE, 0x1000);
@@ -63,15 +89,11 @@ fn bench_interp(c: &mut Criterion) {
     g.throughput(Throughput::Elements(insns));
     g.sample_size(20);
     g.bench_function("compute_loop_1M_iterations", |b| {
-        b.iter(|| {
-            cpu.set_pc(CODE);
-            cpu.set_x(0, ITERS);
-            cpu.set_x(5, BUF);
-            cpu.set_x(6, 0);
-            let exit = cpu.run(&mut bus, u64::MAX);
-            assert!(matches!(exit, Exit::El2(_)));
-            black_box(cpu.x(3))
-        })
+        b.iter(|| black_box(run_loop(&mut cpu, &mut bus)))
+    });
+    let mut quiet = Quiet(bus);
+    g.bench_function("compute_loop_1M_iterations_no_observer", |b| {
+        b.iter(|| black_box(run_loop(&mut cpu, &mut quiet)))
     });
     g.finish();
 }
