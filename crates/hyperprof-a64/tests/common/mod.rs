@@ -11,6 +11,10 @@ use std::process::Command;
 
 /// Where the test shim's EL1 vectors live.
 pub const VBAR: u64 = 0x1_0000;
+/// Top of the EL0 stack `run_user` maps.
+pub const USER_STACK_TOP: u64 = 0x7f_0000_0000;
+/// Its size.
+pub const USER_STACK_SIZE: u64 = 0x1_0000;
 /// `HVC #0`.
 pub const HVC0: u32 = 0xd400_0002;
 /// `ERET`.
@@ -226,6 +230,8 @@ pub fn run_user(
         | (1 << 15);
     cpu.write_sysreg(regs::SCTLR_EL1, sctlr);
     cpu.set_pstate_from_spsr(0);
+    bus.map(USER_STACK_TOP - USER_STACK_SIZE, USER_STACK_SIZE as usize);
+    cpu.set_sp_el0(USER_STACK_TOP - 64);
     cpu.set_pc(entry);
     let mut out = Vec::new();
     let mut left = max_insns;
