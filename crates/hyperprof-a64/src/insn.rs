@@ -281,7 +281,7 @@ pub enum AtomicOp {
 }
 
 /// A system register named by its encoding `op0:op1:CRn:CRm:op2`
-/// (packed as in the MRS/MSR instruction bits [20:5], op0 in bits 15:14).
+/// (packed as in the MRS/MSR instruction bits \[20:5\], op0 in bits 15:14).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SysReg(pub u16);
 
@@ -612,7 +612,7 @@ pub enum Insn {
     },
     /// STLR.
     StoreRelease { size: u8, rt: u8, rn: u8 },
-    /// LD<op>/SWP with acquire/release forms; `rs` is the operand, `rt` gets the old value.
+    /// `LD<op>`/SWP with acquire/release forms; `rs` is the operand, `rt` gets the old value.
     Atomic {
         size: u8,
         op: AtomicOp,
