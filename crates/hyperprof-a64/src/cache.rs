@@ -12,6 +12,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use crate::bus::OpClass;
 use crate::insn::Insn;
 
 /// Most instructions in one block.
@@ -26,6 +27,8 @@ pub(crate) struct Block {
     pub(crate) pa: u64,
     pub(crate) len: u32,
     pub(crate) insns: [Insn; BLOCK_MAX],
+    /// The observer's class of each instruction, computed once.
+    pub(crate) classes: [OpClass; BLOCK_MAX],
 }
 
 pub(crate) struct BlockCache {
@@ -44,6 +47,7 @@ impl BlockCache {
                 pa: INVALID,
                 len: 0,
                 insns: [Insn::Undefined; BLOCK_MAX],
+                classes: [OpClass::OTHER; BLOCK_MAX],
             });
         }
         Box::new(BlockCache {

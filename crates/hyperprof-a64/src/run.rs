@@ -1,7 +1,7 @@
 //! The run loop: interrupts, PC alignment, fetch through the block cache,
 //! execution, the observer, and exits.
 
-use crate::bus::{Access, AccessKind, Bus};
+use crate::bus::{Access, AccessKind, Bus, OpClass};
 use crate::cpu::Cpu;
 use crate::decode::decode;
 use crate::exception::{ec, esr, Exit, Stop, VECT_SYNC};
@@ -77,6 +77,7 @@ impl Cpu {
         loop {
             let insn = decode(f.insn);
             self.cache.blocks[slot].insns[len] = insn;
+            self.cache.blocks[slot].classes[len] = op_class(&insn);
             len += 1;
             va = va.wrapping_add(4);
             if insn.ends_block() || len == crate::cache::BLOCK_MAX || va & 0xfff == 0 {
@@ -95,10 +96,10 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn observe<B: Bus>(&mut self, bus: &mut B, pc: u64, el: u8, insn: &Insn) {
+    fn observe<B: Bus>(&mut self, bus: &mut B, pc: u64, el: u8, class: OpClass) {
         self.obs.pc = pc;
         self.obs.el = el;
-        self.obs.class = op_class(insn);
+        self.obs.class = class;
         bus.retired(&self.obs);
     }
 
@@ -128,6 +129,7 @@ impl Cpu {
         &mut self,
         bus: &mut B,
         insn: Insn,
+        class: OpClass,
         done: &mut u64,
     ) -> Result<(), Option<Exit>> {
         let pc = self.pc;
@@ -136,7 +138,7 @@ impl Cpu {
             Ok(()) => {
                 *done += 1;
                 if B::OBSERVE {
-                    self.observe(bus, pc, el, &insn);
+                    self.observe(bus, pc, el, class);
                 }
                 Ok(())
             }
@@ -149,7 +151,7 @@ impl Cpu {
                 if retired {
                     *done += 1;
                     if B::OBSERVE {
-                        self.observe(bus, pc, el, &insn);
+                        self.observe(bus, pc, el, class);
                     }
                 }
                 self.take_stop_el1(esr, far, pref);
@@ -159,7 +161,7 @@ impl Cpu {
                 if retired {
                     *done += 1;
                     if B::OBSERVE {
-                        self.observe(bus, pc, el, &insn);
+                        self.observe(bus, pc, el, class);
                     }
                 }
                 Err(Some(exit))
@@ -199,7 +201,8 @@ impl Cpu {
                 let n = len.min(budget - used) as usize;
                 for i in 0..n {
                     let insn = self.cache.blocks[slot].insns[i];
-                    match self.step_insn(bus, insn, &mut done) {
+                    let class = self.cache.blocks[slot].classes[i];
+                    match self.step_insn(bus, insn, class, &mut done) {
                         Ok(()) => {}
                         Err(None) => continue 'outer,
                         Err(Some(exit)) => break 'outer exit,
@@ -215,7 +218,7 @@ impl Cpu {
                         None => continue,
                     },
                 };
-                match self.step_insn(bus, insn, &mut done) {
+                match self.step_insn(bus, insn, op_class(&insn), &mut done) {
                     Ok(()) | Err(None) => {}
                     Err(Some(exit)) => break exit,
                 }
@@ -237,7 +240,7 @@ impl Cpu {
             Err(stop) => return self.stop_without_insn(stop),
         };
         let mut done = 0;
-        let r = self.step_insn(bus, insn, &mut done);
+        let r = self.step_insn(bus, insn, op_class(&insn), &mut done);
         self.retired += done;
         r.err().flatten()
     }
