@@ -175,13 +175,10 @@ pub(crate) fn decode_bit_masks(
     let welem = ones(s + 1);
     let telem = ones(diff + 1);
     let wrot = ror_e(welem, r, esize);
-    let mut wmask = 0u64;
-    let mut tmask = 0u64;
-    let mut i = 0;
-    while i < datasize {
-        wmask |= wrot << i;
-        tmask |= telem << i;
-        i += esize;
-    }
+    // Replicate an esize-bit element across the datasize: multiply by the
+    // constant with a 1 at the bottom of each element.
+    let rep = ones(datasize) / ones(esize);
+    let wmask = wrot.wrapping_mul(rep) & ones(datasize);
+    let tmask = telem.wrapping_mul(rep) & ones(datasize);
     Some((wmask, tmask))
 }
