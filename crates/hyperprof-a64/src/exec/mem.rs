@@ -136,6 +136,13 @@ impl Cpu {
         match bus.write(va, 1 << size, v, acc) {
             Ok(pa) => {
                 self.note_write(pa);
+                let last = pa.wrapping_add((1u64 << size) - 1);
+                if last >> 12 != pa >> 12 {
+                    // A page-crossing store: also the next page, assuming the
+                    // physical pages are contiguous (otherwise the embedder
+                    // calls Cpu::invalidate_code).
+                    self.note_write(last);
+                }
                 Ok(())
             }
             Err(f) => Err(self.data_abort(f, va, true, s.isv, false, pc)),
