@@ -230,8 +230,11 @@ pub trait Bus {
         SysRegWrite::Engine
     }
 
-    /// A hint (NOP, YIELD, SEV, PSB CSYNC ...). WFI and WFE reach this
-    /// only when not trapped to EL2 (see [`crate::El2Controls`]).
+    /// A hint (NOP, YIELD, SEV, SEVL, PSB CSYNC ...). WFI and WFE reach
+    /// this only when the PE is about to wait: not trapped (SCTLR_EL1.nTWx,
+    /// [`crate::El2Controls`]), no interrupt pending, and for WFE the event
+    /// register clear; `run` then returns [`crate::Exit::Wfi`] or
+    /// [`crate::Exit::Wfe`] whatever this returns.
     fn hint(&mut self, hint: Hint, el: u8) -> HintAction {
         let _ = (hint, el);
         HintAction::Continue
