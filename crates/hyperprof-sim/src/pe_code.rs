@@ -209,12 +209,22 @@ struct PeBus<'a> {
     mpidr: u64,
     /// SCTLR_EL1 as the engine holds it (kept in step by MSR).
     sctlr: u64,
-    /// Events of the operations retired so far, per EL (0 and 1).
+    /// Events of the memory and branch operations retired so far, per EL
+    /// (0 and 1).
     counts: [EventCounts; 2],
     /// Operations retired so far, per EL.
     ops: [u64; 2],
-    /// The last operation and the EL it retired at.
-    last: Option<(Op, u8)>,
+    /// Of those, the ones that neither access memory nor branch: each
+    /// causes exactly one INST_RETIRED, INST_SPEC and CPU_CYCLES, which
+    /// are added in one go.
+    plain: [u64; 2],
+    /// The last operation's PC, and the operation itself when it accessed
+    /// memory or branched.
+    last_pc: u64,
+    last_op: Option<Op>,
+    /// The number of the operation of this run that is the sample point
+    /// (0: none is).
+    sample_at: u64,
     access: Option<LastAccess>,
     /// The EL of the previous retired instruction.
     el: u8,
@@ -352,14 +362,25 @@ impl PeBus<'_> {
         access.el
     }
 
+    #[inline]
     fn read_bytes(&mut self, va: u64, size: u8, el: u8) -> Result<(u64, u64), a64::MemFault> {
         let n = usize::from(size);
         let (e, off) = self.lookup(va, el, Kind::Read)?;
         if off + n <= PAGE_SIZE as usize {
-            let b = &self.mem.frame_bytes(e.frame)[off..off + n];
-            let mut v = [0u8; 8];
-            v[..n].copy_from_slice(b);
-            return Ok((u64::from_le_bytes(v), e.pa_page + off as u64));
+            let page = self.mem.frame_bytes(e.frame);
+            let v = match n {
+                1 => u64::from(page[off]),
+                2 => u64::from(u16::from_le_bytes([page[off], page[off + 1]])),
+                4 => u64::from(u32::from_le_bytes(
+                    page[off..off + 4].try_into().expect("4 bytes"),
+                )),
+                _ => {
+                    let mut v = [0u8; 8];
+                    v[..n].copy_from_slice(&page[off..off + n]);
+                    u64::from_le_bytes(v)
+                }
+            };
+            return Ok((v, e.pa_page + off as u64));
         }
         let mut v = 0u64;
         for i in 0..n {
@@ -625,9 +646,11 @@ impl a64::Bus for PeBus<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn retired(&mut self, info: &a64::Retired) {
-        self.sync_el(info.el);
+        if info.el != self.el {
+            self.sync_el(info.el);
+        }
         let access = self.access.take();
         let class = info.class;
         let mem = if class.is_memory() && info.size > 0 {
@@ -643,11 +666,23 @@ impl a64::Bus for PeBus<'_> {
             link: class.has(a64::OpClass::LINK),
             is_return: class.has(a64::OpClass::RETURN),
         });
-        let (op, _) = self.uarch.retire(self.pe.id, info.pc, mem, branch.as_ref());
         let e = usize::from(info.el.min(1));
-        op.add_events(&mut self.counts[e]);
         self.ops[e] += 1;
-        self.last = Some((op, info.el));
+        // Only the run's last operation can be the sample point: only it
+        // needs the whole operation kept.
+        let keep = self.ops[0] + self.ops[1] == self.sample_at;
+        if keep {
+            self.last_pc = info.pc;
+        }
+        if mem.is_none() && branch.is_none() {
+            self.plain[e] += 1;
+            return;
+        }
+        let (op, _) = self.uarch.retire(self.pe.id, info.pc, mem, branch.as_ref());
+        op.add_events(&mut self.counts[e]);
+        if keep {
+            self.last_op = Some(op);
+        }
     }
 }
 
@@ -737,13 +772,25 @@ impl Pe {
                 sctlr,
                 counts: [EventCounts::default(), EventCounts::default()],
                 ops: [0; 2],
-                last: None,
+                plain: [0; 2],
+                last_pc: 0,
+                last_op: None,
+                sample_at: if sampling && chunk == to_sample {
+                    chunk
+                } else {
+                    0
+                },
                 access: None,
                 el: ctx.cpu.el(),
             };
             let exit = ctx.cpu.run(&mut bus, chunk);
             let PeBus {
-                counts, ops, last, ..
+                mut counts,
+                ops,
+                plain,
+                last_pc,
+                last_op,
+                ..
             } = bus;
             let n = ops[0] + ops[1];
             *done += n;
@@ -754,11 +801,15 @@ impl Pe {
                 .enumerate()
             {
                 if ops[i] > 0 {
-                    self.account(&counts[i], el, ops[i]);
+                    let c = &mut counts[i];
+                    c.add(Event::INST_RETIRED, plain[i]);
+                    c.add(Event::INST_SPEC, plain[i]);
+                    c.add(Event::CPU_CYCLES, plain[i]);
+                    self.account(c, el, ops[i]);
                 }
             }
             if sampling && n > 0 {
-                let (op, _) = last.expect("an operation retired");
+                let op = last_op.unwrap_or_else(|| Op::other(last_pc));
                 // `counted == to_sample` means every operation of the run
                 // was at a profiled level: the last one is the sample point.
                 let counted = self.count_sampled_ops(&ops);

@@ -229,15 +229,15 @@ const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
 
 /// Per-host-CPU drivers and workload.
-struct HostCpu {
-    spe: Option<SpeDriver>,
-    pmu: Option<PmuDriver>,
-    work: Box<dyn Workload>,
-    truth: EventCounts,
-    ops: u64,
-    spe_unit: SpeStats,
-    pmu_interrupts: u64,
-    pmbirqs: u64,
+pub(crate) struct HostCpu {
+    pub(crate) spe: Option<SpeDriver>,
+    pub(crate) pmu: Option<PmuDriver>,
+    pub(crate) work: Box<dyn Workload>,
+    pub(crate) truth: EventCounts,
+    pub(crate) ops: u64,
+    pub(crate) spe_unit: SpeStats,
+    pub(crate) pmu_interrupts: u64,
+    pub(crate) pmbirqs: u64,
 }
 
 struct Vcpu {
@@ -274,67 +274,7 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
     kvm.set_host_pmu_reserve(setup.host.pmu_reserved)
         .map_err(|e| fail("host PMU reservation")(e.to_string()))?;
 
-    // The host: SPE where there is a unit, PMU events everywhere.
-    let mut host = Vec::new();
-    for cpu in 0..ncpus {
-        let work = by_name(&setup.host.workload, setup.seed ^ 0xa5 ^ cpu as u64)
-            .ok_or_else(|| fail("host workload")(setup.host.workload.clone()))?;
-        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
-        let spe = match (&setup.host.spe, has_spe) {
-            (Some(s), true) => {
-                let ttbr = if setup.nvhe {
-                    SysReg::TTBR0_EL1
-                } else {
-                    SysReg::TTBR0_EL2
-                };
-                let va = HOST_BUF_VA + ((cpu as u64) << 32);
-                Some(
-                    hyperprof_guest::host::start_session(
-                        kvm.machine(),
-                        cpu,
-                        ttbr,
-                        va,
-                        s.buffer_bytes,
-                        s.session,
-                    )
-                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
-                )
-            }
-            _ => None,
-        };
-        let pmu = if setup.host.pmu_events.is_empty() {
-            None
-        } else {
-            let range = if setup.host.pmu_reserved > 0 {
-                Range::High
-            } else {
-                Range::Low
-            };
-            let mut c = kvm
-                .machine()
-                .cpu(cpu)
-                .ok_or_else(|| fail("host")("no such CPU".into()))?;
-            let mut d = PmuDriver::probe(&mut c, range)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            for e in &setup.host.pmu_events {
-                d.add(*e)
-                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            }
-            d.start(&mut c)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            Some(d)
-        };
-        host.push(HostCpu {
-            spe,
-            pmu,
-            work,
-            truth: EventCounts::default(),
-            ops: 0,
-            spe_unit: SpeStats::default(),
-            pmu_interrupts: 0,
-            pmbirqs: 0,
-        });
-    }
+    let mut host = start_host(&mut kvm, &setup.host, setup.seed, setup.nvhe)?;
     let host_symbols = host
         .first()
         .map(|h| h.work.symbols().to_vec())
@@ -476,6 +416,67 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
 
     // Collect.
     let mut problems = Vec::new();
+    let host_out = stop_host(&mut kvm, host, &mut problems)?;
+    let mut vms: Vec<VmOutcome> = setup
+        .vms
+        .iter()
+        .enumerate()
+        .map(|(i, s)| VmOutcome {
+            setup: s.clone(),
+            vcpus: Vec::new(),
+            pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
+            pinned_peak: pinned_peak[i],
+            symbols: symbols[i].clone(),
+        })
+        .collect();
+    for v in vcpus {
+        let stats = kvm
+            .vcpu_stats(v.vcpu)
+            .ok_or_else(|| fail("stats")("no vCPU".into()))?;
+        let (pmu_overflows, spe_buffer_full) = (
+            v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
+            v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
+        );
+        vms[v.vm].vcpus.push(VcpuOutcome {
+            vcpu: v.vcpu,
+            ops: v.kernel.ops_done(),
+            stats,
+            spe_data: v.kernel.data().to_vec(),
+            spe_buffer_full,
+            spe_unit: v.spe_unit,
+            pmu_counts: v.kernel.pmu_counts().to_vec(),
+            pmu_overflows,
+            truth: EventCounts::default(),
+            error: v.kernel.error().map(|e| e.to_string()),
+        });
+    }
+    // The ground truth of each vCPU: its workload from the same seed,
+    // skipped over the operations it ran.
+    for (i, vm) in vms.iter_mut().enumerate() {
+        for (j, out) in vm.vcpus.iter_mut().enumerate() {
+            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+            let mut w = by_name(&vm.setup.workload, seed)
+                .ok_or_else(|| fail("workload")(vm.setup.workload.clone()))?;
+            w.skip(out.ops, &mut out.truth);
+        }
+    }
+    Ok(Outcome {
+        setup: setup.clone(),
+        vms,
+        host: host_out,
+        host_symbols,
+        rounds: round,
+        problems,
+    })
+}
+
+/// Stops the host's drivers on every CPU and collects what they measured;
+/// an SPE unit whose counts do not add up is a problem of the run.
+pub(crate) fn stop_host(
+    kvm: &mut Kvm,
+    host: Vec<HostCpu>,
+    problems: &mut Vec<(Invariant, String)>,
+) -> Result<Vec<HostCpuOutcome>> {
     let mut host_out = Vec::new();
     for (cpu, mut h) in host.into_iter().enumerate() {
         let mut c = kvm
@@ -530,62 +531,85 @@ pub fn run(setup: &Setup, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome>
             has_spe,
         });
     }
-    let mut vms: Vec<VmOutcome> = setup
-        .vms
-        .iter()
-        .enumerate()
-        .map(|(i, s)| VmOutcome {
-            setup: s.clone(),
-            vcpus: Vec::new(),
-            pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
-            pinned_peak: pinned_peak[i],
-            symbols: symbols[i].clone(),
-        })
-        .collect();
-    for v in vcpus {
-        let stats = kvm
-            .vcpu_stats(v.vcpu)
-            .ok_or_else(|| fail("stats")("no vCPU".into()))?;
-        let (pmu_overflows, spe_buffer_full) = (
-            v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
-            v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
-        );
-        vms[v.vm].vcpus.push(VcpuOutcome {
-            vcpu: v.vcpu,
-            ops: v.kernel.ops_done(),
-            stats,
-            spe_data: v.kernel.data().to_vec(),
-            spe_buffer_full,
-            spe_unit: v.spe_unit,
-            pmu_counts: v.kernel.pmu_counts().to_vec(),
-            pmu_overflows,
+    Ok(host_out)
+}
+
+/// Starts the host on every CPU of `kvm`'s machine: SPE sampling of its
+/// kernel where a CPU has a unit (and `host_setup` asks for it), its PMU
+/// events on the counters it reserves, and its kernel workload.
+pub(crate) fn start_host(
+    kvm: &mut Kvm,
+    host_setup: &HostSetup,
+    seed: u64,
+    nvhe: bool,
+) -> Result<Vec<HostCpu>> {
+    let ncpus = kvm.machine().pes().len();
+    let mut host = Vec::new();
+    for cpu in 0..ncpus {
+        let work = by_name(&host_setup.workload, seed ^ 0xa5 ^ cpu as u64)
+            .ok_or_else(|| fail("host workload")(host_setup.workload.clone()))?;
+        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
+        let spe = match (&host_setup.spe, has_spe) {
+            (Some(s), true) => {
+                let ttbr = if nvhe {
+                    SysReg::TTBR0_EL1
+                } else {
+                    SysReg::TTBR0_EL2
+                };
+                let va = HOST_BUF_VA + ((cpu as u64) << 32);
+                Some(
+                    hyperprof_guest::host::start_session(
+                        kvm.machine(),
+                        cpu,
+                        ttbr,
+                        va,
+                        s.buffer_bytes,
+                        s.session,
+                    )
+                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let pmu = if host_setup.pmu_events.is_empty() {
+            None
+        } else {
+            let range = if host_setup.pmu_reserved > 0 {
+                Range::High
+            } else {
+                Range::Low
+            };
+            let mut c = kvm
+                .machine()
+                .cpu(cpu)
+                .ok_or_else(|| fail("host")("no such CPU".into()))?;
+            let mut d = PmuDriver::probe(&mut c, range)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            for e in &host_setup.pmu_events {
+                d.add(*e)
+                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            }
+            d.start(&mut c)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            Some(d)
+        };
+        host.push(HostCpu {
+            spe,
+            pmu,
+            work,
             truth: EventCounts::default(),
-            error: v.kernel.error().map(|e| e.to_string()),
+            ops: 0,
+            spe_unit: SpeStats::default(),
+            pmu_interrupts: 0,
+            pmbirqs: 0,
         });
     }
-    // The ground truth of each vCPU: its workload from the same seed,
-    // skipped over the operations it ran.
-    for (i, vm) in vms.iter_mut().enumerate() {
-        for (j, out) in vm.vcpus.iter_mut().enumerate() {
-            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
-            let mut w = by_name(&vm.setup.workload, seed)
-                .ok_or_else(|| fail("workload")(vm.setup.workload.clone()))?;
-            w.skip(out.ops, &mut out.truth);
-        }
-    }
-    Ok(Outcome {
-        setup: setup.clone(),
-        vms,
-        host: host_out,
-        host_symbols,
-        rounds: round,
-        problems,
-    })
+    Ok(host)
 }
 
 /// One slice of host kernel work on `cpu`, its interrupts taken into the
 /// host's drivers.
-fn host_slice(
+pub(crate) fn host_slice(
     kvm: &mut Kvm,
     cpu: usize,
     h: &mut HostCpu,
