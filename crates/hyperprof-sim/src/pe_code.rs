@@ -225,6 +225,14 @@ struct PeBus<'a> {
     /// The number of the operation of this run that is the sample point
     /// (0: none is).
     sample_at: u64,
+    /// Operations retired in this run.
+    total: u64,
+    /// The SPE unit counts operations at some Exception level.
+    sampling: bool,
+    /// Operations to the sample point when the run started.
+    to_sample: u64,
+    /// Of this run's operations flushed so far, those the unit counted.
+    counted: u64,
     access: Option<LastAccess>,
     /// The EL of the previous retired instruction.
     el: u8,
@@ -475,6 +483,47 @@ impl PeBus<'_> {
         reg.op0() == 3 && reg.op1() == 0 && reg.crn() == 0 && (1..=7).contains(&reg.crm())
     }
 
+    /// Hands what the operations retired since the last flush did to the
+    /// PMU and the SPE unit: before software touches a register the PE
+    /// models (a counter read must see every operation before it), and at
+    /// the end of the run (`at_end`), where the last operation is sampled
+    /// if it is the sample point.
+    fn flush(&mut self, at_end: bool) {
+        let ops = self.ops;
+        for (i, el) in [ExceptionLevel::EL0, ExceptionLevel::EL1]
+            .into_iter()
+            .enumerate()
+        {
+            if ops[i] > 0 {
+                let c = &mut self.counts[i];
+                c.add(Event::INST_RETIRED, self.plain[i]);
+                c.add(Event::INST_SPEC, self.plain[i]);
+                c.add(Event::CPU_CYCLES, self.plain[i]);
+                self.pe.account(c, el, ops[i]);
+            }
+        }
+        self.counts = [EventCounts::default(), EventCounts::default()];
+        self.ops = [0; 2];
+        self.plain = [0; 2];
+        if !self.sampling {
+            return;
+        }
+        let counted = self.pe.count_sampled_ops(&ops);
+        self.counted += counted;
+        // `counted == to_sample` at the end means every operation of the
+        // run was at a profiled level: the last one is the sample point.
+        let hit = at_end && self.total > 0 && self.counted == self.to_sample;
+        if hit {
+            if let Some(spe) = self.pe.spe.as_mut() {
+                spe.skip(counted - 1);
+            }
+            let op = self.last_op.unwrap_or_else(|| Op::other(self.last_pc));
+            self.pe.sample(self.mem, &op);
+        } else if let Some(spe) = self.pe.spe.as_mut() {
+            spe.skip(counted);
+        }
+    }
+
     /// A change of the regime: cached translations go.
     fn regime_changed(&mut self) {
         self.tlb.flush();
@@ -538,6 +587,7 @@ impl a64::Bus for PeBus<'_> {
     fn sysreg_read(&mut self, reg: a64::SysReg, el: u8) -> a64::SysRegRead {
         self.sync_el(el);
         if let Some(r) = Self::arch_reg(reg) {
+            self.flush(false);
             self.pe.stats.reads += 1;
             return match self.pe.read_reg(r) {
                 Ok(v) => a64::SysRegRead::Value(v),
@@ -566,6 +616,7 @@ impl a64::Bus for PeBus<'_> {
     fn sysreg_write(&mut self, reg: a64::SysReg, value: u64, el: u8) -> a64::SysRegWrite {
         self.sync_el(el);
         if let Some(r) = Self::arch_reg(reg) {
+            self.flush(false);
             self.pe.stats.writes += 1;
             return match self.pe.write_reg(r, value) {
                 Ok(()) => {
@@ -621,6 +672,7 @@ impl a64::Bus for PeBus<'_> {
     fn hint(&mut self, hint: a64::insn::Hint, el: u8) -> a64::HintAction {
         self.sync_el(el);
         if hint == a64::insn::Hint::PsbCsync {
+            self.flush(false);
             self.pe.stats.psb += 1;
             self.pe.psb_csync_now(self.mem);
         }
@@ -668,9 +720,10 @@ impl a64::Bus for PeBus<'_> {
         });
         let e = usize::from(info.el.min(1));
         self.ops[e] += 1;
+        self.total += 1;
         // Only the run's last operation can be the sample point: only it
         // needs the whole operation kept.
-        let keep = self.ops[0] + self.ops[1] == self.sample_at;
+        let keep = self.total == self.sample_at;
         if keep {
             self.last_pc = info.pc;
         }
@@ -780,48 +833,16 @@ impl Pe {
                 } else {
                     0
                 },
+                total: 0,
+                sampling,
+                to_sample,
+                counted: 0,
                 access: None,
                 el: ctx.cpu.el(),
             };
             let exit = ctx.cpu.run(&mut bus, chunk);
-            let PeBus {
-                mut counts,
-                ops,
-                plain,
-                last_pc,
-                last_op,
-                ..
-            } = bus;
-            let n = ops[0] + ops[1];
-            *done += n;
-            // Account per Exception level, then sample the last operation
-            // if it was the sample point.
-            for (i, el) in [ExceptionLevel::EL0, ExceptionLevel::EL1]
-                .into_iter()
-                .enumerate()
-            {
-                if ops[i] > 0 {
-                    let c = &mut counts[i];
-                    c.add(Event::INST_RETIRED, plain[i]);
-                    c.add(Event::INST_SPEC, plain[i]);
-                    c.add(Event::CPU_CYCLES, plain[i]);
-                    self.account(c, el, ops[i]);
-                }
-            }
-            if sampling && n > 0 {
-                let op = last_op.unwrap_or_else(|| Op::other(last_pc));
-                // `counted == to_sample` means every operation of the run
-                // was at a profiled level: the last one is the sample point.
-                let counted = self.count_sampled_ops(&ops);
-                if counted == to_sample {
-                    if let Some(spe) = self.spe.as_mut() {
-                        spe.skip(counted - 1);
-                    }
-                    self.sample(mem, &op);
-                } else if let Some(spe) = self.spe.as_mut() {
-                    spe.skip(counted);
-                }
-            }
+            bus.flush(true);
+            *done += bus.total;
             match exit {
                 a64::Exit::Budget | a64::Exit::Hint => {}
                 a64::Exit::El2(e) => return CodeStop::El2(e),

@@ -67,7 +67,8 @@ pub struct BootArgs {
     pub pmu_counters: Option<u8>,
     /// Guest SPE.
     pub spe: bool,
-    /// SPE_MAX_BUFFER_SIZE in bytes (0: the SPU's own maximum).
+    /// SPE_MAX_BUFFER_SIZE in bytes (0: [`DEFAULT_SPE_MAX_BUFFER`], or the
+    /// SPU's own maximum when that is smaller).
     pub spe_max_buffer: u64,
     /// Instructions the guest may retire before the run is cut short.
     pub max_insns: u64,
@@ -113,6 +114,8 @@ pub struct BootOutcome {
 const HOST_SLICE: u64 = 20_000;
 /// Guest instructions per slice (then the vCPU is put and may move).
 const GUEST_SLICE: u64 = 2_000_000;
+/// SPE_MAX_BUFFER_SIZE when `--spe-max-buffer` is not given.
+pub const DEFAULT_SPE_MAX_BUFFER: u64 = 4 << 20;
 /// CPUs of the machine: the vCPU moves between them each slice.
 const CPUS: usize = 2;
 
@@ -212,15 +215,17 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         .create_vcpu(vm, features)
         .map_err(|e| usage(format!("create_vcpu: {e}")))?;
     if args.spe {
-        let spu = kvm
+        let (spu, spu_max) = kvm
             .spus()
             .first()
-            .map(|s| s.id)
+            .map(|s| (s.id, s.max_buffer_size()))
             .ok_or_else(|| usage("the machine has no SPE unit"))?;
-        let max = if args.spe_max_buffer == 0 {
-            u64::MAX
-        } else {
-            args.spe_max_buffer
+        // 0 asks for the default: 4 MiB, or the SPU's own maximum when
+        // that is smaller (0 there: no limit).
+        let max = match (args.spe_max_buffer, spu_max) {
+            (0, 0) => DEFAULT_SPE_MAX_BUFFER,
+            (0, m) => m.min(DEFAULT_SPE_MAX_BUFFER),
+            (b, _) => b,
         };
         kvm.configure_spe(vcpu, spu, 21, max)
             .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;

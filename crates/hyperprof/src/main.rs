@@ -115,7 +115,8 @@ struct BootCli {
     /// Give the guest SPE.
     #[arg(long)]
     spe: bool,
-    /// SPE_MAX_BUFFER_SIZE in bytes [default: the SPU's own maximum].
+    /// SPE_MAX_BUFFER_SIZE in bytes [default: 4 MiB, or the SPU's own
+    /// maximum when that is smaller].
     #[arg(long, default_value_t = 0)]
     spe_max_buffer: u64,
     /// Instructions the guest may retire.
