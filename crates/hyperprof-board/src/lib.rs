@@ -4,7 +4,8 @@
 //! by the boot protocol bare-metal test images and Linux use ([`image`]),
 //! describe the machine in a device tree ([`fdt`]), emulate the PL011 UART
 //! behind MMIO exits ([`pl011`]), and serve PSCI calls made with HVC the
-//! way KVM does in the hypervisor ([`psci`]).
+//! way KVM does in the hypervisor ([`psci`]); and run a booted VM's vCPUs
+//! through the hypervisor, serving their exits ([`vm`]).
 //!
 //! Addresses are those of QEMU's `virt` board ([`map`]), so an image built
 //! for `qemu-system-aarch64 -M virt` that uses only RAM, the PL011 and PSCI
@@ -15,3 +16,4 @@ pub mod image;
 pub mod map;
 pub mod pl011;
 pub mod psci;
+pub mod vm;

@@ -972,6 +972,13 @@ impl World {
                     );
                     return;
                 }
+                other @ (Exit::Hypercall { .. } | Exit::Mmio(_) | Exit::Idle) => {
+                    self.f.add(
+                        Prop::Interface,
+                        format!("a Rust guest's KVM_RUN returned a machine-code exit: {other:?}"),
+                    );
+                    return;
+                }
             }
             self.host_takes_pending(cpu);
             let g = self.kvm.guest_spe(self.vcpu).unwrap();

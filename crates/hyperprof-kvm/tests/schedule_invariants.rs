@@ -698,6 +698,11 @@ impl World {
                 self.bad(Inv::Interface, format!("KVM_RUN of vCPU {vcpu}: {why}"));
                 false
             }
+            other @ (Exit::Hypercall { .. } | Exit::Mmio(_) | Exit::Idle) => {
+                let msg = format!("vCPU {vcpu}: a Rust guest's KVM_RUN returned {other:?}");
+                self.bad(Inv::Interface, msg);
+                false
+            }
         };
         self.host_takes_pending(cpu);
         ok

@@ -1,7 +1,8 @@
 //! The machine: processing elements sharing physical memory.
 
 use crate::memory::{FrameAllocator, MemError, PhysMem};
-use crate::pe::{Pe, PeConfig, PeCpu, RunExit};
+use crate::pe::{CodeContext, CodeStop, Pe, PeConfig, PeCpu, RunExit};
+use crate::uarch::{Hierarchy, UarchConfig};
 use crate::workload::Workload;
 
 /// How a machine is built.
@@ -23,6 +24,8 @@ pub struct Machine {
     pub mem: PhysMem,
     /// Allocator of RAM frames.
     pub alloc: FrameAllocator,
+    /// Caches, TLBs and branch predictors behind the PEs' real code.
+    pub uarch: Hierarchy,
     pes: Vec<Pe>,
 }
 
@@ -38,7 +41,14 @@ impl Machine {
             .enumerate()
             .map(|(i, c)| Pe::new(i, c))
             .collect();
-        Ok(Machine { mem, alloc, pes })
+        let uarch = Hierarchy::new(&vec![UarchConfig::default(); cfg.pes.len().clamp(1, 64)])
+            .expect("the default microarchitecture is valid");
+        Ok(Machine {
+            mem,
+            alloc,
+            uarch,
+            pes,
+        })
     }
 
     /// The PEs.
@@ -75,5 +85,34 @@ impl Machine {
         self.pes
             .get_mut(i)
             .map(|pe| pe.run(mem, workload, budget, done))
+    }
+
+    /// Runs `ctx`'s machine code on PE `i` (see [`Pe::run_code`]); `None`
+    /// if there is no PE `i`.
+    pub fn run_code(
+        &mut self,
+        i: usize,
+        ctx: &mut CodeContext,
+        budget: u64,
+        done: &mut u64,
+    ) -> Option<CodeStop> {
+        let (mem, uarch) = (&mut self.mem, &mut self.uarch);
+        self.pes
+            .get_mut(i)
+            .map(|pe| pe.run_code(mem, uarch, ctx, budget, done))
+    }
+
+    /// Replaces the microarchitecture model (cold caches), one
+    /// configuration per PE.
+    pub fn set_uarch(&mut self, configs: &[UarchConfig]) -> Result<(), String> {
+        if configs.len() != self.pes.len() {
+            return Err(format!(
+                "{} microarchitecture configurations for {} PEs",
+                configs.len(),
+                self.pes.len()
+            ));
+        }
+        self.uarch = Hierarchy::new(configs)?;
+        Ok(())
     }
 }

@@ -55,6 +55,22 @@ pub struct Op {
 }
 
 impl Op {
+    /// An operation that neither accesses memory nor branches, in one cycle.
+    pub fn other(pc: u64) -> Op {
+        Op {
+            pc,
+            kind: OpKind::Other,
+            data_va: 0,
+            target: 0,
+            issue_latency: 1,
+            total_latency: 1,
+            translation_latency: 0,
+            outcome: 0,
+            data_source: 0,
+            cycles: 1,
+        }
+    }
+
     /// The SPE events packet bits for this operation.
     pub fn spe_events(&self) -> u64 {
         let mut e = self.outcome | 1 << spe_event::RETIRED;
@@ -65,6 +81,7 @@ impl Op {
     }
 
     /// Adds the PMU events this operation causes to `counts`.
+    #[inline]
     pub fn add_events(&self, counts: &mut EventCounts) {
         let o = |bit: u32| self.outcome >> bit & 1;
         counts.add(Event::INST_RETIRED, 1);

@@ -23,6 +23,10 @@ use crate::spe::{BufferFault, BufferPort, Control, SampleContext, Spe, SpeConfig
 use crate::translate::{buffer_segments, data_pa, Regime, Segment};
 use crate::workload::Workload;
 
+#[path = "pe_code.rs"]
+mod code;
+pub use code::{CodeContext, CodeStop, El1Regs, CNTFRQ, MIDR_NEOVERSE_N1};
+
 /// How a PE is built.
 #[derive(Clone, Debug)]
 pub struct PeConfig {

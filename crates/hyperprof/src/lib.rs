@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod boot;
 pub mod error;
 pub mod files;
 pub mod flame;

@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Boot a real AArch64 image as a VM on a virt-compatible board beside
+    /// a profiling host. stdout carries exactly what the guest writes to its
+    /// UART; a summary goes to stderr. Exit status: 0 the guest powered off
+    /// through PSCI, 1 an invariant failed, 2 a bad image or usage, 3
+    /// --max-insns ran out or the guest can never wake.
+    Boot(BootCli),
     /// Print the report of a run again, from its artifact directory.
     Report {
         /// The directory `hyperprof run` wrote (holding report.json).
@@ -96,6 +102,52 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// `hyperprof boot`'s options.
+#[derive(clap::Args)]
+struct BootCli {
+    /// An ELF64 AArch64 image (loaded by its program headers), a raw image
+    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin).
+    image: String,
+    /// The kernel command line (/chosen/bootargs).
+    #[arg(long, default_value = "")]
+    append: String,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 128)]
+    mem: u64,
+    /// An nVHE host (the host kernel at EL1).
+    #[arg(long)]
+    nvhe: bool,
+    /// The guest PMU.
+    #[arg(long, value_enum, default_value = "partitioned")]
+    pmu: BootPmu,
+    /// Event counters of the guest PMU [default: all the host leaves].
+    #[arg(long)]
+    pmu_counters: Option<u8>,
+    /// Give the guest SPE.
+    #[arg(long)]
+    spe: bool,
+    /// SPE_MAX_BUFFER_SIZE in bytes [default: 4 MiB, or the SPU's own
+    /// maximum when that is smaller].
+    #[arg(long, default_value_t = 0)]
+    spe_max_buffer: u64,
+    /// Instructions the guest may retire.
+    #[arg(long, default_value_t = 10_000_000_000)]
+    max_insns: u64,
+    /// Write the run's figures as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Seed of the host's workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BootPmu {
+    Partitioned,
+    Emulated,
+    Off,
 }
 
 /// Scenarios `hyperprof run` knows.
@@ -617,6 +669,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let result = match cli.command {
+        Some(Command::Boot(args)) => return boot(args),
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
         Some(Command::Run {
@@ -665,6 +718,67 @@ fn main() -> ExitCode {
             eprintln!("hyperprof: {e}");
             ExitCode::from(e.exit_status().code())
         }
+    }
+}
+
+/// `hyperprof boot`: its own exit statuses (see its help).
+fn boot(args: BootCli) -> ExitCode {
+    use hyperprof::boot::{BootArgs, BootEnd, PmuMode};
+    let image = match hyperprof::boot::builtin(&args.image) {
+        Some(b) => Ok(b.to_vec()),
+        None if args.image.starts_with("builtin:") => Err(Error::Usage(format!(
+            "boot: no built-in image {:?} (there are: {})",
+            args.image,
+            hyperprof::boot::BUILTIN_IMAGES
+                .iter()
+                .map(|(n, _)| format!("builtin:{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => std::fs::read(&args.image).map_err(|e| Error::io(&args.image, e)),
+    };
+    let run = image.and_then(|image| {
+        let a = BootArgs {
+            name: args.image.clone(),
+            image,
+            append: args.append,
+            mem_mib: args.mem,
+            nvhe: args.nvhe,
+            pmu: match args.pmu {
+                BootPmu::Partitioned => PmuMode::Partitioned,
+                BootPmu::Emulated => PmuMode::Emulated,
+                BootPmu::Off => PmuMode::Off,
+            },
+            pmu_counters: args.pmu_counters,
+            spe: args.spe,
+            spe_max_buffer: args.spe_max_buffer,
+            max_insns: args.max_insns,
+            seed: args.seed,
+        };
+        hyperprof::boot::boot(&a, &mut std::io::stdout().lock())
+    });
+    let outcome = match run {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("hyperprof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprint!("{}", outcome.summary());
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&outcome.json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("hyperprof: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if !outcome.problems.is_empty() {
+        return ExitCode::from(1);
+    }
+    match outcome.end {
+        BootEnd::PowerOff => ExitCode::SUCCESS,
+        BootEnd::Reset => ExitCode::SUCCESS,
+        BootEnd::Budget | BootEnd::Wedged => ExitCode::from(3),
     }
 }
 

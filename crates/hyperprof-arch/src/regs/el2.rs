@@ -93,6 +93,20 @@ pub mod mdcr_el2 {
 pub mod hcr_el2 {
     use crate::Field;
 
+    /// `VM`, bit 0: stage 2 translation for EL1&0.
+    pub const VM: Field = Field::bit(0);
+    /// `FMO`, bit 3: physical FIQs go to EL2, virtual FIQs are enabled.
+    pub const FMO: Field = Field::bit(3);
+    /// `IMO`, bit 4: physical IRQs go to EL2, virtual IRQs are enabled.
+    pub const IMO: Field = Field::bit(4);
+    /// `VI`, bit 7: a virtual IRQ is pending (with IMO).
+    pub const VI: Field = Field::bit(7);
+    /// `TWI`, bit 13: WFI at EL0/EL1 traps to EL2.
+    pub const TWI: Field = Field::bit(13);
+    /// `TWE`, bit 14: WFE at EL0/EL1 traps to EL2.
+    pub const TWE: Field = Field::bit(14);
+    /// `TSC`, bit 19: SMC at EL1 traps to EL2.
+    pub const TSC: Field = Field::bit(19);
     /// `TGE`, bit 27: trap general exceptions (EL0 runs in the EL2&0
     /// regime when set together with E2H).
     pub const TGE: Field = Field::bit(27);

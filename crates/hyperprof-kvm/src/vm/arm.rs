@@ -230,14 +230,21 @@ impl Kvm {
         Ok(())
     }
 
-    /// KVM_RUN: enters the guest on the CPU the vCPU is loaded on and runs
-    /// `program` until it stops or an exit needs the VMM.
-    pub fn run(&mut self, vcpu: usize, program: &mut dyn GuestProgram) -> Exit {
+    /// KVM_RUN's checks before entry: the vCPU's VM and the CPU it is
+    /// loaded on, or why it cannot run. Marks the VM as having run.
+    pub(super) fn prepare_run(&mut self, vcpu: usize) -> Result<(usize, usize), Exit> {
+        let (vm, cpu) = self.run_checks(vcpu).map_err(Exit::FailEntry)?;
+        self.vms[vm].spe.mark_ran();
+        self.vms[vm].pmu.mark_ran();
+        Ok((vm, cpu))
+    }
+
+    fn run_checks(&self, vcpu: usize) -> Result<(usize, usize), String> {
         let Some(v) = self.vcpus.get(vcpu) else {
-            return Exit::FailEntry(format!("no vCPU {vcpu}"));
+            return Err(format!("no vCPU {vcpu}"));
         };
         let Some(cpu) = v.loaded_on else {
-            return Exit::FailEntry(format!("vCPU {vcpu} is not loaded on a CPU"));
+            return Err(format!("vCPU {vcpu} is not loaded on a CPU"));
         };
         if v.features.spe {
             let ctx = crate::spe_attr::AttrCtx {
@@ -246,19 +253,17 @@ impl Kvm {
                 host_supports_spe: !self.spus.is_empty(),
             };
             if let Err(why) = self.vms[v.vm].spe.check_ready(&v.spe_cfg, &ctx) {
-                return Exit::FailEntry(format!("vCPU {vcpu}: SPE not ready: {why}"));
+                return Err(format!("vCPU {vcpu}: SPE not ready: {why}"));
             }
         }
         if self.vms[v.vm].destroyed {
-            return Exit::FailEntry(format!("vCPU {vcpu}: its VM was destroyed"));
+            return Err(format!("vCPU {vcpu}: its VM was destroyed"));
         }
-        if let Err(why) = self.ids_visible_without_fgt(vcpu, cpu) {
-            return Exit::FailEntry(why);
-        }
+        self.ids_visible_without_fgt(vcpu, cpu)?;
         let v = &self.vcpus[vcpu];
         if v.unsupported_cpu {
             let spu = self.vms[v.vm].spe.spu().unwrap_or(u32::MAX);
-            return Exit::FailEntry(format!(
+            return Err(format!(
                 "KVM_EXIT_FAIL_ENTRY_CPU_UNSUPPORTED: vCPU {vcpu} is on CPU {cpu}, which has no SPU {spu}"
             ));
         }
@@ -269,15 +274,21 @@ impl Kvm {
                     .check_ready(&self.vcpus[vcpu].pmu_cfg, &ctx)
             });
             if let Err(e) = ready {
-                return Exit::FailEntry(format!(
+                return Err(format!(
                     "vCPU {vcpu}: PMU not initialised (KVM_ARM_VCPU_PMU_V3_INIT): {e}"
                 ));
             }
         }
-        let v = &self.vcpus[vcpu];
-        let vm = v.vm;
-        self.vms[vm].spe.mark_ran();
-        self.vms[vm].pmu.mark_ran();
+        Ok((self.vcpus[vcpu].vm, cpu))
+    }
+
+    /// KVM_RUN: enters the guest on the CPU the vCPU is loaded on and runs
+    /// `program` until it stops or an exit needs the VMM.
+    pub fn run(&mut self, vcpu: usize, program: &mut dyn GuestProgram) -> Exit {
+        let (vm, cpu) = match self.prepare_run(vcpu) {
+            Ok(x) => x,
+            Err(exit) => return exit,
+        };
         let mut g = GuestCpu {
             kvm: self,
             vcpu,

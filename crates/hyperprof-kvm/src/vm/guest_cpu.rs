@@ -29,6 +29,34 @@ impl GuestCpu<'_> {
     }
 }
 
+impl GuestCpu<'_> {
+    /// A physical profiling interrupt while the guest runs: exit to the
+    /// hypervisor, which moves a guest buffer event into the guest's PMBSR
+    /// and the guest's overflow flags into the vCPU, and enter again.
+    /// False when the guest must stop (the host's own interrupt is
+    /// asserted, so the host must run; or the switch failed).
+    pub(super) fn physical_interrupt_exit(&mut self) -> bool {
+        let back = self.pe().el();
+        self.kvm.vcpus[self.vcpu].stats.irq_exits += 1;
+        if self.leave().is_err() {
+            return false;
+        }
+        self.pmu_interrupt_exit();
+        if self.enter(back).is_err() {
+            return false;
+        }
+        // The guest's PMU flags have left the hardware, and its buffer
+        // event is back only as its own PMBSR: what is still asserted is
+        // the host's.
+        let lines = self.pe().irq_lines();
+        if lines.pmuirq || (lines.pmbirq && !self.virq_pending()) {
+            self.exit = Some(Exit::Yield);
+            return false;
+        }
+        true
+    }
+}
+
 impl GuestEnv for GuestCpu<'_> {
     /// The guest's virtual PMBIRQ level: its PMBSR_EL1.S.
     fn virq_pending(&self) -> bool {
@@ -53,23 +81,7 @@ impl GuestEnv for GuestCpu<'_> {
             total += done;
             match r {
                 Some(RunExit::Interrupt(_)) => {
-                    // A physical interrupt: exit to the hypervisor, which
-                    // moves a guest buffer event into the guest's PMBSR.
-                    let back = self.pe().el();
-                    self.kvm.vcpus[self.vcpu].stats.irq_exits += 1;
-                    if self.leave().is_err() {
-                        return (total, ExecStop::Exit);
-                    }
-                    self.pmu_interrupt_exit();
-                    if self.enter(back).is_err() {
-                        return (total, ExecStop::Exit);
-                    }
-                    // The guest's PMU flags have left the hardware, and
-                    // its buffer event is back only as its own PMBSR: what
-                    // is still asserted is the host's.
-                    let lines = self.pe().irq_lines();
-                    if lines.pmuirq || (lines.pmbirq && !self.virq_pending()) {
-                        self.exit = Some(Exit::Yield);
+                    if !self.physical_interrupt_exit() {
                         return (total, ExecStop::Exit);
                     }
                 }

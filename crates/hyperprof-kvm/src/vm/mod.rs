@@ -38,12 +38,14 @@ use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_AR
 use crate::vpmu::{GuestPmu, HostPmuRegs};
 
 mod arm;
+mod code;
 mod guest_cpu;
 mod hyp;
 mod one_reg;
 mod pmu;
 mod spe;
 mod sys_regs;
+pub use code::Mmio;
 pub use guest_cpu::GuestCpu;
 pub use pmu::PmuSetup;
 
@@ -73,6 +75,19 @@ pub enum Exit {
     },
     /// The vCPU cannot run as set up (KVM_RUN fails): why.
     FailEntry(String),
+    /// A code vCPU made a hypervisor call (HVC #imm, or SMC #imm, which has
+    /// no EL3 to go to): X0-X17 carry the SMCCC arguments; the VMM serves
+    /// it (PSCI) and writes the results, and the guest resumes past it.
+    Hypercall {
+        /// The instruction's immediate.
+        imm: u16,
+    },
+    /// A code vCPU accessed memory outside its RAM (KVM_EXIT_MMIO): the
+    /// VMM emulates the device; for a read it gives the value with
+    /// [`Kvm::set_mmio_data`] before the next [`Kvm::run_code`].
+    Mmio(Mmio),
+    /// A code vCPU waits for an interrupt with none pending.
+    Idle,
 }
 
 /// How a VM is created.
@@ -135,6 +150,15 @@ pub struct VcpuStats {
     pub pmu_switch: AccessStats,
     /// Register accesses of the emulation of trapped PMU accesses.
     pub pmu_emulate: AccessStats,
+    /// Code vCPUs: exits for trapped MRS/MSR (part of `trap_exits` when
+    /// the register is one the hypervisor emulates).
+    pub sysreg_exits: u64,
+    /// Code vCPUs: HVC and SMC calls handed to the VMM.
+    pub hvc_exits: u64,
+    /// Code vCPUs: MMIO accesses handed to the VMM.
+    pub mmio_exits: u64,
+    /// Code vCPUs: WFI with nothing pending.
+    pub wfi_exits: u64,
 }
 
 struct VmState {
@@ -153,6 +177,8 @@ struct VmState {
     cntvoff: u64,
     /// Torn down: its vCPUs no longer run.
     destroyed: bool,
+    /// Bytes of guest RAM at [`GUEST_RAM_IPA`].
+    ram_bytes: u64,
 }
 
 struct VcpuState {
@@ -192,6 +218,8 @@ struct VcpuState {
     pmu_virq: bool,
     /// nVHE: what the last entry switched of the PMU, for the exit.
     pmu_switched: Option<crate::vpmu::PmuSwitch>,
+    /// An MMIO access of a code vCPU the VMM has not completed yet.
+    mmio: Option<code::Mmio>,
     stats: VcpuStats,
 }
 
@@ -433,6 +461,7 @@ impl Kvm {
             perfmon: false,
             cntvoff: 0,
             destroyed: false,
+            ram_bytes: cfg.ram_bytes,
         });
         Ok(self.vms.len() - 1)
     }
@@ -628,6 +657,7 @@ impl Kvm {
             pmu_host: None,
             pmu_virq: false,
             pmu_switched: None,
+            mmio: None,
             stats: VcpuStats::default(),
         });
         Ok(self.vcpus.len() - 1)

@@ -155,6 +155,14 @@ struct Private {
     l2: Cache,
     tlb: Tlb,
     predictor: Predictor,
+    /// The most recently used L1 line (u64::MAX: none known) and whether
+    /// it is held modified: a repeated access to it is a hit that changes
+    /// no LRU order, so it skips the lookups. Coherence actions on it by
+    /// other cores forget it.
+    mru_line: u64,
+    mru_modified: bool,
+    /// The most recently used TLB page (u64::MAX: none known).
+    mru_page: u64,
 }
 
 /// Every core's private caches and the shared last-level cache.
@@ -190,6 +198,9 @@ impl Hierarchy {
                     l2: Cache::new(c.l2),
                     tlb: Tlb::new(c.tlb),
                     predictor: Predictor::new(c.branch),
+                    mru_line: u64::MAX,
+                    mru_modified: false,
+                    mru_page: u64::MAX,
                 })
                 .collect(),
             llc: Cache::new(configs[0].llc),
@@ -210,6 +221,7 @@ impl Hierarchy {
     /// TLBI or a change of translation regime on `core`.
     pub fn flush_tlb(&mut self, core: usize) {
         self.cores[core].tlb.flush();
+        self.cores[core].mru_page = u64::MAX;
     }
 
     /// Removes `line` from every core's private caches but `keep`'s.
@@ -218,6 +230,9 @@ impl Hierarchy {
             if i != keep && sharers >> i & 1 != 0 {
                 p.l1.invalidate(line);
                 p.l2.invalidate(line);
+                if p.mru_line == line {
+                    p.mru_line = u64::MAX;
+                }
             }
         }
     }
@@ -244,11 +259,35 @@ impl Hierarchy {
             source: SOURCE_L1D,
             ..MemOutcome::default()
         };
-        if self.cores[core].tlb.access(va) {
-            out.tlb_walk = true;
-            out.translation = cfg.tlb.walk_latency;
+        let page = va >> 12;
+        let p = &mut self.cores[core];
+        if p.mru_page != page {
+            if p.tlb.access(va) {
+                out.tlb_walk = true;
+                out.translation = cfg.tlb.walk_latency;
+            }
+            p.mru_page = page;
         }
-        let line = self.cores[core].l1.line_of(pa);
+        let line = p.l1.line_of(pa);
+        if p.mru_line == line && (!write || p.mru_modified) {
+            return out;
+        }
+        let out = self.access_line(core, line, write, out);
+        let p = &mut self.cores[core];
+        p.mru_line = line;
+        p.mru_modified = p.l1.probe(line) == Some(LineState::Modified);
+        out
+    }
+
+    /// [`Hierarchy::access`] past the TLB and the most recently used line.
+    fn access_line(
+        &mut self,
+        core: usize,
+        line: u64,
+        write: bool,
+        mut out: MemOutcome,
+    ) -> MemOutcome {
+        let cfg = self.configs[core];
         let want = if write {
             LineState::Modified
         } else {
@@ -282,6 +321,9 @@ impl Hierarchy {
                 out.latency = cfg.peer_latency;
                 out.source = SOURCE_PEER_CORE;
                 let o = usize::from(owner);
+                if self.cores[o].mru_line == line {
+                    self.cores[o].mru_line = u64::MAX;
+                }
                 if write {
                     self.cores[o].l1.invalidate(line);
                     self.cores[o].l2.invalidate(line);
@@ -343,6 +385,7 @@ impl Hierarchy {
     }
 
     /// Trains `core`'s predictor on a retired branch; true if mispredicted.
+    #[inline]
     pub fn branch(&mut self, core: usize, pc: u64, b: &BranchInfo) -> bool {
         self.cores[core].predictor.retire(pc, b)
     }
@@ -350,6 +393,7 @@ impl Hierarchy {
     /// The [`Op`] of a retired instruction on `core`: its data access
     /// (virtual address, physical address, whether it writes) or branch
     /// through the model, and the cycles the in-order pipeline spends.
+    #[inline]
     pub fn retire(
         &mut self,
         core: usize,
@@ -357,18 +401,7 @@ impl Hierarchy {
         mem: Option<(u64, u64, bool)>,
         branch: Option<&BranchInfo>,
     ) -> (Op, MemOutcome) {
-        let mut op = Op {
-            pc,
-            kind: OpKind::Other,
-            data_va: 0,
-            target: 0,
-            issue_latency: 1,
-            total_latency: 1,
-            translation_latency: 0,
-            outcome: 0,
-            data_source: 0,
-            cycles: 1,
-        };
+        let mut op = Op::other(pc);
         let mut m = MemOutcome::default();
         if let Some((va, pa, write)) = mem {
             m = self.access(core, va, pa, write);

@@ -244,15 +244,15 @@ const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
 
 /// Per-host-CPU drivers and workload.
-struct HostCpu {
-    spe: Option<SpeDriver>,
-    pmu: Option<PmuDriver>,
-    work: Box<dyn Workload>,
-    truth: EventCounts,
-    ops: u64,
-    spe_unit: SpeStats,
-    pmu_interrupts: u64,
-    pmbirqs: u64,
+pub(crate) struct HostCpu {
+    pub(crate) spe: Option<SpeDriver>,
+    pub(crate) pmu: Option<PmuDriver>,
+    pub(crate) work: Box<dyn Workload>,
+    pub(crate) truth: EventCounts,
+    pub(crate) ops: u64,
+    pub(crate) spe_unit: SpeStats,
+    pub(crate) pmu_interrupts: u64,
+    pub(crate) pmbirqs: u64,
 }
 
 struct Vcpu {
@@ -311,74 +311,7 @@ pub fn build(setup: &Setup) -> Result<System> {
     kvm.set_host_pmu_reserve(setup.host.pmu_reserved)
         .map_err(|e| fail("host PMU reservation")(e.to_string()))?;
 
-    // The host: SPE where there is a unit, PMU events everywhere.
-    let mut host = Vec::new();
-    for cpu in 0..ncpus {
-        let work = by_name(&setup.host.workload, setup.seed ^ 0xa5 ^ cpu as u64)
-            .ok_or_else(|| fail("host workload")(setup.host.workload.clone()))?;
-        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
-        let spe = match (&setup.host.spe, has_spe) {
-            (Some(s), true) => {
-                let ttbr = if setup.nvhe {
-                    SysReg::TTBR0_EL1
-                } else {
-                    SysReg::TTBR0_EL2
-                };
-                let va = HOST_BUF_VA + ((cpu as u64) << 32);
-                Some(
-                    hyperprof_guest::host::start_session(
-                        kvm.machine(),
-                        cpu,
-                        ttbr,
-                        va,
-                        s.buffer_bytes,
-                        s.session,
-                    )
-                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
-                )
-            }
-            _ => None,
-        };
-        let pmu = if setup.host.pmu_events.is_empty() {
-            None
-        } else {
-            // An nVHE host kernel at EL1 cannot write MDCR_EL2: it keeps
-            // HPMN = N and counts on its top counters, which the hypervisor
-            // switches off while guests run.
-            let range = match (setup.host.pmu_reserved, setup.nvhe) {
-                (0, _) => Range::Low,
-                (k, true) => Range::Top(k),
-                (_, false) => Range::High,
-            };
-            let mut c = kvm
-                .machine()
-                .cpu(cpu)
-                .ok_or_else(|| fail("host")("no such CPU".into()))?;
-            let mut d = PmuDriver::probe(&mut c, range)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            for e in &setup.host.pmu_events {
-                d.add(*e)
-                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            }
-            d.start(&mut c)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            if setup.nvhe && setup.host.pmu_reserved > 0 {
-                kvm.set_host_pmu_events(cpu, d.slot_mask())
-                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            }
-            Some(d)
-        };
-        host.push(HostCpu {
-            spe,
-            pmu,
-            work,
-            truth: EventCounts::default(),
-            ops: 0,
-            spe_unit: SpeStats::default(),
-            pmu_interrupts: 0,
-            pmbirqs: 0,
-        });
-    }
+    let host = start_host(&mut kvm, &setup.host, setup.seed, setup.nvhe)?;
     let host_symbols = host
         .first()
         .map(|h| h.work.symbols().to_vec())
@@ -567,60 +500,7 @@ impl System {
 
         // Collect.
         let mut problems = Vec::new();
-        let mut host_out = Vec::new();
-        for (cpu, mut h) in host.into_iter().enumerate() {
-            let mut c = kvm
-                .machine()
-                .cpu(cpu)
-                .ok_or_else(|| fail_run("host")("no such CPU".into()))?;
-            let mut spe_data = Vec::new();
-            let mut buffer_full = 0;
-            if let Some(d) = h.spe.as_mut() {
-                d.stop(&mut c)
-                    .map_err(|e| fail_run("host SPE stop")(e.to_string()))?;
-                spe_data = d.take_data();
-                buffer_full = d.stats().buffer_full;
-            }
-            let (mut counts, mut overflows) = (Vec::new(), Vec::new());
-            if let Some(d) = h.pmu.as_mut() {
-                for i in 0..d.slots().len() {
-                    counts.push(
-                        d.read(&mut c, i)
-                            .map_err(|e| fail_run("host PMU")(e.to_string()))?,
-                    );
-                }
-                overflows = d.slots().iter().map(|s| s.overflows).collect();
-                d.stop(&mut c)
-                    .map_err(|e| fail_run("host PMU")(e.to_string()))?;
-            }
-            let has_spe = c.pe().has_spe();
-            let total_unit = c.pe().spe().map(|s| *s.stats());
-            if let Some(spe) = c.pe().spe() {
-                if !spe.conserved() {
-                    problems.push((
-                        Invariant::Conservation,
-                        format!(
-                            "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
-                            spe.stats()
-                        ),
-                    ));
-                }
-            }
-            host_out.push(HostCpuOutcome {
-                cpu,
-                ops: h.ops,
-                spe_data,
-                spe_buffer_full: buffer_full,
-                spe_unit: has_spe.then_some(h.spe_unit),
-                spe_unit_total: total_unit,
-                pmu_counts: counts,
-                pmu_overflows: overflows,
-                pmu_interrupts: h.pmu_interrupts,
-                pmbirqs: h.pmbirqs,
-                truth: h.truth,
-                has_spe,
-            });
-        }
+        let host_out = stop_host(&mut kvm, host, &mut problems)?;
         let mut vms: Vec<VmOutcome> = setup
             .vms
             .iter()
@@ -675,9 +555,153 @@ impl System {
     }
 }
 
+/// Starts the host on every CPU of `kvm`'s machine: SPE sampling of its
+/// kernel where a CPU has a unit (and `host_setup` asks for it), its PMU
+/// events on the counters it reserves, and its kernel workload.
+pub(crate) fn start_host(
+    kvm: &mut Kvm,
+    host_setup: &HostSetup,
+    seed: u64,
+    nvhe: bool,
+) -> Result<Vec<HostCpu>> {
+    let ncpus = kvm.machine().pes().len();
+    let mut host = Vec::new();
+    for cpu in 0..ncpus {
+        let work = by_name(&host_setup.workload, seed ^ 0xa5 ^ cpu as u64)
+            .ok_or_else(|| fail("host workload")(host_setup.workload.clone()))?;
+        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
+        let spe = match (&host_setup.spe, has_spe) {
+            (Some(s), true) => {
+                let ttbr = if nvhe {
+                    SysReg::TTBR0_EL1
+                } else {
+                    SysReg::TTBR0_EL2
+                };
+                let va = HOST_BUF_VA + ((cpu as u64) << 32);
+                Some(
+                    hyperprof_guest::host::start_session(
+                        kvm.machine(),
+                        cpu,
+                        ttbr,
+                        va,
+                        s.buffer_bytes,
+                        s.session,
+                    )
+                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let pmu = if host_setup.pmu_events.is_empty() {
+            None
+        } else {
+            // An nVHE host kernel at EL1 cannot write MDCR_EL2: it keeps
+            // HPMN = N and counts on its top counters, which the hypervisor
+            // switches off while guests run.
+            let range = match (host_setup.pmu_reserved, nvhe) {
+                (0, _) => Range::Low,
+                (k, true) => Range::Top(k),
+                (_, false) => Range::High,
+            };
+            let mut c = kvm
+                .machine()
+                .cpu(cpu)
+                .ok_or_else(|| fail("host")("no such CPU".into()))?;
+            let mut d = PmuDriver::probe(&mut c, range)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            for e in &host_setup.pmu_events {
+                d.add(*e)
+                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            }
+            d.start(&mut c)
+                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            if nvhe && host_setup.pmu_reserved > 0 {
+                kvm.set_host_pmu_events(cpu, d.slot_mask())
+                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
+            }
+            Some(d)
+        };
+        host.push(HostCpu {
+            spe,
+            pmu,
+            work,
+            truth: EventCounts::default(),
+            ops: 0,
+            spe_unit: SpeStats::default(),
+            pmu_interrupts: 0,
+            pmbirqs: 0,
+        });
+    }
+    Ok(host)
+}
+
+/// Stops the host's drivers on every CPU and collects what they measured;
+/// an SPE unit whose counts do not add up is a problem of the run.
+pub(crate) fn stop_host(
+    kvm: &mut Kvm,
+    host: Vec<HostCpu>,
+    problems: &mut Vec<(Invariant, String)>,
+) -> Result<Vec<HostCpuOutcome>> {
+    let mut host_out = Vec::new();
+    for (cpu, mut h) in host.into_iter().enumerate() {
+        let mut c = kvm
+            .machine()
+            .cpu(cpu)
+            .ok_or_else(|| fail_run("host")("no such CPU".into()))?;
+        let mut spe_data = Vec::new();
+        let mut buffer_full = 0;
+        if let Some(d) = h.spe.as_mut() {
+            d.stop(&mut c)
+                .map_err(|e| fail_run("host SPE stop")(e.to_string()))?;
+            spe_data = d.take_data();
+            buffer_full = d.stats().buffer_full;
+        }
+        let (mut counts, mut overflows) = (Vec::new(), Vec::new());
+        if let Some(d) = h.pmu.as_mut() {
+            for i in 0..d.slots().len() {
+                counts.push(
+                    d.read(&mut c, i)
+                        .map_err(|e| fail_run("host PMU")(e.to_string()))?,
+                );
+            }
+            overflows = d.slots().iter().map(|s| s.overflows).collect();
+            d.stop(&mut c)
+                .map_err(|e| fail_run("host PMU")(e.to_string()))?;
+        }
+        let has_spe = c.pe().has_spe();
+        let total_unit = c.pe().spe().map(|s| *s.stats());
+        if let Some(spe) = c.pe().spe() {
+            if !spe.conserved() {
+                problems.push((
+                    Invariant::Conservation,
+                    format!(
+                        "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
+                        spe.stats()
+                    ),
+                ));
+            }
+        }
+        host_out.push(HostCpuOutcome {
+            cpu,
+            ops: h.ops,
+            spe_data,
+            spe_buffer_full: buffer_full,
+            spe_unit: has_spe.then_some(h.spe_unit),
+            spe_unit_total: total_unit,
+            pmu_counts: counts,
+            pmu_overflows: overflows,
+            pmu_interrupts: h.pmu_interrupts,
+            pmbirqs: h.pmbirqs,
+            truth: h.truth,
+            has_spe,
+        });
+    }
+    Ok(host_out)
+}
+
 /// One slice of host kernel work on `cpu`, its interrupts taken into the
 /// host's drivers.
-fn host_slice(
+pub(crate) fn host_slice(
     kvm: &mut Kvm,
     cpu: usize,
     h: &mut HostCpu,

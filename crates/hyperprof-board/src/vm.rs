@@ -1,0 +1,366 @@
+//! A booted VM on the board: its image and device tree in guest RAM, one
+//! machine-code context per vCPU, and the VMM's half of every exit KVM
+//! hands out: PSCI for hypervisor calls, the PL011 for MMIO, and power
+//! states.
+//!
+//! The caller (a run loop) creates the VM and its vCPUs in the hypervisor,
+//! loads and puts vCPUs on physical CPUs as its schedule says, and calls
+//! [`BoardVm::run_vcpu`] while a vCPU is loaded.
+
+use hyperprof_kvm::uapi::Errno;
+use hyperprof_kvm::vm::{Exit, Kvm, Mmio, GUEST_RAM_IPA};
+use hyperprof_sim::pe::CodeContext;
+use thiserror::Error;
+
+use crate::fdt::{self, BoardDesc};
+use crate::image::{self, Image, ImageError};
+use crate::map::{Region, UART};
+use crate::pl011::Pl011;
+use crate::psci::{self, Outcome, PowerState};
+
+/// Why a VM cannot boot or stopped working.
+#[derive(Debug, Error)]
+pub enum BoardError {
+    /// The image is malformed or does not fit.
+    #[error("image: {0}")]
+    Image(#[from] ImageError),
+    /// The board cannot be described (bad vCPU count, RAM over devices).
+    #[error("board: {0}")]
+    Fdt(#[from] fdt::FdtError),
+    /// The hypervisor refused a call.
+    #[error("{what}: {errno}")]
+    Kvm {
+        /// The call.
+        what: &'static str,
+        /// Its error.
+        errno: Errno,
+    },
+    /// KVM_RUN failed.
+    #[error("vCPU {vcpu}: {why}")]
+    Run {
+        /// The vCPU's index in the VM.
+        vcpu: usize,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// How a VM's run ended, or that it is still running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmState {
+    /// Some vCPU can run.
+    Running,
+    /// PSCI SYSTEM_OFF.
+    PoweredOff,
+    /// PSCI SYSTEM_RESET (the board does not reboot: the run ends).
+    Reset,
+    /// Every vCPU that is on waits for an interrupt with none pending and
+    /// nothing can raise one: the guest can never wake.
+    Wedged,
+}
+
+/// What the VMM side counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmmStats {
+    /// PSCI and other SMCCC calls served.
+    pub hypercalls: u64,
+    /// MMIO accesses emulated.
+    pub mmio: u64,
+    /// Times a vCPU went idle (WFI with nothing pending).
+    pub idle: u64,
+}
+
+struct BoardVcpu {
+    vcpu: usize,
+    ctx: CodeContext,
+    power: PowerState,
+    idle: bool,
+}
+
+/// A VM booted from an image.
+pub struct BoardVm {
+    vm: usize,
+    vcpus: Vec<BoardVcpu>,
+    uart: Pl011,
+    state: VmState,
+    stats: VmmStats,
+    image: Image,
+    dtb_addr: u64,
+}
+
+impl std::fmt::Debug for BoardVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoardVm")
+            .field("vm", &self.vm)
+            .field("state", &self.state)
+            .field("vcpus", &self.vcpus.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the board describes to the guest beyond RAM and vCPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// `/chosen/bootargs`.
+    pub bootargs: String,
+    /// Describe the PMU (the vCPUs have the PMU_V3 feature).
+    pub pmu: bool,
+    /// Describe SPE (the vCPUs have the SPE feature).
+    pub spe: bool,
+}
+
+impl BoardVm {
+    /// Boots `image` in VM `vm` (created with `ram_bytes` of RAM) whose
+    /// vCPUs are `vcpus` (vCPU 0 boots; the others wait for PSCI CPU_ON):
+    /// the image and the device tree go into guest RAM and vCPU 0 starts
+    /// at the entry point, EL1h, MMU off, interrupts masked, x0 = the
+    /// device tree.
+    pub fn boot(
+        kvm: &mut Kvm,
+        vm: usize,
+        ram_bytes: u64,
+        vcpus: &[usize],
+        image_bytes: &[u8],
+        opts: &BootOptions,
+    ) -> Result<BoardVm, BoardError> {
+        let ram = Region {
+            base: GUEST_RAM_IPA,
+            size: ram_bytes,
+        };
+        let image = image::load(image_bytes, ram)?;
+        let dtb = fdt::build(&BoardDesc {
+            ram,
+            cpus: vcpus.len() as u32,
+            bootargs: opts.bootargs.clone(),
+            pmu: opts.pmu,
+            spe: opts.spe,
+        })?;
+        let dtb_addr = image.dtb_address(dtb.len(), ram)?;
+        let write = |kvm: &mut Kvm, ipa, data: &[u8]| {
+            kvm.write_guest(vm, ipa, data)
+                .map_err(|errno| BoardError::Kvm {
+                    what: "writing guest memory",
+                    errno,
+                })
+        };
+        // Guest RAM starts zeroed, so a segment's bytes past its file
+        // size need no writing.
+        for seg in &image.segments {
+            write(kvm, seg.addr, &seg.data)?;
+        }
+        write(kvm, dtb_addr, &dtb)?;
+        let vcpus = vcpus
+            .iter()
+            .enumerate()
+            .map(|(i, &vcpu)| {
+                let mut ctx = CodeContext::new(image.entry, fdt::mpidr_affinity(i as u32));
+                ctx.cpu.set_x(0, dtb_addr);
+                BoardVcpu {
+                    vcpu,
+                    ctx,
+                    power: if i == 0 {
+                        PowerState::On
+                    } else {
+                        PowerState::Off
+                    },
+                    idle: false,
+                }
+            })
+            .collect();
+        Ok(BoardVm {
+            vm,
+            vcpus,
+            uart: Pl011::new(),
+            state: VmState::Running,
+            stats: VmmStats::default(),
+            image,
+            dtb_addr,
+        })
+    }
+
+    /// The hypervisor's VM.
+    pub fn vm(&self) -> usize {
+        self.vm
+    }
+
+    /// How the run stands.
+    pub fn state(&self) -> &VmState {
+        &self.state
+    }
+
+    /// Whether the VM's run is over.
+    pub fn finished(&self) -> bool {
+        self.state != VmState::Running
+    }
+
+    /// The VMM's counts.
+    pub fn stats(&self) -> VmmStats {
+        self.stats
+    }
+
+    /// Where the device tree is.
+    pub fn dtb_address(&self) -> u64 {
+        self.dtb_addr
+    }
+
+    /// The loaded image.
+    pub fn image(&self) -> &Image {
+        &self.image
+    }
+
+    /// The console bytes written so far, taken out.
+    pub fn take_console(&mut self) -> Vec<u8> {
+        self.uart.take_output()
+    }
+
+    /// The hypervisor vCPUs, in the VM's order.
+    pub fn vcpus(&self) -> Vec<usize> {
+        self.vcpus.iter().map(|v| v.vcpu).collect()
+    }
+
+    /// Instructions vCPU `i` has retired.
+    pub fn retired(&self, i: usize) -> u64 {
+        self.vcpus.get(i).map_or(0, |v| v.ctx.cpu.retired())
+    }
+
+    /// The machine-code context of vCPU `i`.
+    pub fn context(&self, i: usize) -> Option<&CodeContext> {
+        self.vcpus.get(i).map(|v| &v.ctx)
+    }
+
+    /// Whether vCPU `i` has something to run (it is on and not idle).
+    pub fn runnable(&self, i: usize) -> bool {
+        self.state == VmState::Running
+            && self
+                .vcpus
+                .get(i)
+                .is_some_and(|v| v.power == PowerState::On && !v.idle)
+    }
+
+    /// Runs vCPU `i` (loaded by the caller) for at most `budget`
+    /// instructions, serving the exits that need the VMM. Returns the
+    /// instructions it retired.
+    pub fn run_vcpu(&mut self, kvm: &mut Kvm, i: usize, budget: u64) -> Result<u64, BoardError> {
+        let Some(v) = self.vcpus.get_mut(i) else {
+            return Err(BoardError::Run {
+                vcpu: i,
+                why: "no such vCPU".into(),
+            });
+        };
+        let start = v.ctx.cpu.retired();
+        let mut left = budget;
+        while self.runnable(i) && left > 0 {
+            let v = &mut self.vcpus[i];
+            let before = v.ctx.cpu.retired();
+            let exit = kvm.run_code(v.vcpu, &mut v.ctx, left);
+            left = left.saturating_sub(v.ctx.cpu.retired() - before);
+            match exit {
+                Exit::Yield => {}
+                Exit::Halt => {}
+                Exit::Hypercall { .. } => self.hypercall(i),
+                Exit::Mmio(m) => self.mmio(kvm, i, m)?,
+                Exit::Idle => {
+                    self.stats.idle += 1;
+                    self.vcpus[i].idle = true;
+                    self.check_wedged();
+                }
+                Exit::Rlimit {
+                    needed,
+                    used,
+                    limit,
+                } => {
+                    return Err(BoardError::Run {
+                        vcpu: i,
+                        why: format!(
+                            "pinning the SPE buffer needs {needed} more bytes with {used} of \
+                             {limit} locked (RLIMIT_MEMLOCK)"
+                        ),
+                    })
+                }
+                Exit::FailEntry(why) => return Err(BoardError::Run { vcpu: i, why }),
+            }
+            if left == 0 || matches!(exit, Exit::Yield) {
+                break;
+            }
+        }
+        Ok(self.vcpus[i].ctx.cpu.retired() - start)
+    }
+
+    fn hypercall(&mut self, i: usize) {
+        self.stats.hypercalls += 1;
+        let states: Vec<(u64, PowerState)> =
+            self.vcpus.iter().map(|v| (v.ctx.mpidr, v.power)).collect();
+        let x = {
+            let c = &self.vcpus[i].ctx.cpu;
+            [c.x(0), c.x(1), c.x(2), c.x(3)]
+        };
+        match psci::call(x, &states) {
+            Outcome::Return(r) => self.vcpus[i].ctx.cpu.set_x(0, r),
+            Outcome::CpuOn {
+                vcpu,
+                entry,
+                context_id,
+            } => {
+                let t = &mut self.vcpus[vcpu];
+                let mpidr = t.ctx.mpidr & psci::MPIDR_AFFINITY;
+                let mut ctx = CodeContext::new(entry, mpidr);
+                ctx.cpu.set_x(0, context_id);
+                t.ctx = ctx;
+                t.power = PowerState::On;
+                t.idle = false;
+                self.vcpus[i].ctx.cpu.set_x(0, psci::SUCCESS);
+            }
+            Outcome::CpuOff => {
+                self.vcpus[i].power = PowerState::Off;
+                if self.vcpus.iter().all(|v| v.power == PowerState::Off) {
+                    self.state = VmState::PoweredOff;
+                }
+            }
+            Outcome::Suspend => {
+                self.vcpus[i].ctx.cpu.set_x(0, psci::SUCCESS);
+            }
+            Outcome::SystemOff => self.state = VmState::PoweredOff,
+            Outcome::SystemReset => self.state = VmState::Reset,
+        }
+    }
+
+    fn mmio(&mut self, kvm: &mut Kvm, i: usize, m: Mmio) -> Result<(), BoardError> {
+        self.stats.mmio += 1;
+        let vcpu = self.vcpus[i].vcpu;
+        let in_uart = UART.contains(m.ipa);
+        let value = if in_uart {
+            let off = m.ipa - UART.base;
+            match m.write {
+                Some(v) => self.uart.write(off, m.len, v).map(|_| 0),
+                None => self.uart.read(off, m.len),
+            }
+            // A bad access size to the UART reads as zero, writes are ignored.
+            .unwrap_or(0)
+        } else {
+            // Nothing there: reads as zero, writes are ignored (as on
+            // QEMU's virt board for unassigned addresses).
+            0
+        };
+        if m.write.is_none() {
+            kvm.set_mmio_data(vcpu, value)
+                .map_err(|errno| BoardError::Kvm {
+                    what: "completing an MMIO read",
+                    errno,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Every vCPU that is on is idle, and the board has no source of
+    /// interrupts (no timer, no device interrupt): nothing can wake them.
+    fn check_wedged(&mut self) {
+        let on: Vec<&BoardVcpu> = self
+            .vcpus
+            .iter()
+            .filter(|v| v.power == PowerState::On)
+            .collect();
+        if on.iter().all(|v| v.idle) {
+            self.state = VmState::Wedged;
+        }
+    }
+}

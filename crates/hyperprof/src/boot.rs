@@ -1,0 +1,413 @@
+//! `hyperprof boot IMAGE`: one VM on the virt-compatible board, running a
+//! real AArch64 image on the A64 engine under the hypervisor, beside a host
+//! that keeps running (and profiling) on every CPU.
+//!
+//! The guest's console goes to the writer the caller gives (stdout for the
+//! command) as it is written; what the run measured comes back as a
+//! [`BootOutcome`] for the summary and the JSON report.
+
+use std::io::Write;
+use std::time::Instant;
+
+use hyperprof_arch::{ExceptionLevel, PmuVer};
+use hyperprof_board::vm::{BoardVm, BootOptions, VmState, VmmStats};
+use hyperprof_kvm::uapi::VcpuFeatures;
+use hyperprof_kvm::vm::{Kvm, PmuSetup, VcpuStats, VmConfig};
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::pe::{AccessStats, PeConfig};
+use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::spe::SpeConfig;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::run::engine::{
+    host_slice, start_host, stop_host, HostCpuOutcome, HostSetup, Invariant, SpeSetup,
+};
+use crate::run::presets::host_events;
+
+/// The images built into the binary (guests/images, built from guests/
+/// by `make -C guests`).
+pub const BUILTIN_IMAGES: [(&str, &[u8]); 3] = [
+    ("hello", include_bytes!("../../../guests/images/hello.bin")),
+    (
+        "selftest",
+        include_bytes!("../../../guests/images/selftest.bin"),
+    ),
+    ("spin", include_bytes!("../../../guests/images/spin.bin")),
+];
+
+/// The guest PMU a boot gives its vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PmuMode {
+    /// No PMU (PMUVer 0; every PMU access UNDEFINED).
+    Off,
+    /// The partitioned PMU of the series (VHE hosts).
+    Partitioned,
+    /// The emulated vPMU.
+    Emulated,
+}
+
+/// What `hyperprof boot` is asked to do.
+#[derive(Clone, Debug)]
+pub struct BootArgs {
+    /// The image's name, for messages.
+    pub name: String,
+    /// The image: ELF64 AArch64 or a raw binary.
+    pub image: Vec<u8>,
+    /// `/chosen/bootargs`.
+    pub append: String,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// An nVHE host.
+    pub nvhe: bool,
+    /// The guest PMU.
+    pub pmu: PmuMode,
+    /// PMU_V3 SET_NR_COUNTERS (the default: all the host leaves).
+    pub pmu_counters: Option<u8>,
+    /// Guest SPE.
+    pub spe: bool,
+    /// SPE_MAX_BUFFER_SIZE in bytes (0: [`DEFAULT_SPE_MAX_BUFFER`], or the
+    /// SPU's own maximum when that is smaller).
+    pub spe_max_buffer: u64,
+    /// Instructions the guest may retire before the run is cut short.
+    pub max_insns: u64,
+    /// Seed of the host's workload.
+    pub seed: u64,
+}
+
+/// How the guest's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootEnd {
+    /// PSCI SYSTEM_OFF.
+    PowerOff,
+    /// PSCI SYSTEM_RESET.
+    Reset,
+    /// `--max-insns` ran out.
+    Budget,
+    /// The guest waits for an interrupt that can never come.
+    Wedged,
+}
+
+/// What a boot measured.
+pub struct BootOutcome {
+    /// How the guest's run ended.
+    pub end: BootEnd,
+    /// Instructions the guest retired.
+    pub insns: u64,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// The hypervisor's counts for the vCPU.
+    pub vcpu: VcpuStats,
+    /// The VMM's counts.
+    pub vmm: VmmStats,
+    /// Host CPUs.
+    pub host: Vec<HostCpuOutcome>,
+    /// Invariants that failed, with why.
+    pub problems: Vec<(Invariant, String)>,
+    /// Scheduling rounds.
+    pub rounds: u64,
+}
+
+/// Host operations per CPU between two guest slices.
+const HOST_SLICE: u64 = 20_000;
+/// Guest instructions per slice (then the vCPU is put and may move).
+const GUEST_SLICE: u64 = 2_000_000;
+/// SPE_MAX_BUFFER_SIZE when `--spe-max-buffer` is not given.
+pub const DEFAULT_SPE_MAX_BUFFER: u64 = 4 << 20;
+/// CPUs of the machine: the vCPU moves between them each slice.
+const CPUS: usize = 2;
+
+fn usage(e: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("boot: {e}"))
+}
+
+/// The image named `builtin:NAME`, or `None` for another name.
+pub fn builtin(name: &str) -> Option<&'static [u8]> {
+    let n = name.strip_prefix("builtin:")?;
+    BUILTIN_IMAGES
+        .iter()
+        .find(|(b, _)| *b == n)
+        .map(|(_, bytes)| *bytes)
+}
+
+fn machine_config(mem_mib: u64) -> MachineConfig {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 8,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: Some(SpeConfig::default()),
+        fgt: true,
+    };
+    MachineConfig {
+        pes: vec![pe; CPUS],
+        ram_base: 0x8000_0000,
+        // The guest's RAM, its stage-2 tables and the host's buffers.
+        ram_size: (mem_mib << 20) + (256 << 20),
+    }
+}
+
+/// Boots `args.image`; the guest's console bytes go to `console` as they
+/// are written.
+pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
+    if args.mem_mib == 0 || args.mem_mib > 4096 {
+        return Err(usage(format!(
+            "--mem {} MiB: give 1 to 4096 MiB",
+            args.mem_mib
+        )));
+    }
+    if args.nvhe && args.pmu == PmuMode::Partitioned {
+        return Err(usage(
+            "the partitioned PMU needs a VHE host (an nVHE host kernel at EL1 \
+             cannot use counters above HPMN); use --pmu emulated or drop --nvhe",
+        ));
+    }
+    let started = Instant::now();
+    let machine = Machine::new(&machine_config(args.mem_mib)).map_err(usage)?;
+    let mut kvm = if args.nvhe {
+        Kvm::new_nvhe(machine)
+    } else {
+        Kvm::new(machine)
+    };
+    let host_el = if args.nvhe {
+        ExceptionLevel::EL1
+    } else {
+        ExceptionLevel::EL2
+    };
+    let reserved = if args.pmu == PmuMode::Off { 0 } else { 2 };
+    kvm.set_host_pmu_reserve(reserved)
+        .map_err(|e| usage(format!("host PMU reservation: {e}")))?;
+    // The host profiles its kernel with SPE and counts it on its reserved
+    // counters (the nVHE host kernel cannot program MDCR_EL2 from EL1, so
+    // it counts nothing there).
+    let host_setup = HostSetup {
+        workload: "kernel-mix".to_string(),
+        ops: u64::MAX,
+        pmu_reserved: reserved,
+        spe: Some(SpeSetup {
+            session: Default::default(),
+            buffer_bytes: 256 << 10,
+        }),
+        pmu_events: if args.nvhe || reserved == 0 {
+            Vec::new()
+        } else {
+            host_events()
+        },
+    };
+    let mut host = start_host(&mut kvm, &host_setup, args.seed, args.nvhe)?;
+
+    let ram = args.mem_mib << 20;
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: ram,
+            memlock_limit: 64 << 20,
+        })
+        .map_err(|e| usage(format!("create_vm: {e}")))?;
+    let features = VcpuFeatures {
+        spe: args.spe,
+        pmu_v3: args.pmu != PmuMode::Off,
+    };
+    let vcpu = kvm
+        .create_vcpu(vm, features)
+        .map_err(|e| usage(format!("create_vcpu: {e}")))?;
+    if args.spe {
+        let (spu, spu_max) = kvm
+            .spus()
+            .first()
+            .map(|s| (s.id, s.max_buffer_size()))
+            .ok_or_else(|| usage("the machine has no SPE unit"))?;
+        // 0 asks for the default: 4 MiB, or the SPU's own maximum when
+        // that is smaller (0 there: no limit).
+        let max = match (args.spe_max_buffer, spu_max) {
+            (0, 0) => DEFAULT_SPE_MAX_BUFFER,
+            (0, m) => m.min(DEFAULT_SPE_MAX_BUFFER),
+            (b, _) => b,
+        };
+        kvm.configure_spe(vcpu, spu, 21, max)
+            .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;
+    }
+    if args.pmu != PmuMode::Off {
+        let setup = PmuSetup {
+            irq: 23,
+            partitioned: args.pmu == PmuMode::Partitioned,
+            nr_counters: args.pmu_counters,
+            filters: Vec::new(),
+        };
+        kvm.configure_pmu(vcpu, &setup)
+            .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
+    }
+    let opts = BootOptions {
+        bootargs: args.append.clone(),
+        pmu: features.pmu_v3,
+        spe: features.spe,
+    };
+    let mut board = BoardVm::boot(&mut kvm, vm, ram, &[vcpu], &args.image, &opts)
+        .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
+
+    let mut problems = Vec::new();
+    let mut rounds = 0u64;
+    let mut insns = 0u64;
+    let end = loop {
+        match board.state() {
+            VmState::PoweredOff => break BootEnd::PowerOff,
+            VmState::Reset => break BootEnd::Reset,
+            VmState::Wedged => break BootEnd::Wedged,
+            VmState::Running => {}
+        }
+        if insns >= args.max_insns {
+            break BootEnd::Budget;
+        }
+        for (cpu, h) in host.iter_mut().enumerate() {
+            host_slice(&mut kvm, cpu, h, HOST_SLICE, host_el)?;
+        }
+        let cpu = (rounds % CPUS as u64) as usize;
+        kvm.load(vcpu, cpu)
+            .map_err(|e| usage(format!("load: {e}")))?;
+        let slice = GUEST_SLICE.min(args.max_insns - insns);
+        let r = board.run_vcpu(&mut kvm, 0, slice);
+        kvm.put(vcpu).map_err(|e| usage(format!("put: {e}")))?;
+        let out = board.take_console();
+        console
+            .write_all(&out)
+            .and_then(|_| console.flush())
+            .map_err(|e| Error::io("<stdout>", e))?;
+        match r {
+            Ok(n) => insns += n,
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "boot: {}: {e} (after {insns} instructions)",
+                    args.name
+                )))
+            }
+        }
+        rounds += 1;
+    };
+    let host_out = stop_host(&mut kvm, host, &mut problems)?;
+    for h in &host_out {
+        // The host's counts must be those of its own work, exactly.
+        let own = host_setup
+            .pmu_events
+            .iter()
+            .zip(&h.pmu_counts)
+            .filter_map(|(e, &c)| {
+                let ev = hyperprof_sim::event::Event::from_number(e.event)?;
+                let truth = h.truth.get(ev);
+                (c != truth).then(|| {
+                    format!(
+                        "cpu {}: event {ev:?} counted {c}, its work caused {truth}",
+                        h.cpu
+                    )
+                })
+            });
+        for p in own {
+            problems.push((Invariant::ExactCounts, p));
+        }
+    }
+    if kvm.pinned_bytes(vm).unwrap_or(0) != 0 && end == BootEnd::PowerOff {
+        problems.push((
+            Invariant::Limits,
+            format!(
+                "{} bytes of guest memory still pinned after power-off",
+                kvm.pinned_bytes(vm).unwrap_or(0)
+            ),
+        ));
+    }
+    let vcpu_stats = kvm
+        .vcpu_stats(vcpu)
+        .ok_or_else(|| usage("no vCPU statistics"))?;
+    Ok(BootOutcome {
+        end,
+        insns,
+        seconds: started.elapsed().as_secs_f64(),
+        vcpu: vcpu_stats,
+        vmm: board.stats(),
+        host: host_out,
+        problems,
+        rounds,
+    })
+}
+
+fn per(a: AccessStats, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        a.total() as f64 / n as f64
+    }
+}
+
+impl BootOutcome {
+    /// The short summary `hyperprof boot` prints on stderr.
+    pub fn summary(&self) -> String {
+        let mips = self.insns as f64 / self.seconds.max(1e-9) / 1e6;
+        let v = &self.vcpu;
+        let mut s = format!(
+            "boot: {:?} after {} instructions in {:.2} s ({:.1} MIPS), {} rounds\n",
+            self.end, self.insns, self.seconds, mips, self.rounds
+        );
+        s += &format!(
+            "exits: {} sysreg traps ({} PMU), {} hypercalls, {} MMIO, {} physical interrupts, {} idle\n",
+            v.sysreg_exits, v.pmu_trap_exits, self.vmm.hypercalls, self.vmm.mmio, v.irq_exits, self.vmm.idle
+        );
+        s += &format!(
+            "switch: SPE {:.1} accesses+barriers per round trip ({} of {} entries live), PMU {:.1} per load/put\n",
+            per(v.spe_switch_live, v.live_trips),
+            v.live_trips,
+            v.entries,
+            per(v.pmu_load_put, v.pmu_live_loads)
+        );
+        for h in &self.host {
+            s += &format!(
+                "host cpu {}: {} kernel operations, {} SPE bytes, {} PMBIRQs\n",
+                h.cpu,
+                h.ops,
+                h.spe_data.len(),
+                h.pmbirqs
+            );
+        }
+        if self.problems.is_empty() {
+            s += "invariants: all hold\n";
+        } else {
+            for (inv, why) in &self.problems {
+                s += &format!("invariant {inv:?} FAILED: {why}\n");
+            }
+        }
+        s
+    }
+
+    /// The report as JSON (`--report FILE.json`).
+    pub fn json(&self) -> serde_json::Value {
+        let v = &self.vcpu;
+        serde_json::json!({
+            "end": self.end,
+            "instructions": self.insns,
+            "seconds": self.seconds,
+            "rounds": self.rounds,
+            "exits": {
+                "sysreg": v.sysreg_exits,
+                "pmu_traps": v.pmu_trap_exits,
+                "hypercalls": self.vmm.hypercalls,
+                "mmio": self.vmm.mmio,
+                "irq": v.irq_exits,
+                "idle": self.vmm.idle,
+            },
+            "switch": {
+                "entries": v.entries,
+                "live_trips": v.live_trips,
+                "spe_per_live_trip": per(v.spe_switch_live, v.live_trips),
+                "pmu_per_load_put": per(v.pmu_load_put, v.pmu_live_loads),
+            },
+            "host": self.host.iter().map(|h| serde_json::json!({
+                "cpu": h.cpu,
+                "ops": h.ops,
+                "spe_bytes": h.spe_data.len(),
+                "pmbirqs": h.pmbirqs,
+                "pmu_counts": h.pmu_counts,
+            })).collect::<Vec<_>>(),
+            "invariants": self.problems.iter().map(|(i, w)| format!("{i:?}: {w}")).collect::<Vec<_>>(),
+        })
+    }
+}
