@@ -181,9 +181,9 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     let reserved = if args.pmu == PmuMode::Off { 0 } else { 2 };
     kvm.set_host_pmu_reserve(reserved)
         .map_err(|e| usage(format!("host PMU reservation: {e}")))?;
-    // The host profiles its kernel with SPE and counts it on its reserved
-    // counters (the nVHE host kernel cannot program MDCR_EL2 from EL1, so
-    // it counts nothing there).
+    // The host profiles its kernel with SPE and counts it on the counters it
+    // reserves (an nVHE host kernel on its top counters, which the
+    // hypervisor switches off while the guest runs).
     let host_setup = HostSetup {
         workload: "kernel-mix".to_string(),
         ops: u64::MAX,
@@ -192,10 +192,18 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             session: Default::default(),
             buffer_bytes: 256 << 10,
         }),
-        pmu_events: if args.nvhe || reserved == 0 {
+        pmu_events: if reserved == 0 {
             Vec::new()
         } else {
+            // The host kernel's own level: EL2 under VHE, EL1 under nVHE.
             host_events()
+                .into_iter()
+                .map(|mut e| {
+                    e.filter.el1 = args.nvhe;
+                    e.filter.el2 = !args.nvhe;
+                    e
+                })
+                .collect()
         },
     };
     let mut host = start_host(&mut kvm, &host_setup, args.seed, args.nvhe)?;
