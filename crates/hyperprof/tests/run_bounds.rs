@@ -53,19 +53,24 @@ fn checked(edit: &dyn Fn(&mut Scenario)) -> Result<hyperprof::run::engine::Syste
 #[test]
 fn check_refuses_what_run_cannot_build() {
     use hyperprof::scenario::HostMode;
-    // An nVHE host with the default host PMU (on reserved counters).
+    // An nVHE host under the default's partitioned-PMU VM: the partitioned
+    // PMU needs VHE, and check says so with the field's line.
     let e = checked(&|s| s.machine.host_mode = HostMode::Nvhe)
         .err()
         .unwrap();
-    assert!(e.contains("host PMU") || e.contains("create_vcpu"), "{e}");
-    // nVHE with a VM vPMU but no host counters reserved: the hypervisor's
-    // own vCPU set-up decides, not a rule of the check (today it refuses:
-    // create_vcpu EINVAL; when it accepts, the check follows and the run
-    // must complete).
+    assert!(e.contains("vm[0].pmu.mode") && e.contains("VHE host"), "{e}");
+    // nVHE with emulated vPMUs and no host counters reserved: the
+    // hypervisor's own vCPU set-up decides, not a rule of the check (it
+    // accepts them now, so the run must complete).
     let r = checked(&|s| {
         s.machine.host_mode = HostMode::Nvhe;
         s.host.pmu_reserved_counters = 0;
         s.host.pmu_events.clear();
+        for vm in &mut s.vms {
+            if let Some(p) = vm.pmu.as_mut() {
+                p.mode = hyperprof::scenario::PmuMode::Emulated;
+            }
+        }
         s.run.guest_ops = 20_000;
         s.run.host_ops = 10_000;
     });
