@@ -25,6 +25,7 @@ fn kvm(nvhe: bool) -> Kvm {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     let m = Machine::new(&MachineConfig {
         pes: vec![pe; 2],

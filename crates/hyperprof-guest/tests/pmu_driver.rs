@@ -22,6 +22,7 @@ fn machine() -> Machine {
         },
         spe: None,
         fgt: true,
+        uarch: Default::default(),
     };
     Machine::new(&MachineConfig {
         pes: vec![pe],

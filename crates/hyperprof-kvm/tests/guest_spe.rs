@@ -28,6 +28,7 @@ fn machine() -> Machine {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     Machine::new(&MachineConfig {
         pes: vec![pe; 2],
@@ -463,6 +464,7 @@ fn a_vcpu_on_a_cpu_without_its_spu_fails_entry_as_cpu_unsupported() {
             },
             spe: spe.then(SpeConfig::default),
             fgt: true,
+            uarch: Default::default(),
         });
     }
     let machine = Machine::new(&MachineConfig {
@@ -643,6 +645,7 @@ fn no_fgt_vm(max: u64) -> (Kvm, usize) {
         },
         spe: Some(SpeConfig::default()),
         fgt: false,
+        uarch: Default::default(),
     };
     let machine = Machine::new(&MachineConfig {
         pes: vec![pe],

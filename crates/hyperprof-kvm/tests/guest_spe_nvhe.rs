@@ -30,6 +30,7 @@ fn kvm_nvhe() -> Kvm {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     let m = Machine::new(&MachineConfig {
         pes: vec![pe; 2],

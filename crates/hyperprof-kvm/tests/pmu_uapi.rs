@@ -20,6 +20,7 @@ fn kvm() -> Kvm {
         },
         spe: None,
         fgt: true,
+        uarch: Default::default(),
     };
     Kvm::new(
         Machine::new(&MachineConfig {

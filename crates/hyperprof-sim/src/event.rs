@@ -29,6 +29,11 @@ pub enum Event {
     BR_PRED,
     /// 0x0013 MEM_ACCESS.
     MEM_ACCESS,
+    /// 0x0016 L2D_CACHE: an access that reached the L2 (an L1 refill).
+    L2D_CACHE,
+    /// 0x0017 L2D_CACHE_REFILL: an L2 access that went beyond it (to the
+    /// last-level cache).
+    L2D_CACHE_REFILL,
     /// 0x001B INST_SPEC.
     INST_SPEC,
     /// 0x0021 BR_RETIRED.
@@ -46,7 +51,7 @@ pub enum Event {
 }
 
 /// Number of [`Event`] variants.
-pub const EVENT_COUNT: usize = 18;
+pub const EVENT_COUNT: usize = 20;
 
 /// Every event, in declaration order.
 pub const ALL_EVENTS: [Event; EVENT_COUNT] = [
@@ -61,6 +66,8 @@ pub const ALL_EVENTS: [Event; EVENT_COUNT] = [
     Event::CPU_CYCLES,
     Event::BR_PRED,
     Event::MEM_ACCESS,
+    Event::L2D_CACHE,
+    Event::L2D_CACHE_REFILL,
     Event::INST_SPEC,
     Event::BR_RETIRED,
     Event::BR_MIS_PRED_RETIRED,
@@ -88,6 +95,8 @@ impl Event {
             Event::CPU_CYCLES => 0x11,
             Event::BR_PRED => 0x12,
             Event::MEM_ACCESS => 0x13,
+            Event::L2D_CACHE => 0x16,
+            Event::L2D_CACHE_REFILL => 0x17,
             Event::INST_SPEC => 0x1B,
             Event::BR_RETIRED => 0x21,
             Event::BR_MIS_PRED_RETIRED => 0x22,

@@ -5,6 +5,32 @@ use crate::pe::{CodeContext, CodeStop, Pe, PeConfig, PeCpu, RunExit};
 use crate::uarch::{Hierarchy, UarchConfig};
 use crate::workload::Workload;
 
+/// Why a machine cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MachineError {
+    /// Its RAM cannot be set up.
+    Memory(MemError),
+    /// A PE's microarchitecture configuration is not buildable.
+    Uarch(String),
+}
+
+impl From<MemError> for MachineError {
+    fn from(e: MemError) -> Self {
+        MachineError::Memory(e)
+    }
+}
+
+impl std::fmt::Display for MachineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MachineError::Memory(e) => write!(f, "{e}"),
+            MachineError::Uarch(why) => write!(f, "microarchitecture: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for MachineError {}
+
 /// How a machine is built.
 #[derive(Clone, Debug)]
 pub struct MachineConfig {
@@ -31,7 +57,7 @@ pub struct Machine {
 
 impl Machine {
     /// Builds the machine; every PE starts at EL2 in its reset state.
-    pub fn new(cfg: &MachineConfig) -> Result<Machine, MemError> {
+    pub fn new(cfg: &MachineConfig) -> Result<Machine, MachineError> {
         let mut mem = PhysMem::new();
         mem.add_ram(cfg.ram_base, cfg.ram_size)?;
         let alloc = FrameAllocator::new(cfg.ram_base, cfg.ram_size)?;
@@ -41,8 +67,12 @@ impl Machine {
             .enumerate()
             .map(|(i, c)| Pe::new(i, c))
             .collect();
-        let uarch = Hierarchy::new(&vec![UarchConfig::default(); cfg.pes.len().clamp(1, 64)])
-            .expect("the default microarchitecture is valid");
+        let configs: Vec<UarchConfig> = if cfg.pes.is_empty() {
+            vec![UarchConfig::default()]
+        } else {
+            cfg.pes.iter().map(|p| p.uarch).collect()
+        };
+        let uarch = Hierarchy::new(&configs).map_err(MachineError::Uarch)?;
         Ok(Machine {
             mem,
             alloc,

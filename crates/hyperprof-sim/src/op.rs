@@ -97,6 +97,11 @@ impl Op {
                 counts.add(Event::LD_RETIRED, load as u64);
                 counts.add(Event::ST_RETIRED, !load as u64);
                 counts.add(Event::L1D_CACHE_REFILL, o(spe_event::L1D_REFILL));
+                // Every L1 refill is an L2 access; every access beyond the
+                // L2 is an L2 refill (so each event stays additive in the
+                // outcome bits, as the workloads' closed forms need).
+                counts.add(Event::L2D_CACHE, o(spe_event::L1D_REFILL));
+                counts.add(Event::L2D_CACHE_REFILL, o(spe_event::LLC_ACCESS));
                 counts.add(Event::L1D_TLB_REFILL, o(spe_event::TLB_WALK));
                 counts.add(
                     Event::LL_CACHE_MISS_RD,

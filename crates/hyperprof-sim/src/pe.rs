@@ -37,6 +37,9 @@ pub struct PeConfig {
     /// FEAT_FGT: HDFGRTR_EL2/HDFGWTR_EL2 trap EL0/EL1 accesses (without it
     /// only MDCR_EL2's coarse traps exist, and ID registers cannot be trapped).
     pub fgt: bool,
+    /// Caches, TLB, branch predictor and timing behind its real code (the
+    /// shared last-level cache is CPU 0's).
+    pub uarch: crate::uarch::UarchConfig,
 }
 
 /// What software spent on a PE: every system register access and barrier.

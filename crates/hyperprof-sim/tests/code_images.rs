@@ -30,6 +30,7 @@ fn boot(name: &str, dtb: &[u8]) -> (String, u64) {
             },
             spe: None,
             fgt: true,
+            uarch: Default::default(),
         }],
         ram_base: RAM,
         ram_size: 128 << 20,

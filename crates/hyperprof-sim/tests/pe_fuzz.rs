@@ -61,6 +61,7 @@ fn machine() -> Machine {
                 ..SpeConfig::default()
             }),
             fgt: true,
+            uarch: Default::default(),
         }],
         ram_base: 0x8000_0000,
         ram_size: 1 << 20,

@@ -24,6 +24,7 @@ fn el1_machine() -> Machine {
             },
             spe: None,
             fgt: true,
+            uarch: Default::default(),
         }],
         ram_base: 0x8000_0000,
         ram_size: 1 << 20,

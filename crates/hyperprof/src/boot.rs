@@ -142,6 +142,7 @@ fn machine_config(mem_mib: u64) -> MachineConfig {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     MachineConfig {
         pes: vec![pe; CPUS],

@@ -2,6 +2,7 @@
 //! console compared with QEMU's virt board running the same binary, in
 //! every host and PMU set-up, and the exit statuses.
 
+#[allow(dead_code)] // the perf helpers serve the other end-to-end tests
 mod common;
 
 use std::path::{Path, PathBuf};

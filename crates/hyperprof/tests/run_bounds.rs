@@ -58,7 +58,10 @@ fn check_refuses_what_run_cannot_build() {
     let e = checked(&|s| s.machine.host_mode = HostMode::Nvhe)
         .err()
         .unwrap();
-    assert!(e.contains("vm[0].pmu.mode") && e.contains("VHE host"), "{e}");
+    assert!(
+        e.contains("vm[0].pmu.mode") && e.contains("VHE host"),
+        "{e}"
+    );
     // nVHE with emulated vPMUs and no host counters reserved: the
     // hypervisor's own vCPU set-up decides, not a rule of the check (it
     // accepts them now, so the run must complete).

@@ -22,6 +22,7 @@ pub fn pe_config(spe: Option<SpeConfig>) -> PeConfig {
         },
         spe,
         fgt: true,
+        uarch: Default::default(),
     }
 }
 

@@ -35,6 +35,7 @@ pub fn machine() -> Machine {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     Machine::new(&MachineConfig {
         pes: vec![pe; CPUS],

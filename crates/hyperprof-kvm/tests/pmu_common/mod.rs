@@ -59,6 +59,7 @@ impl Hw {
             },
             spe: None,
             fgt: self.fgt,
+            uarch: Default::default(),
         };
         Machine::new(&MachineConfig {
             pes: vec![pe; 2],

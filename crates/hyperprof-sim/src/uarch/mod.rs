@@ -374,10 +374,10 @@ impl Hierarchy {
     }
 
     /// A write to a line held shared: the other copies go, at the cost of
-    /// a trip to the shared cache.
+    /// a trip to the shared cache's directory (not a cache access: the data
+    /// stays where it is).
     fn upgrade(&mut self, core: usize, line: u64, out: &mut MemOutcome) {
         out.latency = out.latency.max(self.configs[core].llc.latency);
-        out.llc_access = true;
         self.take_ownership(core, line);
         let p = &mut self.cores[core];
         p.l1.set_state(line, LineState::Modified);

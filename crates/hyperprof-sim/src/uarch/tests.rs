@@ -50,7 +50,8 @@ fn false_sharing_comes_from_the_peer_core_and_invalidates_its_copy() {
     assert_eq!(h.access(0, 0x2000, 0x4000_2000, false).source, SOURCE_L1D);
     // Core 0 writes again: an upgrade that invalidates core 1's copy...
     let w = h.access(0, 0x2000, 0x4000_2000, true);
-    assert!(w.llc_access && !w.l1_refill);
+    assert!(!w.llc_access && !w.l1_refill);
+    assert_eq!(w.latency, 35);
     // ...so core 1 misses and gets it from core 0 again.
     let r = h.access(1, 0x2008, 0x4000_2008, false);
     assert!(r.l1_refill);

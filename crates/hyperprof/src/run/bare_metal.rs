@@ -66,6 +66,7 @@ pub fn machine_config(cpus: usize) -> MachineConfig {
         },
         spe: Some(SpeConfig::default()),
         fgt: true,
+        uarch: Default::default(),
     };
     MachineConfig {
         pes: vec![pe; cpus],

@@ -74,6 +74,7 @@ pub fn guest_pmu(seed: u64, ops: u64) -> Setup {
         },
         spe: None,
         fgt: true,
+        uarch: Default::default(),
     };
     let pmu_vm = |name: &str, workload: &str, partitioned: bool| VmSetup {
         pmu: Some(GuestPmuSetup {

@@ -32,6 +32,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use hyperprof_sim::uarch::{BranchConfig, CacheGeometry, TlbConfig, UarchConfig};
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
@@ -200,6 +201,109 @@ pub struct CpuGroup {
     /// have none.
     #[serde(default)]
     pub spe: Option<SpeUnitSpec>,
+    /// The caches, TLB, branch predictor and timing behind real code
+    /// (`[machine.cpus.uarch]`; every key optional).
+    #[serde(default)]
+    pub uarch: UarchSpec,
+}
+
+/// `[machine.cpus.uarch]`: the microarchitecture model behind real A64
+/// code ([`UarchConfig`]); the defaults are roughly a Neoverse N1. Sizes
+/// in KiB, latencies in cycles.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub struct UarchSpec {
+    /// Cache line bytes (every level).
+    pub line_bytes: u16,
+    /// L1 data cache KiB.
+    pub l1d_kib: u32,
+    /// L1 data cache ways.
+    pub l1d_ways: u16,
+    /// L1 hit latency.
+    pub l1d_latency: u16,
+    /// L2 KiB.
+    pub l2_kib: u32,
+    /// L2 ways.
+    pub l2_ways: u16,
+    /// L2 hit latency.
+    pub l2_latency: u16,
+    /// Shared last-level cache KiB (CPU 0's group sets it for the machine).
+    pub llc_kib: u32,
+    /// Last-level cache ways.
+    pub llc_ways: u16,
+    /// Last-level cache hit latency.
+    pub llc_latency: u16,
+    /// Data TLB entries.
+    pub tlb_entries: u16,
+    /// Data TLB ways.
+    pub tlb_ways: u16,
+    /// Cycles of a table walk.
+    pub tlb_walk_latency: u16,
+    /// Branch predictor counters and BTB entries (a power of two).
+    pub branch_entries: u32,
+    /// Return-stack depth.
+    pub return_stack: u16,
+    /// Cycles of a misprediction.
+    pub mispredict_penalty: u16,
+    /// Cycles for a line another core holds modified.
+    pub peer_latency: u16,
+    /// Cycles for a line from DRAM.
+    pub dram_latency: u16,
+}
+
+impl Default for UarchSpec {
+    fn default() -> Self {
+        let d = UarchConfig::default();
+        UarchSpec {
+            line_bytes: d.l1d.line,
+            l1d_kib: d.l1d.size >> 10,
+            l1d_ways: d.l1d.ways,
+            l1d_latency: d.l1d.latency,
+            l2_kib: d.l2.size >> 10,
+            l2_ways: d.l2.ways,
+            l2_latency: d.l2.latency,
+            llc_kib: d.llc.size >> 10,
+            llc_ways: d.llc.ways,
+            llc_latency: d.llc.latency,
+            tlb_entries: d.tlb.entries,
+            tlb_ways: d.tlb.ways,
+            tlb_walk_latency: d.tlb.walk_latency,
+            branch_entries: d.branch.entries,
+            return_stack: d.branch.return_stack,
+            mispredict_penalty: d.branch.mispredict_penalty,
+            peer_latency: d.peer_latency,
+            dram_latency: d.dram_latency,
+        }
+    }
+}
+
+impl UarchSpec {
+    /// The simulator's model.
+    pub fn uarch_config(&self) -> UarchConfig {
+        let cache = |kib: u32, ways, latency| CacheGeometry {
+            size: kib.saturating_mul(1024),
+            ways,
+            line: self.line_bytes,
+            latency,
+        };
+        UarchConfig {
+            l1d: cache(self.l1d_kib, self.l1d_ways, self.l1d_latency),
+            l2: cache(self.l2_kib, self.l2_ways, self.l2_latency),
+            llc: cache(self.llc_kib, self.llc_ways, self.llc_latency),
+            tlb: TlbConfig {
+                entries: self.tlb_entries,
+                ways: self.tlb_ways,
+                walk_latency: self.tlb_walk_latency,
+            },
+            branch: BranchConfig {
+                entries: self.branch_entries,
+                return_stack: self.return_stack,
+                mispredict_penalty: self.mispredict_penalty,
+            },
+            peer_latency: self.peer_latency,
+            dram_latency: self.dram_latency,
+        }
+    }
 }
 
 /// `[machine.cpus.pmu]`: a PMUv3.
@@ -660,6 +764,7 @@ impl CpuGroup {
             pmu: self.pmu.pmu_config(),
             spe: self.spe.as_ref().map(SpeUnitSpec::spe_config),
             fgt: self.fgt,
+            uarch: self.uarch.uarch_config(),
         }
     }
 }
@@ -1675,6 +1780,10 @@ impl Scenario {
             if let Some(spe) = &g.spe {
                 self.check_spe_unit(&format!("{at}.spe"), spe)?;
             }
+            g.uarch
+                .uarch_config()
+                .check()
+                .map_err(|why| impossible(format!("{at}.uarch"), why))?;
         }
         let total: u64 = m.cpus.iter().map(|g| u64::from(g.count)).sum();
         if total > u64::from(MAX_CPUS) {

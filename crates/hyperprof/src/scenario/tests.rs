@@ -173,6 +173,24 @@ const ALL_KEYS: &[&str] = &[
     "machine.cpus[].spe.align_log2",
     "machine.cpus[].spe.queue_capacity",
     "machine.cpus[].spe.countsize_16bit",
+    "machine.cpus[].uarch.line_bytes",
+    "machine.cpus[].uarch.l1d_kib",
+    "machine.cpus[].uarch.l1d_ways",
+    "machine.cpus[].uarch.l1d_latency",
+    "machine.cpus[].uarch.l2_kib",
+    "machine.cpus[].uarch.l2_ways",
+    "machine.cpus[].uarch.l2_latency",
+    "machine.cpus[].uarch.llc_kib",
+    "machine.cpus[].uarch.llc_ways",
+    "machine.cpus[].uarch.llc_latency",
+    "machine.cpus[].uarch.tlb_entries",
+    "machine.cpus[].uarch.tlb_ways",
+    "machine.cpus[].uarch.tlb_walk_latency",
+    "machine.cpus[].uarch.branch_entries",
+    "machine.cpus[].uarch.return_stack",
+    "machine.cpus[].uarch.mispredict_penalty",
+    "machine.cpus[].uarch.peer_latency",
+    "machine.cpus[].uarch.dram_latency",
     "host.workload",
     "host.pmu_reserved_counters",
     "host.spe.interval",
@@ -1371,5 +1389,43 @@ fn integer_ranges_are_described_in_words() {
     assert_eq!(
         describe_int(256, 512, 256),
         "a multiple of 256 in 256..=512"
+    );
+}
+
+#[test]
+fn an_unbuildable_microarchitecture_is_impossible() {
+    let with = |table: &str| {
+        edit(
+            "[machine.cpus.spe]\n",
+            &format!("[machine.cpus.spe]\n[machine.cpus.uarch]\n{table}\n"),
+        )
+    };
+    // 48 KiB in 4 ways of 64 bytes is 192 sets: not a power of two.
+    let text = with("l1d_kib = 48");
+    assert_impossible(
+        &err(&text),
+        "machine.cpus[0].uarch",
+        line_of(&text, "[machine.cpus.uarch]"),
+        "l1d: size 49152 is not a power-of-two number of sets",
+    );
+    let text = with("line_bytes = 48");
+    assert_impossible(
+        &err(&text),
+        "machine.cpus[0].uarch",
+        line_of(&text, "[machine.cpus.uarch]"),
+        "a power of two",
+    );
+    // A valid change reaches the simulator's model; the rest keep their
+    // defaults.
+    let s = parse(&with("l2_kib = 512")).unwrap();
+    assert_eq!(s.validate(), Ok(()));
+    let cfg = s.machine.machine_config();
+    assert_eq!(cfg.pes[0].uarch.l2.size, 512 << 10);
+    assert_eq!(cfg.pes[0].uarch.l1d.size, 64 << 10);
+    // Without the table the model is the default.
+    let s = parse(BASE).unwrap();
+    assert_eq!(
+        s.machine.machine_config().pes[0].uarch,
+        hyperprof_sim::uarch::UarchConfig::default()
     );
 }
