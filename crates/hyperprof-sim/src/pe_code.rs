@@ -24,7 +24,7 @@ use crate::memory::{FrameId, PhysMem, PAGE_SIZE};
 use crate::mmu::{translate_two_stage, walk_stage2, Access as MmuAccess, Fault};
 use crate::op::Op;
 use crate::translate::STAGE2_START_LEVEL;
-use crate::uarch::{BranchInfo, Hierarchy};
+use crate::uarch::{BranchInfo, Hierarchy, Tally};
 
 /// MIDR_EL1 of the modelled core: Arm Neoverse N1 r4p0.
 pub const MIDR_NEOVERSE_N1: u64 = 0x414F_D0C0;
@@ -211,7 +211,7 @@ struct PeBus<'a> {
     sctlr: u64,
     /// Events of the memory and branch operations retired so far, per EL
     /// (0 and 1).
-    counts: [EventCounts; 2],
+    tally: [Tally; 2],
     /// Operations retired so far, per EL.
     ops: [u64; 2],
     /// Of those, the ones that neither access memory nor branch: each
@@ -495,14 +495,15 @@ impl PeBus<'_> {
             .enumerate()
         {
             if ops[i] > 0 {
-                let c = &mut self.counts[i];
+                let mut c = EventCounts::default();
+                self.tally[i].add_to(&mut c);
                 c.add(Event::INST_RETIRED, self.plain[i]);
                 c.add(Event::INST_SPEC, self.plain[i]);
                 c.add(Event::CPU_CYCLES, self.plain[i]);
-                self.pe.account(c, el, ops[i]);
+                self.pe.account(&c, el, ops[i]);
             }
         }
-        self.counts = [EventCounts::default(), EventCounts::default()];
+        self.tally = [Tally::default(); 2];
         self.ops = [0; 2];
         self.plain = [0; 2];
         if !self.sampling {
@@ -731,10 +732,19 @@ impl a64::Bus for PeBus<'_> {
             self.plain[e] += 1;
             return;
         }
-        let (op, _) = self.uarch.retire(self.pe.id, info.pc, mem, branch.as_ref());
-        op.add_events(&mut self.counts[e]);
+        let core = self.pe.id;
+        let op = match (mem, branch) {
+            (Some(m), _) => self
+                .uarch
+                .retire_mem(core, info.pc, m, &mut self.tally[e], keep),
+            (None, Some(b)) => {
+                self.uarch
+                    .retire_branch(core, info.pc, &b, &mut self.tally[e], keep)
+            }
+            (None, None) => None,
+        };
         if keep {
-            self.last_op = Some(op);
+            self.last_op = op;
         }
     }
 }
@@ -823,7 +833,7 @@ impl Pe {
                 midr: ctx.midr,
                 mpidr: ctx.mpidr,
                 sctlr,
-                counts: [EventCounts::default(), EventCounts::default()],
+                tally: [Tally::default(); 2],
                 ops: [0; 2],
                 plain: [0; 2],
                 last_pc: 0,

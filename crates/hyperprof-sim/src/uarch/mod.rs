@@ -12,6 +12,7 @@
 
 pub mod branch;
 pub mod cache;
+pub mod tally;
 pub mod tlb;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use hyperprof_spe::packet::event as spe_event;
 use crate::op::{Op, OpKind};
 pub use branch::{BranchConfig, BranchInfo, Predictor};
 pub use cache::{Cache, CacheGeometry, LineState};
+pub use tally::Tally;
 pub use tlb::{Tlb, TlbConfig};
 
 /// Neoverse data source: L1 data cache.
@@ -401,41 +403,101 @@ impl Hierarchy {
         mem: Option<(u64, u64, bool)>,
         branch: Option<&BranchInfo>,
     ) -> (Op, MemOutcome) {
-        let mut op = Op::other(pc);
-        let mut m = MemOutcome::default();
         if let Some((va, pa, write)) = mem {
-            m = self.access(core, va, pa, write);
-            op.kind = if write { OpKind::Store } else { OpKind::Load };
-            op.data_va = va;
-            op.translation_latency = m.translation;
-            op.total_latency = m.latency + m.translation;
-            op.data_source = m.source;
-            let l1 = self.configs[core].l1d.latency;
-            op.cycles = 1 + u32::from(m.latency.saturating_sub(l1)) + u32::from(m.translation - 1);
-            let bit = |on: bool, b: u32| u64::from(on) << b;
-            op.outcome = bit(m.l1_refill, spe_event::L1D_REFILL)
-                | bit(m.tlb_walk, spe_event::TLB_WALK)
-                | bit(m.llc_access, spe_event::LLC_ACCESS)
-                | bit(m.llc_miss, spe_event::LLC_MISS);
+            let m = self.access(core, va, pa, write);
+            (self.mem_op(core, pc, va, &m, write), m)
         } else if let Some(b) = branch {
             let wrong = self.branch(core, pc, b);
-            op.kind = OpKind::Branch {
-                conditional: b.conditional,
-                indirect: b.indirect,
-                taken: b.taken,
-            };
-            op.target = b.target;
-            if wrong {
-                let penalty = self.configs[core].branch.mispredict_penalty;
-                op.cycles += u32::from(penalty);
-                op.total_latency += penalty;
-                op.outcome |= 1 << spe_event::MISPREDICTED;
-            }
-            if b.conditional && !b.taken {
-                op.outcome |= 1 << spe_event::NOT_TAKEN;
-            }
+            (self.branch_op(core, pc, b, wrong), MemOutcome::default())
+        } else {
+            (Op::other(pc), MemOutcome::default())
         }
-        (op, m)
+    }
+
+    /// The operation of a load or store that found `m`.
+    #[inline]
+    fn mem_op(&self, core: usize, pc: u64, va: u64, m: &MemOutcome, write: bool) -> Op {
+        let mut op = Op::other(pc);
+        op.kind = if write { OpKind::Store } else { OpKind::Load };
+        op.data_va = va;
+        op.translation_latency = m.translation;
+        op.total_latency = m.latency + m.translation;
+        op.data_source = m.source;
+        op.cycles = self.mem_cycles(core, m);
+        let bit = |on: bool, b: u32| u64::from(on) << b;
+        op.outcome = bit(m.l1_refill, spe_event::L1D_REFILL)
+            | bit(m.tlb_walk, spe_event::TLB_WALK)
+            | bit(m.llc_access, spe_event::LLC_ACCESS)
+            | bit(m.llc_miss, spe_event::LLC_MISS);
+        op
+    }
+
+    /// The in-order pipeline's cycles for a memory access: one to issue,
+    /// plus the wait beyond an L1 hit and a TLB hit.
+    #[inline]
+    fn mem_cycles(&self, core: usize, m: &MemOutcome) -> u32 {
+        let l1 = self.configs[core].l1d.latency;
+        1 + u32::from(m.latency.saturating_sub(l1)) + u32::from(m.translation - 1)
+    }
+
+    /// The operation of a branch, mispredicted or not.
+    #[inline]
+    fn branch_op(&self, core: usize, pc: u64, b: &BranchInfo, wrong: bool) -> Op {
+        let mut op = Op::other(pc);
+        op.kind = OpKind::Branch {
+            conditional: b.conditional,
+            indirect: b.indirect,
+            taken: b.taken,
+        };
+        op.target = b.target;
+        if wrong {
+            let penalty = self.configs[core].branch.mispredict_penalty;
+            op.cycles += u32::from(penalty);
+            op.total_latency += penalty;
+            op.outcome |= 1 << spe_event::MISPREDICTED;
+        }
+        if b.conditional && !b.taken {
+            op.outcome |= 1 << spe_event::NOT_TAKEN;
+        }
+        op
+    }
+
+    /// [`Hierarchy::retire`] for a load or store whose events go into
+    /// `tally`; the operation itself only when `keep` (the sample point).
+    #[inline]
+    pub fn retire_mem(
+        &mut self,
+        core: usize,
+        pc: u64,
+        (va, pa, write): (u64, u64, bool),
+        tally: &mut Tally,
+        keep: bool,
+    ) -> Option<Op> {
+        let m = self.access(core, va, pa, write);
+        let cycles = self.mem_cycles(core, &m);
+        tally.mem(&m, write, cycles);
+        keep.then(|| self.mem_op(core, pc, va, &m, write))
+    }
+
+    /// [`Hierarchy::retire`] for a branch whose events go into `tally`;
+    /// the operation itself only when `keep`.
+    #[inline]
+    pub fn retire_branch(
+        &mut self,
+        core: usize,
+        pc: u64,
+        b: &BranchInfo,
+        tally: &mut Tally,
+        keep: bool,
+    ) -> Option<Op> {
+        let wrong = self.branch(core, pc, b);
+        let penalty = if wrong {
+            u64::from(self.configs[core].branch.mispredict_penalty)
+        } else {
+            0
+        };
+        tally.branch(wrong, penalty);
+        keep.then(|| self.branch_op(core, pc, b, wrong))
     }
 }
 
