@@ -78,6 +78,7 @@ fn op(kind: OpKind) -> Op {
         translation_latency: 0,
         outcome: 0,
         data_source: 0,
+        ldst_subclass: 0,
         cycles: 1,
     }
 }

@@ -470,6 +470,7 @@ fn a_load() -> Op {
         translation_latency: 0,
         outcome: 0,
         data_source: 0,
+        ldst_subclass: 0,
         cycles: 1,
     }
 }

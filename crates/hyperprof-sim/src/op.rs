@@ -50,6 +50,11 @@ pub struct Op {
     pub outcome: u64,
     /// Data source (implementation defined; 0 when not from memory).
     pub data_source: u16,
+    /// Loads and stores: the OP TYPE packet's subclass bits beyond ST
+    /// (0 for a general-purpose register access; 0b10 with AT (0x04),
+    /// EXCL (0x08) and AR (0x10) for atomics, exclusives and
+    /// acquire/release accesses).
+    pub ldst_subclass: u8,
     /// Cycles the operation occupies the pipeline (CPU_CYCLES), at least 1.
     pub cycles: u32,
 }
@@ -67,6 +72,7 @@ impl Op {
             translation_latency: 0,
             outcome: 0,
             data_source: 0,
+            ldst_subclass: 0,
             cycles: 1,
         }
     }
@@ -149,6 +155,7 @@ mod tests {
             translation_latency: 1,
             outcome: 1 << spe_event::L1D_REFILL | 1 << spe_event::LLC_MISS,
             data_source: 3,
+            ldst_subclass: 0,
             cycles: 4,
         };
         let mut c = EventCounts::default();

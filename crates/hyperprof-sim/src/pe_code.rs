@@ -744,8 +744,25 @@ impl a64::Bus for PeBus<'_> {
             (None, None) => None,
         };
         if keep {
-            self.last_op = op;
+            self.last_op = op.map(|mut op| {
+                op.ldst_subclass = ldst_subclass(class);
+                op
+            });
         }
+    }
+}
+
+/// The OP TYPE subclass of a load or store of `class`: 0b10 with AT, EXCL
+/// and AR for atomics, exclusives and acquire/release accesses, else 0
+/// (general-purpose registers).
+fn ldst_subclass(class: a64::OpClass) -> u8 {
+    let at = class.has(a64::OpClass::ATOMIC);
+    let excl = class.has(a64::OpClass::EXCLUSIVE);
+    let ar = class.has(a64::OpClass::ACQ_REL);
+    if at || excl || ar {
+        0x02 | u8::from(at) << 2 | u8::from(excl) << 3 | u8::from(ar) << 4
+    } else {
+        0
     }
 }
 
@@ -878,5 +895,28 @@ impl Pe {
             .filter(|(_, el)| spe.sampling_at(*el))
             .map(|(i, _)| ops[i])
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_and_stores_carry_their_spe_subclass() {
+        let c = |bits| a64::OpClass(a64::OpClass::LOAD | bits);
+        assert_eq!(ldst_subclass(c(0)), 0);
+        assert_eq!(ldst_subclass(c(a64::OpClass::ATOMIC)), 0x06);
+        assert_eq!(ldst_subclass(c(a64::OpClass::EXCLUSIVE)), 0x0A);
+        assert_eq!(
+            ldst_subclass(c(a64::OpClass::EXCLUSIVE | a64::OpClass::ACQ_REL)),
+            0x1A
+        );
+        assert_eq!(ldst_subclass(c(a64::OpClass::ACQ_REL)), 0x12);
+        // The OP TYPE packet: ST in bit 0, the subclass above it.
+        use crate::spe::record::op_type;
+        assert_eq!(op_type(crate::op::OpKind::Load, false, 0x1A).payload, 0x1A);
+        assert_eq!(op_type(crate::op::OpKind::Store, false, 0x12).payload, 0x13);
+        assert_eq!(op_type(crate::op::OpKind::Load, false, 0).payload, 0);
     }
 }

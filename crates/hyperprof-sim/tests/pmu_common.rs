@@ -187,6 +187,7 @@ pub fn op(kind: OpKind) -> Op {
         translation_latency: 0,
         outcome: 0,
         data_source: 0,
+        ldst_subclass: 0,
         cycles: 1,
     }
 }

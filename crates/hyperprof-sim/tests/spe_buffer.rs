@@ -30,6 +30,7 @@ fn load(pc: u64) -> Op {
         translation_latency: 2,
         outcome: 1 << event::L1D_REFILL,
         data_source: 3,
+        ldst_subclass: 0,
         cycles: 20,
     }
 }

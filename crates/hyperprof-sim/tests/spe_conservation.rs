@@ -193,6 +193,7 @@ proptest! {
                             translation_latency: latency / 3,
                             outcome,
                             data_source: latency,
+                            ldst_subclass: 0,
                             cycles: 1,
                         };
                         let n = if spe.sampling_at(el) { spe.ops_to_sample() } else { 1 };
@@ -265,6 +266,7 @@ fn the_law_holds_in_a_plain_run() {
             translation_latency: 1,
             outcome: 0,
             data_source: 0,
+            ldst_subclass: 0,
             cycles: 1,
         };
         let ctx = SampleContext {

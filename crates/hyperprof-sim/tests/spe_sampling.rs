@@ -37,6 +37,7 @@ fn op(kind: OpKind, outcome: u64, total_latency: u16) -> Op {
         translation_latency: 1,
         outcome,
         data_source: 0,
+        ldst_subclass: 0,
         cycles: 1,
     }
 }
@@ -292,6 +293,7 @@ fn data_source_filter_needs_v1p4() {
     let ops: Vec<Op> = (0..4u16)
         .map(|ds| Op {
             data_source: ds,
+            ldst_subclass: 0,
             ..load()
         })
         .collect();

@@ -181,16 +181,17 @@ impl RecordControls {
 
 /// The OP TYPE packet for an operation kind (`SPEConstructClass()`).
 /// `not_taken` marks an OTHER operation that failed its condition check
-/// (it is then a conditional operation).
-pub fn op_type(kind: OpKind, not_taken: bool) -> OpType {
+/// (it is then a conditional operation); `ldst_subclass` is a load's or
+/// store's [`Op::ldst_subclass`].
+pub fn op_type(kind: OpKind, not_taken: bool, ldst_subclass: u8) -> OpType {
     match kind {
         OpKind::Load => OpType {
             class: OpClass::LoadStore,
-            payload: 0,
+            payload: ldst_subclass & !1,
         },
         OpKind::Store => OpType {
             class: OpClass::LoadStore,
-            payload: 1,
+            payload: ldst_subclass | 1,
         },
         OpKind::Branch {
             conditional,
@@ -240,7 +241,11 @@ pub fn record_for(op: &Op, ctx: &SampleContext, rc: &RecordControls) -> Record {
     let events = events_for(op, rc.pms_ver);
     let mut rec = Record {
         pc: Some(code(op.pc)),
-        op: Some(op_type(op.kind, events & 1 << event::NOT_TAKEN != 0)),
+        op: Some(op_type(
+            op.kind,
+            events & 1 << event::NOT_TAKEN != 0,
+            op.ldst_subclass,
+        )),
         events: Some(events),
         issue_latency: Some(op.issue_latency.min(max)),
         total_latency: Some(op.total_latency.min(max)),
@@ -323,6 +328,7 @@ mod tests {
             translation_latency: 7,
             outcome: 1 << event::L1D_REFILL,
             data_source: 0x8,
+            ldst_subclass: 0,
             cycles: 10,
         }
     }

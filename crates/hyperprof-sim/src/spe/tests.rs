@@ -29,6 +29,7 @@ fn op(pc: u64) -> Op {
         translation_latency: 1,
         outcome: 0,
         data_source: 0,
+        ldst_subclass: 0,
         cycles: 1,
     }
 }

@@ -610,6 +610,7 @@ impl Slot {
             translation_latency: 0,
             outcome: bits,
             data_source: 0,
+            ldst_subclass: 0,
             cycles,
         };
         let mut c = EventCounts::default();
@@ -728,6 +729,7 @@ impl Program {
                 translation_latency: 0,
                 outcome: 0,
                 data_source: 0,
+                ldst_subclass: 0,
                 cycles: 1,
             };
         };
@@ -760,6 +762,7 @@ impl Program {
             translation_latency: out.translation,
             outcome: out.bits,
             data_source: out.source,
+            ldst_subclass: 0,
             cycles: out.cycles,
         }
     }
