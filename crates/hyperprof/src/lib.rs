@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod flame;
+pub mod perf;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -73,6 +73,17 @@ enum Command {
     /// Scenario files.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Add the symbol files (*.elf) of an artifact directory to perf's
+    /// build-id cache (`perf buildid-cache -a`), so that perf report,
+    /// script, mem and c2c name the functions of its perf.data files; prints
+    /// the commands instead when perf is not installed.
+    PerfSetup {
+        /// The directory `hyperprof run` wrote.
+        dir: PathBuf,
+        /// The perf program to run.
+        #[arg(long, default_value = "perf")]
+        perf: String,
+    },
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
     Demo {
@@ -275,20 +286,6 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     write_stdout(&text)
 }
 
-fn write_perf_data(path: &std::path::Path, buffers: &[(u32, &[u8])]) -> Result<()> {
-    let buffers: Vec<_> = buffers
-        .iter()
-        .filter(|(_, d)| !d.is_empty())
-        .map(|&(cpu, data)| hyperprof_spe::perf_data::AuxBuffer {
-            cpu,
-            aux_offset: 0,
-            data,
-        })
-        .collect();
-    let bytes = spe::export::perf_data_bytes(&buffers, spe::export::DEFAULT_PMU_TYPE);
-    spe::export::write_atomically(path, &bytes)
-}
-
 fn check_scenario(file: &std::path::Path) -> Result<()> {
     let s = hyperprof::scenario::Scenario::load(file).map_err(|e| Error::Usage(e.to_string()))?;
     let setup = hyperprof::run::from_scenario::setup(&s)
@@ -328,13 +325,7 @@ fn run_scenario(
             let pes = bare_metal::run(&opts)?;
             let rep = report::from_pe_reports("bare-metal", seed, &pes);
             if let Some(dir) = &out {
-                let path = dir.join("host.perf.data");
-                let bufs: Vec<_> = pes
-                    .iter()
-                    .map(|p| (p.cpu as u32, p.spe_data.as_slice()))
-                    .collect();
-                write_perf_data(&path, &bufs)?;
-                wrote.push(path);
+                wrote.extend(bare_metal::write_profile(dir, &opts, &pes)?);
             }
             let holds = rep.invariants.iter().all(|v| v.holds);
             let text = if json {
@@ -368,11 +359,15 @@ fn run_scenario(
     if !json && !wrote.is_empty() {
         text += "\n";
         for p in &wrote {
-            text += &format!(
-                "SPE data: {}  (perf report -D -i {})\n",
-                p.display(),
-                p.display()
-            );
+            text += &if p.extension().is_some_and(|e| e == "elf") {
+                format!("symbols:  {}\n", p.display())
+            } else {
+                format!(
+                    "SPE data: {}  (perf report --stdio --itrace=i1i -i {})\n",
+                    p.display(),
+                    p.display()
+                )
+            };
         }
     }
     write_stdout(&text)?;
@@ -530,6 +525,8 @@ fn main() -> ExitCode {
             write_stdout(hyperprof::scenario::Scenario::default_text())
         }
         Some(Command::Scenario(ScenarioCommand::Check { file })) => check_scenario(&file),
+        Some(Command::PerfSetup { dir, perf }) => hyperprof::perf::setup::setup(&dir, &perf)
+            .and_then(|r| write_stdout(&hyperprof::perf::setup::render(&r, &perf))),
         // The main job: the built-in default scenario, artifacts in ./hyperprof-out.
         None => run(RunArgs {
             file: None,

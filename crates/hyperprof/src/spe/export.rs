@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use hyperprof_spe::perf_data::{self, aux_padding, AuxBuffer, PerfData};
+use hyperprof_spe::perf_data::{aux_padding, AuxBuffer, PerfData};
 use hyperprof_spe::text::DumpWalker;
 
 use super::input::{Format, TraceFile};
@@ -12,15 +12,11 @@ use crate::error::{Error, Result};
 /// The dynamic PMU type written when none is given: what arm_spe_0 often gets.
 pub const DEFAULT_PMU_TYPE: u32 = 8;
 
-/// The bytes of a perf.data file holding `buffers`.
+/// The bytes of a complete perf.data file holding `buffers` (the header
+/// features perf needs, a process per context id; see
+/// [`crate::perf::raw_profile_bytes`]).
 pub fn perf_data_bytes(buffers: &[AuxBuffer<'_>], pmu_type: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    perf_data::write::<std::convert::Infallible>(buffers, pmu_type, &mut |b| {
-        bytes.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap_or_else(|never| match never {});
-    bytes
+    crate::perf::raw_profile_bytes(buffers, pmu_type)
 }
 
 /// Writes `raws` (each one buffer of `cpu`) as a perf.data file at `out`.
