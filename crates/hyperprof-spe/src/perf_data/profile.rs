@@ -377,3 +377,174 @@ pub fn write_profile<E>(p: &Profile<'_>, out: &mut Sink<'_, E>) -> Result<(), E>
     }
     features::write(p, DATA_OFFSET + data_size, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{features, PerfData};
+    use super::*;
+
+    fn profile_bytes(buffers: &[AuxBuffer<'_>]) -> Vec<u8> {
+        let comms = [
+            Comm {
+                pid: 1000,
+                tid: 1000,
+                name: "mix",
+            },
+            Comm {
+                pid: 1000,
+                tid: 1001,
+                name: "a name longer than perf's sixteen bytes",
+            },
+        ];
+        let maps = [
+            CodeMap {
+                pid: KERNEL_PID,
+                start: 0xffff_8000_1000_0000,
+                len: 0x10_0000,
+                pgoff: 0xffff_8000_1000_0000,
+                build_id: [1; BUILD_ID_LEN],
+                filename: "vmlinux",
+                kernel: true,
+            },
+            CodeMap {
+                pid: 1000,
+                start: 0xaaaa_0050_0000,
+                len: 0x1000,
+                pgoff: 0x1000,
+                build_id: [2; BUILD_ID_LEN],
+                filename: "mix.elf",
+                kernel: false,
+            },
+        ];
+        let p = Profile {
+            event: SpeEvent {
+                pmu_type: 8,
+                config: SPE_CONFIG_TS_ENABLE,
+                period: 1024,
+                exclude_user: false,
+                exclude_kernel: false,
+                name: "arm_spe_0/ts_enable=1/",
+            },
+            machine: MachineInfo {
+                hostname: "h",
+                osrelease: "r",
+                version: "v",
+                arch: "aarch64",
+                midr: 0x410f_d0c0,
+                nr_cpus: 4,
+                mem_bytes: 1 << 30,
+            },
+            comms: &comms,
+            maps: &maps,
+            buffers,
+        };
+        let mut v = Vec::new();
+        write_profile::<()>(&p, &mut |b| {
+            v.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn records_are_in_order_aligned_and_buffers_read_back() {
+        let a = [0x01u8; 13];
+        let b = [0x00u8, 0x01];
+        let bufs = [
+            AuxBuffer {
+                cpu: 2,
+                aux_offset: 0,
+                data: &a,
+            },
+            AuxBuffer {
+                cpu: 3,
+                aux_offset: 0,
+                data: &b,
+            },
+        ];
+        let file = profile_bytes(&bufs);
+        let got: Vec<_> = PerfData::parse(&file)
+            .unwrap()
+            .aux_traces()
+            .map(|t| t.unwrap())
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].cpu, got[0].idx, got[1].idx), (2, 2, 3));
+        assert_eq!(&got[0].data[..13], &a);
+
+        // The records of the data section, walked by their sizes.
+        let (start, size) = (u64_at(&file, 40) as usize, u64_at(&file, 48) as usize);
+        let mut at = start;
+        let mut types = Vec::new();
+        while at < start + size {
+            let ty = u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+            let len = u16::from_le_bytes([file[at + 6], file[at + 7]]) as usize;
+            assert_eq!(len % 8, 0, "record of type {ty} at {at:#x}");
+            types.push(ty);
+            at += len;
+            if ty == RECORD_AUXTRACE {
+                at += u64_at(&file, at - len + 8) as usize;
+            }
+        }
+        assert_eq!(at, start + size);
+        assert_eq!(
+            types,
+            [
+                RECORD_TIME_CONV,
+                RECORD_COMM,
+                RECORD_COMM,
+                RECORD_MMAP,
+                RECORD_MMAP2,
+                RECORD_AUXTRACE_INFO,
+                RECORD_AUXTRACE,
+                RECORD_AUXTRACE,
+            ]
+        );
+        // The attr: sample_id_all and the sample type perf needs.
+        assert_eq!(u64_at(&file, FILE_HEADER_LEN + 24), SPE_SAMPLE_TYPE);
+        assert_ne!(u64_at(&file, FILE_HEADER_LEN + 40) & ATTR_SAMPLE_ID_ALL, 0);
+    }
+
+    #[test]
+    fn features_follow_the_data_and_reach_the_end() {
+        let data = [0u8; 8];
+        let file = profile_bytes(&[AuxBuffer {
+            cpu: 0,
+            aux_offset: 0,
+            data: &data,
+        }]);
+        let table = (u64_at(&file, 40) + u64_at(&file, 48)) as usize;
+        let bits = features::bitmap();
+        let n: u32 = bits.iter().map(|w| w.count_ones()).sum();
+        assert_eq!(n as usize, features::FEATURES.len());
+        let mut expect = table + 16 * n as usize;
+        for i in 0..n as usize {
+            let (off, size) = (
+                u64_at(&file, table + 16 * i),
+                u64_at(&file, table + 16 * i + 8),
+            );
+            assert_eq!(off as usize, expect);
+            assert!(size > 0);
+            expect += size as usize;
+        }
+        assert_eq!(expect, file.len());
+        // The AUXTRACE index points at the AUXTRACE record.
+        let aux_feature = features::FEATURES
+            .iter()
+            .position(|&f| f == features::FEAT_AUXTRACE)
+            .unwrap();
+        let at = u64_at(&file, table + 16 * aux_feature) as usize;
+        assert_eq!(u64_at(&file, at), 1);
+        let record = u64_at(&file, at + 8) as usize;
+        assert_eq!(
+            u32::from_le_bytes(file[record..record + 4].try_into().unwrap()),
+            RECORD_AUXTRACE
+        );
+        assert_eq!(u64_at(&file, at + 16), AUXTRACE_LEN as u64);
+    }
+}
