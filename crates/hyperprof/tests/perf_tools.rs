@@ -18,7 +18,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::{hyperprof, ok, perf_available, scratch};
+use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -90,13 +90,13 @@ fn stat_event(stats: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no event {name} in spe stats"))
 }
 
-/// The SPE packet lines of `perf report -D`.
-fn perf_packet_lines(home: &Path, data: &Path) -> Vec<String> {
-    let text = stdout_of(
-        perf(home).args(["report", "-D", "-i"]).arg(data),
-        "perf report -D",
-    );
-    text.lines()
+/// The SPE packet lines of `perf report -D` (which resolves no symbols:
+/// the build-id cache is not touched).
+fn perf_packet_lines(data: &Path) -> Vec<String> {
+    let out = perf_report_d(data);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
         .filter(|l| {
             let b = l.as_bytes();
             b.len() > 12
@@ -240,7 +240,7 @@ fn check_profile(home: &Path, data: &Path, expect: &Expect<'_>) {
     );
 
     // perf report -D: the packet lines of spe dump.
-    let perf_lines = perf_packet_lines(home, data);
+    let perf_lines = perf_packet_lines(data);
     let ours = stdout_of(
         hyperprof().args(["spe", "dump"]).arg(data),
         "hyperprof spe dump",
