@@ -124,6 +124,17 @@ enum ScenarioCommand {
     },
 }
 
+/// Formats `spe export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// A perf.data file.
+    PerfData,
+    /// Three Parquet tables.
+    Parquet,
+    /// Three CSV tables.
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum SpeCommand {
     /// Print one line per packet, exactly as `perf report -D` prints them.
@@ -146,14 +157,22 @@ enum SpeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Wrap raw SPE buffers into a perf.data file that perf reads.
+    /// Wrap raw SPE buffers into a perf.data file that perf reads, or
+    /// (--format parquet|csv) write a trace's records as the three tables
+    /// of Arm's spe-parser (PREFIX-ldst, PREFIX-br, PREFIX-other) in a
+    /// directory.
     Export {
-        /// Raw SPE buffers, one AUXTRACE record each.
+        /// Raw SPE buffers, one AUXTRACE record each (perf-data); one raw
+        /// buffer or perf.data file (parquet, csv).
         #[arg(required = true)]
         raw: Vec<PathBuf>,
-        /// The perf.data file to write.
+        /// The perf.data file to write (perf-data), or the directory of the
+        /// tables (parquet, csv).
         #[arg(short, long)]
         output: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum, default_value = "perf-data")]
+        format: ExportFormat,
         /// CPU the buffers are attributed to.
         #[arg(long, default_value_t = 0)]
         cpu: u32,
@@ -229,8 +248,33 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
         SpeCommand::Export {
             raw,
             output,
+            format: format @ (ExportFormat::Parquet | ExportFormat::Csv),
+            cpu,
+            ..
+        } => {
+            let [file] = raw.as_slice() else {
+                return Err(Error::Usage(
+                    "--format parquet|csv exports one trace file at a time".into(),
+                ));
+            };
+            let trace = TraceFile::read(file)?;
+            let symbols = spe::table::Symbols::beside(&trace);
+            let format = if format == ExportFormat::Parquet {
+                spe::table::TableFormat::Parquet
+            } else {
+                spe::table::TableFormat::Csv
+            };
+            let e = spe::table::export_tables(&trace, &output, format, cpu, &symbols)?;
+            let mut text = Vec::new();
+            spe::table::render(&e, &mut text).map_err(|e| Error::io("<stdout>", e))?;
+            write_stdout(&String::from_utf8_lossy(&text))
+        }
+        SpeCommand::Export {
+            raw,
+            output,
             cpu,
             pmu_type,
+            ..
         } => {
             let files = raw
                 .iter()

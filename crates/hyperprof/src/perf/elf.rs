@@ -295,6 +295,79 @@ pub fn symbol_file(name: &str, symbols: &[Symbol], kernel: bool) -> SymbolFile {
     }
 }
 
+/// The build id and functions (STT_FUNC symbols with a size) of a
+/// little-endian ELF64 file, or `None` when it is not one or has neither.
+/// Any bytes are accepted: a damaged file gives `None`.
+pub fn read_symbols(elf: &[u8]) -> Option<(Vec<u8>, Vec<Symbol>)> {
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_le_bytes(
+            elf.get(at..at.checked_add(2)?)?.try_into().ok()?,
+        ))
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            elf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            elf.get(at..at.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
+    if elf.get(..6)? != [0x7f, b'E', b'L', b'F', 2, 1] {
+        return None;
+    }
+    let shoff = usize::try_from(u64_at(40)?).ok()?;
+    let shentsize = usize::from(u16_at(58)?);
+    let shnum = usize::from(u16_at(60)?);
+    if shentsize < SHDR_LEN {
+        return None;
+    }
+    let section = |i: usize| -> Option<(u32, usize, usize, u32)> {
+        let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        let ty = u32_at(at + 4)?;
+        let offset = usize::try_from(u64_at(at + 24)?).ok()?;
+        let size = usize::try_from(u64_at(at + 32)?).ok()?;
+        let link = u32_at(at + 40)?;
+        Some((ty, offset, size, link))
+    };
+    let bytes_of = |offset: usize, size: usize| elf.get(offset..offset.checked_add(size)?);
+    let mut id = None;
+    let mut symbols = Vec::new();
+    for i in 0..shnum {
+        let (ty, offset, size, link) = section(i)?;
+        if ty == SHT_NOTE {
+            let note = bytes_of(offset, size)?;
+            let namesz = u32::from_le_bytes(note.get(..4)?.try_into().ok()?) as usize;
+            let descsz = u32::from_le_bytes(note.get(4..8)?.try_into().ok()?) as usize;
+            let nt = u32::from_le_bytes(note.get(8..12)?.try_into().ok()?);
+            let desc_at = 12 + namesz.checked_add(3)? / 4 * 4;
+            if nt == NT_GNU_BUILD_ID && note.get(12..16) == Some(b"GNU\0") {
+                id = Some(note.get(desc_at..desc_at.checked_add(descsz)?)?.to_vec());
+            }
+        } else if ty == SHT_SYMTAB {
+            let (_, str_off, str_size, _) = section(link as usize)?;
+            let strtab = bytes_of(str_off, str_size)?;
+            for sym in bytes_of(offset, size)?.chunks_exact(SYM_LEN) {
+                let name_at = u32::from_le_bytes(sym[..4].try_into().ok()?) as usize;
+                let value = u64::from_le_bytes(sym[8..16].try_into().ok()?);
+                let len = u64::from_le_bytes(sym[16..24].try_into().ok()?);
+                if sym[4] & 0xf != STT_FUNC || len == 0 {
+                    continue;
+                }
+                let name = strtab.get(name_at..)?;
+                let name = &name[..name.iter().position(|&b| b == 0)?];
+                symbols.push(Symbol {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    start: value,
+                    end: value.saturating_add(len),
+                });
+            }
+        }
+    }
+    Some((id?, symbols))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +399,24 @@ mod tests {
         // .symtab: the null symbol and main, sized.
         let symtab = &b[shoff + 3 * SHDR_LEN..shoff + 4 * SHDR_LEN];
         assert_eq!(u64::from_le_bytes(symtab[32..40].try_into().unwrap()), 48);
+    }
+
+    #[test]
+    fn symbol_files_read_back_and_damaged_ones_do_not_panic() {
+        let syms = [sym("main", 0x1000, 0x1040), sym("work", 0x1040, 0x1100)];
+        let f = symbol_file("w", &syms, true);
+        let (id, back) = read_symbols(&f.bytes).unwrap();
+        assert_eq!(id, f.build_id);
+        assert_eq!(back, syms);
+        for cut in 0..f.bytes.len() {
+            let _ = read_symbols(&f.bytes[..cut]);
+        }
+        let mut b = f.bytes.clone();
+        for i in (0..b.len()).step_by(7) {
+            b[i] ^= 0xa5;
+            let _ = read_symbols(&b);
+        }
+        assert!(read_symbols(b"not an elf").is_none());
     }
 
     #[test]
