@@ -122,18 +122,58 @@ const TABLES: [(&str, &[(&str, Kind)]); 3] = [
     ),
 ];
 
-/// One column's buffered values.
+/// One column's buffered values; strings back to back in one buffer.
 enum Column {
     Int(Vec<i64>),
     Bool(Vec<bool>),
-    Str(Vec<String>),
+    Str { data: Vec<u8>, ends: Vec<usize> },
 }
 
-/// One cell of a row.
-enum Cell {
-    I(i64),
-    B(bool),
-    S(String),
+/// A row being appended: each call fills the next column.
+struct RowWriter<'t> {
+    columns: &'t mut [Column],
+    next: usize,
+}
+
+impl RowWriter<'_> {
+    fn column(&mut self) -> Option<&mut Column> {
+        let c = self.columns.get_mut(self.next);
+        self.next += 1;
+        c
+    }
+    fn int(&mut self, v: i64) {
+        if let Some(Column::Int(c)) = self.column() {
+            c.push(v);
+        }
+    }
+    fn bool(&mut self, v: bool) {
+        if let Some(Column::Bool(c)) = self.column() {
+            c.push(v);
+        }
+    }
+    fn str(&mut self, v: &str) {
+        if let Some(Column::Str { data, ends }) = self.column() {
+            data.extend_from_slice(v.as_bytes());
+            ends.push(data.len());
+        }
+    }
+    /// `0x…`, or "" for `None`.
+    fn hex(&mut self, v: Option<u64>) {
+        if let Some(Column::Str { data, ends }) = self.column() {
+            if let Some(v) = v {
+                // Vec<u8> as io::Write cannot fail.
+                let _ = write!(data, "{v:#x}");
+            }
+            ends.push(data.len());
+        }
+    }
+    /// A string written by `f`.
+    fn with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(Column::Str { data, ends }) = self.column() {
+            f(data);
+            ends.push(data.len());
+        }
+    }
 }
 
 /// perf's event names (the EV packet's words), by bit.
@@ -163,59 +203,62 @@ const MEMORY_EVENTS: u64 = 1 << event::L1D_ACCESS
     | 1 << event::LLC_MISS
     | 1 << event::REMOTE_ACCESS;
 
-fn event_text(bits: u64) -> String {
-    let mut s = String::new();
+fn event_text(bits: u64, out: &mut Vec<u8>) {
+    let mut first = true;
     for (bit, name) in EVENT_NAMES {
         if bits >> bit & 1 != 0 {
-            if !s.is_empty() {
-                s.push(':');
+            if !first {
+                out.push(b':');
             }
-            s.push_str(name);
+            out.extend_from_slice(name.as_bytes());
+            first = false;
         }
     }
-    s
 }
 
 /// Neoverse N1 data sources by their spe-parser names.
-fn data_source_text(source: u64) -> String {
-    match source {
-        0 => "L1D".into(),
-        8 => "L2D".into(),
-        9 => "PEER-CPU".into(),
-        10 => "LOCAL-CLUSTER".into(),
-        11 => "LL-CACHE".into(),
-        12 => "PEER-CLUSTER".into(),
-        13 => "REMOTE".into(),
-        14 => "DRAM".into(),
-        other => other.to_string(),
+fn data_source_text(source: u64, out: &mut Vec<u8>) {
+    let name = match source {
+        0 => "L1D",
+        8 => "L2D",
+        9 => "PEER-CPU",
+        10 => "LOCAL-CLUSTER",
+        11 => "LL-CACHE",
+        12 => "PEER-CLUSTER",
+        13 => "REMOTE",
+        14 => "DRAM",
+        other => {
+            let _ = write!(out, "{other}");
+            return;
+        }
+    };
+    out.extend_from_slice(name.as_bytes());
+}
+
+/// The table a record goes to (ldst 0, br 1, other 2), or none.
+fn table_of(r: &Record) -> Option<usize> {
+    match r.op?.class {
+        OpClass::LoadStore => Some(0),
+        OpClass::Branch => Some(1),
+        OpClass::Other => Some(2),
+        OpClass::Reserved => None,
     }
 }
 
-fn hex(v: u64) -> String {
-    format!("{v:#x}")
-}
-
-/// Where a record goes and its cells.
-fn row(r: &Record, cpu: u32, symbols: &Symbols) -> Option<(usize, Vec<Cell>)> {
-    let op = r.op?;
-    let p = op.payload;
-    let (pc, el) = match r.pc {
-        Some(pc) => (hex(pc.virtual_address()), i64::from(pc.el)),
-        None => (String::new(), 0),
+/// Appends `r` to its table's columns (see [`table_of`]).
+fn write_row(r: &Record, cpu: u32, symbols: &Symbols, w: &mut RowWriter<'_>) {
+    let Some(op) = r.op else {
+        return;
     };
-    let symbol =
-        r.pc.and_then(|pc| symbols.name(pc.virtual_address()))
-            .unwrap_or("")
-            .to_string();
+    let p = op.payload;
+    let pc = r.pc.map(|pc| pc.virtual_address());
+    let el = r.pc.map_or(0, |pc| i64::from(pc.el));
+    let symbol = pc.and_then(|a| symbols.name(a)).unwrap_or("");
     let events = r.events.unwrap_or(0);
-    let context = r
-        .context_el1
-        .or(r.context_el2)
-        .map(|c| hex(c.into()))
-        .unwrap_or_default();
-    let lat = |l: Option<u16>| Cell::I(l.map_or(0, i64::from));
-    let ts = Cell::I(r.timestamp.map_or(0, |t| t as i64));
-    let cpu = Cell::I(cpu.into());
+    let context = r.context_el1.or(r.context_el2).map(u64::from);
+    let lat = |l: Option<u16>| l.map_or(0, i64::from);
+    let ts = r.timestamp.map_or(0, |t| t as i64);
+    w.int(cpu.into());
     match op.class {
         OpClass::LoadStore => {
             let at_excl = p & 0xE2 == 0x02;
@@ -237,86 +280,58 @@ fn row(r: &Record, cpu: u32, symbols: &Symbols) -> Option<(usize, Vec<Cell>)> {
                     _ => "",
                 }
             };
-            Some((
-                0,
-                vec![
-                    cpu,
-                    Cell::S(if op.is_store() { "ST" } else { "LD" }.into()),
-                    Cell::S(pc),
-                    Cell::I(el),
-                    Cell::B(atomic),
-                    Cell::B(excl),
-                    Cell::B(ar),
-                    Cell::S(subclass.into()),
-                    Cell::S(event_text(events)),
-                    lat(r.issue_latency),
-                    lat(r.total_latency),
-                    Cell::S(r.data_va.map(hex).unwrap_or_default()),
-                    lat(r.translation_latency),
-                    Cell::S(r.data_pa.map(|a| hex(a.addr)).unwrap_or_default()),
-                    Cell::S(r.data_source.map(data_source_text).unwrap_or_default()),
-                    Cell::S(context),
-                    ts,
-                    Cell::S(symbol),
-                ],
-            ))
+            w.str(if op.is_store() { "ST" } else { "LD" });
+            w.hex(pc);
+            w.int(el);
+            w.bool(atomic);
+            w.bool(excl);
+            w.bool(ar);
+            w.str(subclass);
+            w.with(|o| event_text(events, o));
+            w.int(lat(r.issue_latency));
+            w.int(lat(r.total_latency));
+            w.hex(r.data_va);
+            w.int(lat(r.translation_latency));
+            w.hex(r.data_pa.map(|a| a.addr));
+            w.with(|o| {
+                if let Some(d) = r.data_source {
+                    data_source_text(d, o);
+                }
+            });
         }
         OpClass::Branch => {
-            let (tgt, tgt_el) = match r.branch_target {
-                Some(t) => (hex(t.virtual_address()), i64::from(t.el)),
-                None => (String::new(), 0),
-            };
-            let (pbt, pbt_el) = match r.prev_branch_target {
-                Some(t) => (hex(t.virtual_address()), i64::from(t.el)),
-                None => (String::new(), 0),
-            };
-            Some((
-                1,
-                vec![
-                    cpu,
-                    Cell::S("B".into()),
-                    Cell::S(pc),
-                    Cell::I(el),
-                    Cell::B(p & 1 != 0),
-                    Cell::B(p & 0xFE == 0x02),
-                    Cell::S(event_text(events)),
-                    lat(r.issue_latency),
-                    lat(r.total_latency),
-                    Cell::S(tgt),
-                    Cell::I(tgt_el),
-                    Cell::S(pbt),
-                    Cell::I(pbt_el),
-                    Cell::S(context),
-                    ts,
-                    Cell::S(symbol),
-                ],
-            ))
+            w.str("B");
+            w.hex(pc);
+            w.int(el);
+            w.bool(p & 1 != 0);
+            w.bool(p & 0xFE == 0x02);
+            w.with(|o| event_text(events, o));
+            w.int(lat(r.issue_latency));
+            w.int(lat(r.total_latency));
+            w.hex(r.branch_target.map(|t| t.virtual_address()));
+            w.int(r.branch_target.map_or(0, |t| i64::from(t.el)));
+            w.hex(r.prev_branch_target.map(|t| t.virtual_address()));
+            w.int(r.prev_branch_target.map_or(0, |t| i64::from(t.el)));
         }
         OpClass::Other => {
             let sve = p & 0x89 == 0x08;
-            Some((
-                2,
-                vec![
-                    cpu,
-                    Cell::S("OTHER".into()),
-                    Cell::S(pc),
-                    Cell::I(el),
-                    Cell::S(if sve { "SVE" } else { "OTHER" }.into()),
-                    Cell::I(if sve { 32 << ((p >> 4) & 7) } else { 0 }),
-                    Cell::B(sve && p & 0x04 != 0),
-                    Cell::B(sve && p & 0x02 != 0),
-                    Cell::B(!sve && p & 1 != 0),
-                    Cell::S(event_text(events & !MEMORY_EVENTS)),
-                    lat(r.issue_latency),
-                    lat(r.total_latency),
-                    Cell::S(context),
-                    ts,
-                    Cell::S(symbol),
-                ],
-            ))
+            w.str("OTHER");
+            w.hex(pc);
+            w.int(el);
+            w.str(if sve { "SVE" } else { "OTHER" });
+            w.int(if sve { 32 << ((p >> 4) & 7) } else { 0 });
+            w.bool(sve && p & 0x04 != 0);
+            w.bool(sve && p & 0x02 != 0);
+            w.bool(!sve && p & 1 != 0);
+            w.with(|o| event_text(events & !MEMORY_EVENTS, o));
+            w.int(lat(r.issue_latency));
+            w.int(lat(r.total_latency));
         }
-        OpClass::Reserved => None,
+        OpClass::Reserved => return,
     }
+    w.hex(context);
+    w.int(ts);
+    w.str(symbol);
 }
 
 /// Functions by address, from symbol files.
@@ -379,24 +394,22 @@ impl Table {
                 .map(|(_, k)| match k {
                     Kind::Int => Column::Int(Vec::new()),
                     Kind::Bool => Column::Bool(Vec::new()),
-                    Kind::Str => Column::Str(Vec::new()),
+                    Kind::Str => Column::Str {
+                        data: Vec::new(),
+                        ends: Vec::new(),
+                    },
                 })
                 .collect(),
             rows: 0,
         }
     }
 
-    fn push(&mut self, cells: Vec<Cell>) {
-        for (col, cell) in self.columns.iter_mut().zip(cells) {
-            match (col, cell) {
-                (Column::Int(v), Cell::I(x)) => v.push(x),
-                (Column::Bool(v), Cell::B(x)) => v.push(x),
-                (Column::Str(v), Cell::S(x)) => v.push(x),
-                // The row builders and TABLES agree column by column
-                // (tested); a mismatch would be a bug, kept out of the data.
-                _ => {}
-            }
-        }
+    fn push(&mut self, r: &Record, cpu: u32, symbols: &Symbols) {
+        let mut w = RowWriter {
+            columns: &mut self.columns,
+            next: 0,
+        };
+        write_row(r, cpu, symbols, &mut w);
         self.rows += 1;
     }
 
@@ -405,11 +418,20 @@ impl Table {
             match c {
                 Column::Int(v) => v.clear(),
                 Column::Bool(v) => v.clear(),
-                Column::Str(v) => v.clear(),
+                Column::Str { data, ends } => {
+                    data.clear();
+                    ends.clear();
+                }
             }
         }
         self.rows = 0;
     }
+}
+
+/// String `i` of a string column.
+fn str_at<'a>(data: &'a [u8], ends: &[usize], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &data[start..ends[i]]
 }
 
 /// Where batches go.
@@ -467,10 +489,26 @@ impl Output {
                 let schema =
                     parquet::schema::parser::parse_message_type(&parquet_schema(name, cols))
                         .map_err(pq(&path))?;
-                let props = WriterProperties::builder()
+                use parquet::file::properties::EnabledStatistics;
+                use parquet::schema::types::ColumnPath;
+                let mut props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_created_by(format!("hyperprof {}", env!("CARGO_PKG_VERSION")))
-                    .build();
+                    .set_created_by(format!("hyperprof {}", env!("CARGO_PKG_VERSION")));
+                // Min/max of strings cost a comparison per value and prune
+                // nothing (hex text); data addresses rarely repeat, so a
+                // dictionary does not pay for them.
+                for (c, k) in cols {
+                    if *k == Kind::Str {
+                        props = props.set_column_statistics_enabled(
+                            ColumnPath::from(*c),
+                            EnabledStatistics::None,
+                        );
+                    }
+                    if matches!(*c, "vaddr" | "paddr") {
+                        props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+                    }
+                }
+                let props = props.build();
                 Writer::Parquet(Box::new(
                     parquet::file::writer::SerializedFileWriter::new(
                         file,
@@ -521,9 +559,18 @@ impl Output {
                                 .write_batch(v, None, None)
                                 .map_err(&err)?;
                         }
-                        Column::Str(v) => {
-                            let b: Vec<ByteArray> =
-                                v.iter().map(|s| ByteArray::from(s.as_str())).collect();
+                        Column::Str { data, ends } => {
+                            // One shared buffer, sliced: no copy per value.
+                            let all = bytes::Bytes::copy_from_slice(data);
+                            let mut start = 0;
+                            let b: Vec<ByteArray> = ends
+                                .iter()
+                                .map(|&end| {
+                                    let v = ByteArray::from(all.slice(start..end));
+                                    start = end;
+                                    v
+                                })
+                                .collect();
                             cw.typed::<ByteArrayType>()
                                 .write_batch(&b, None, None)
                                 .map_err(&err)?;
@@ -544,7 +591,9 @@ impl Output {
                         match col {
                             Column::Int(v) => line += &v[i].to_string(),
                             Column::Bool(v) => line += if v[i] { "True" } else { "False" },
-                            Column::Str(v) => line += &csv_field(&v[i]),
+                            Column::Str { data, ends } => {
+                                line += &csv_field(&String::from_utf8_lossy(str_at(data, ends, i)))
+                            }
                         }
                     }
                     line.push('\n');
@@ -694,9 +743,9 @@ fn fill(
                     ));
                 }
             };
-            if let Some((t, cells)) = row(&r, cpu, symbols) {
+            if let Some(t) = table_of(&r) {
                 let o = &mut outputs[t];
-                o.table.push(cells);
+                o.table.push(&r, cpu, symbols);
                 if o.table.rows >= BATCH_ROWS {
                     o.flush()?;
                 }
@@ -720,7 +769,7 @@ mod tests {
     use hyperprof_spe::record::{CodeAddress, OpType};
 
     #[test]
-    fn every_row_matches_its_table_columns() {
+    fn every_row_fills_every_column_of_its_table() {
         let base = Record {
             pc: Some(CodeAddress {
                 addr: 0x1004,
@@ -746,18 +795,22 @@ mod tests {
                 op: Some(OpType { class, payload }),
                 ..base
             };
-            let (t, cells) = row(&r, 3, &syms).unwrap();
-            assert_eq!(t, table);
-            let cols = TABLES[t].1;
-            assert_eq!(cells.len(), cols.len());
-            for (cell, (name, kind)) in cells.iter().zip(cols) {
-                let ok = matches!(
-                    (cell, kind),
-                    (Cell::I(_), Kind::Int) | (Cell::B(_), Kind::Bool) | (Cell::S(_), Kind::Str)
-                );
-                assert!(ok, "{name}");
+            assert_eq!(table_of(&r), Some(table));
+            let mut t = Table::new(TABLES[table].1);
+            t.push(&r, 3, &syms);
+            t.push(&r, 3, &syms);
+            for (c, (name, _)) in t.columns.iter().zip(TABLES[table].1) {
+                let n = match c {
+                    Column::Int(v) => v.len(),
+                    Column::Bool(v) => v.len(),
+                    Column::Str { ends, .. } => ends.len(),
+                };
+                assert_eq!(n, 2, "{name}");
             }
-            assert!(matches!(cells.last(), Some(Cell::S(s)) if s == "f"));
+            let Some(Column::Str { data, ends }) = t.columns.last() else {
+                panic!("symbol is a string column");
+            };
+            assert_eq!(str_at(data, ends, 1), b"f");
         }
         let reserved = Record {
             op: Some(OpType {
@@ -766,18 +819,23 @@ mod tests {
             }),
             ..base
         };
-        assert!(row(&reserved, 0, &syms).is_none());
-        assert!(row(&base, 0, &syms).is_none());
+        assert_eq!(table_of(&reserved), None);
+        assert_eq!(table_of(&base), None);
     }
 
     #[test]
     fn texts_follow_spe_parser() {
+        let text = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = Vec::new();
+            f(&mut v);
+            String::from_utf8(v).unwrap()
+        };
         assert_eq!(
-            event_text(1 << event::RETIRED | 1 << event::LLC_MISS),
+            text(&|o| event_text(1 << event::RETIRED | 1 << event::LLC_MISS, o)),
             "RETIRED:LLC-REFILL"
         );
-        assert_eq!(data_source_text(14), "DRAM");
-        assert_eq!(data_source_text(3), "3");
+        assert_eq!(text(&|o| data_source_text(14, o)), "DRAM");
+        assert_eq!(text(&|o| data_source_text(3, o)), "3");
         assert_eq!(prefix_of(Path::new("a/web.perf.data")), "web");
         assert_eq!(prefix_of(Path::new("t.spe")), "t");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
