@@ -357,8 +357,50 @@ fn every_example_opens_in_perf_report_script_mem_and_c2c() {
         let dir = scratch(&format!("example-{stem}"));
         let report = run_json(&["run", path.to_str().unwrap(), "--ops", "2000000"], &dir);
         profiles += check_system_run(&dir, &report);
+        if stem == "false-sharing" {
+            false_sharing_shows_in_c2c(&dir);
+        }
     }
-    assert!(profiles >= 4, "{profiles} profiles");
+    assert!(profiles >= 5, "{profiles} profiles");
+}
+
+/// The false-sharing example's line is perf c2c's shared cache line, its
+/// peer loads the loads the trace says a peer core served.
+fn false_sharing_shows_in_c2c(dir: &Path) {
+    let data = dir.join("counters.perf.data");
+    let tables = dir.join("tables");
+    ok(
+        hyperprof()
+            .args(["spe", "export", "--format", "csv", "-o"])
+            .arg(&tables)
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "export csv",
+    );
+    let csv = std::fs::read_to_string(tables.join("counters-ldst.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let (op, source) = (col("op"), col("data_source"));
+    let peer_loads = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[op] == "LD" && f[source] == "PEER-CPU")
+        .count() as u64;
+    assert!(peer_loads > 100, "{peer_loads} peer loads");
+    let text = stdout_of(
+        perf(&dir.join("home"))
+            .args(["c2c", "report", "--stdio", "-i"])
+            .arg(&data),
+        "perf c2c report",
+    );
+    assert_eq!(c2c_figure(&text, "Total Shared Cache Lines"), 1, "{text}");
+    assert_eq!(c2c_figure(&text, "Load HIT Local Peer"), peer_loads);
+    assert!(
+        text.contains("Peer Snoop") && text.contains("bump_counter"),
+        "{text}"
+    );
 }
 
 #[test]
