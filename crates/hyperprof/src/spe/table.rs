@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyperprof_sim::op::Symbol;
+use hyperprof_spe::op::Subclass;
 use hyperprof_spe::packet::event;
 use hyperprof_spe::perf_data::PerfData;
 use hyperprof_spe::record::RecordErrorKind;
@@ -176,8 +177,10 @@ impl RowWriter<'_> {
     }
 }
 
-/// perf's event names (the EV packet's words), by bit.
-const EVENT_NAMES: [(u32, &str); 14] = [
+/// perf's event names (the EV packet's words), by bit: perf 6.1's, then
+/// the IMPLEMENTATION DEFINED bits and the names newer perf gives the
+/// newer events.
+const EVENT_NAMES: [(u32, &str); 26] = [
     (event::EXCEPTION_GEN, "EXCEPTION-GEN"),
     (event::RETIRED, "RETIRED"),
     (event::L1D_ACCESS, "L1D-ACCESS"),
@@ -192,6 +195,18 @@ const EVENT_NAMES: [(u32, &str); 14] = [
     (event::ALIGNMENT, "ALIGNMENT"),
     (event::SVE_PARTIAL_PRED, "SVE-PARTIAL-PRED"),
     (event::SVE_EMPTY_PRED, "SVE-EMPTY-PRED"),
+    (event::IMPDEF_FIRST, "IMPDEF-12"),
+    (event::IMPDEF_FIRST + 1, "IMPDEF-13"),
+    (event::IMPDEF_FIRST + 2, "IMPDEF-14"),
+    (event::IMPDEF_LAST, "IMPDEF-15"),
+    (event::TRANSACTIONAL, "TXN"),
+    (event::L2D_ACCESS, "L2D-ACCESS"),
+    (event::L2D_MISS, "L2D-MISS"),
+    (event::CACHE_DATA_MODIFIED, "HITM"),
+    (event::RECENTLY_FETCHED, "LFB"),
+    (event::DATA_SNOOPED, "SNOOPED"),
+    (event::STREAMING_SVE_MODE, "STREAMING-SVE"),
+    (event::SMCU, "SMCU"),
 ];
 
 /// Events spe-parser leaves out of the other table (a CAS erratum sets them).
@@ -205,7 +220,9 @@ const MEMORY_EVENTS: u64 = 1 << event::L1D_ACCESS
 
 fn event_text(bits: u64, out: &mut Vec<u8>) {
     let mut first = true;
-    for (bit, name) in EVENT_NAMES {
+    let mut names = EVENT_NAMES;
+    names.sort_unstable_by_key(|(bit, _)| *bit);
+    for (bit, name) in names {
         if bits >> bit & 1 != 0 {
             if !first {
                 out.push(b':');
@@ -258,27 +275,13 @@ fn write_row(r: &Record, cpu: u32, symbols: &Symbols, w: &mut RowWriter<'_>) {
     let context = r.context_el1.or(r.context_el2).map(u64::from);
     let lat = |l: Option<u16>| l.map_or(0, i64::from);
     let ts = r.timestamp.map_or(0, |t| t as i64);
+    let sub = Subclass::of(op);
     w.int(cpu.into());
     match op.class {
         OpClass::LoadStore => {
-            let at_excl = p & 0xE2 == 0x02;
-            let (atomic, excl, ar) = (
-                at_excl && p & 0x04 != 0,
-                at_excl && p & 0x08 != 0,
-                at_excl && p & 0x10 != 0,
-            );
-            let subclass = if atomic || excl || ar {
-                ""
-            } else if p & 0x0A == 0x08 {
-                "SVE"
-            } else {
-                match p & 0xFE {
-                    0x00 => "GP-REG",
-                    0x04 => "SIMD-FP",
-                    0x10 => "UNSPEC-REG",
-                    0x30 => "NV-SYSREG",
-                    _ => "",
-                }
+            let (atomic, excl, ar) = match sub {
+                Subclass::Extended { atomic, excl, ar } => (atomic, excl, ar),
+                _ => (false, false, false),
             };
             w.str(if op.is_store() { "ST" } else { "LD" });
             w.hex(pc);
@@ -286,7 +289,7 @@ fn write_row(r: &Record, cpu: u32, symbols: &Symbols, w: &mut RowWriter<'_>) {
             w.bool(atomic);
             w.bool(excl);
             w.bool(ar);
-            w.str(subclass);
+            w.str(sub.name());
             w.with(|o| event_text(events, o));
             w.int(lat(r.issue_latency));
             w.int(lat(r.total_latency));
@@ -314,15 +317,22 @@ fn write_row(r: &Record, cpu: u32, symbols: &Symbols, w: &mut RowWriter<'_>) {
             w.int(r.prev_branch_target.map_or(0, |t| i64::from(t.el)));
         }
         OpClass::Other => {
-            let sve = p & 0x89 == 0x08;
+            // SME reports its effective tile size where SVE reports its
+            // vector length.
+            let (len, pred, fp, cond) = match sub {
+                Subclass::Sve { evl, fp, pred } => (evl, pred, fp, false),
+                Subclass::Sme { ets, fp } => (ets, false, fp, false),
+                Subclass::Other { cond } => (0, false, false, cond),
+                _ => (0, false, false, false),
+            };
             w.str("OTHER");
             w.hex(pc);
             w.int(el);
-            w.str(if sve { "SVE" } else { "OTHER" });
-            w.int(if sve { 32 << ((p >> 4) & 7) } else { 0 });
-            w.bool(sve && p & 0x04 != 0);
-            w.bool(sve && p & 0x02 != 0);
-            w.bool(!sve && p & 1 != 0);
+            w.str(sub.name());
+            w.int(len.into());
+            w.bool(pred);
+            w.bool(fp);
+            w.bool(cond);
             w.with(|o| event_text(events & !MEMORY_EVENTS, o));
             w.int(lat(r.issue_latency));
             w.int(lat(r.total_latency));
