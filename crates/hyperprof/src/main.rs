@@ -308,22 +308,14 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     let raw_path = out.join("demo.spe");
     let data_path = out.join("demo.perf.data");
     write_file(&raw_path, &raw)?;
-    let file = TraceFile {
-        path: raw_path.clone(),
-        bytes: raw,
-    };
-    spe::export::export(
-        std::slice::from_ref(&file),
-        &data_path,
-        0,
-        spe::export::DEFAULT_PMU_TYPE,
-    )?;
+    spe::synth::write_profile(&out, "demo.perf.data", &raw)?;
     let stats = spe::stats::stats(&TraceFile::read(&data_path)?)?;
     let mut text = format!(
         "hyperprof demo: a synthetic SPE trace (seed {seed}), exported for perf\n\
-         raw trace:  {}\nperf.data:  {}  (open with: perf report -D -i {})\n\n",
+         raw trace:  {}\nperf.data:  {}  (hyperprof perf-setup {}, then perf report --stdio --itrace=i1i -i {})\n\n",
         raw_path.display(),
         data_path.display(),
+        out.display(),
         data_path.display()
     );
     text += &spe::stats::render(&stats);

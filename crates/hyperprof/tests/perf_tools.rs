@@ -548,3 +548,53 @@ fn perf_setup_lists_the_commands_without_perf_and_refuses_empty_dirs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no symbol files"));
 }
+
+#[test]
+fn the_demo_profile_names_its_synthetic_functions() {
+    if !perf_available() {
+        return;
+    }
+    let dir = scratch("demo");
+    ok(
+        hyperprof()
+            .args(["demo", "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+        "demo",
+    );
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    perf_setup(&dir, &home);
+    let expect = Expect {
+        functions: ["parse_request", "hash_insert", "memcpy", "copy_to_user"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        shares: Vec::new(),
+        complete: false,
+        comm: &["synth-app", "synth-kernel"],
+    };
+    let data = dir.join("demo.perf.data");
+    check_profile(&home, &data, &expect);
+    let text = stdout_of(
+        perf(&home)
+            .args([
+                "report",
+                "--stdio",
+                "--itrace=i1i",
+                "--sort",
+                "dso,sym",
+                "-i",
+            ])
+            .arg(&data),
+        "perf report",
+    );
+    for f in &expect.functions {
+        assert!(text.contains(&format!("] {f}")), "{f} in\n{text}");
+    }
+    assert!(
+        text.contains("libsynth.so.elf") && !text.contains("[unknown]"),
+        "{text}"
+    );
+}
