@@ -7,8 +7,8 @@
 use core::fmt::Write as _;
 
 use super::profile::{
-    attr, auxtrace_offsets, measure, padded, put_str, CodeMap, Profile, Sink, BUILD_ID_LEN,
-    KERNEL_DSO, KERNEL_PID, MISC_KERNEL, MISC_USER, SPE_EVENT_ID,
+    attr, auxtrace_offsets, clip, measure, padded, put_str, CodeMap, Profile, Sink, BUILD_ID_LEN,
+    KERNEL_DSO, KERNEL_PID, MAX_FILENAME, MISC_KERNEL, MISC_USER, SPE_EVENT_ID,
 };
 use super::{put32, put64, ATTR_LEN, AUXTRACE_LEN};
 
@@ -139,7 +139,7 @@ fn build_id_entry<E>(out: &mut Sink<'_, E>, m: &CodeMap<'_>) -> Result<(), E> {
     let (misc, name) = if m.kernel {
         (MISC_KERNEL, KERNEL_DSO)
     } else {
-        (MISC_USER, m.filename)
+        (MISC_USER, clip(m.filename, MAX_FILENAME))
     };
     let name_len = padded(name.len(), 64);
     let mut e = [0u8; BUILD_ID_ENTRY_LEN];

@@ -172,7 +172,7 @@ pub(super) fn put_str<E>(out: &mut Sink<'_, E>, s: &str, total: usize) -> Result
 }
 
 /// Clips `s` to at most `max` bytes on a character boundary.
-fn clip(s: &str, max: usize) -> &str {
+pub(super) fn clip(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -244,7 +244,7 @@ fn comm<E>(out: &mut Sink<'_, E>, c: &Comm<'_>) -> Result<(), E> {
 }
 
 /// The longest file name a mapping record carries.
-const MAX_FILENAME: usize = 4000;
+pub(super) const MAX_FILENAME: usize = 4000;
 
 fn mmap<E>(out: &mut Sink<'_, E>, m: &CodeMap<'_>) -> Result<(), E> {
     if m.kernel {
@@ -508,6 +508,62 @@ mod tests {
         // The attr: sample_id_all and the sample type perf needs.
         assert_eq!(u64_at(&file, FILE_HEADER_LEN + 24), SPE_SAMPLE_TYPE);
         assert_ne!(u64_at(&file, FILE_HEADER_LEN + 40) & ATTR_SAMPLE_ID_ALL, 0);
+    }
+
+    #[test]
+    fn long_names_are_clipped_so_record_sizes_hold() {
+        let long = "a".repeat(70_000);
+        let maps = [CodeMap {
+            pid: 7,
+            start: 0x1000,
+            len: 0x1000,
+            pgoff: 0x1000,
+            build_id: [3; BUILD_ID_LEN],
+            filename: &long,
+            kernel: false,
+        }];
+        let comms = [Comm {
+            pid: 7,
+            tid: 7,
+            name: &long,
+        }];
+        let data = [0u8; 8];
+        let bufs = [AuxBuffer {
+            cpu: 0,
+            aux_offset: 0,
+            data: &data,
+        }];
+        let p = Profile {
+            event: SpeEvent {
+                pmu_type: 8,
+                config: 0,
+                period: 1,
+                exclude_user: false,
+                exclude_kernel: true,
+                name: &long,
+            },
+            machine: MachineInfo {
+                hostname: "h",
+                osrelease: "r",
+                version: "v",
+                arch: "aarch64",
+                midr: 0,
+                nr_cpus: 1,
+                mem_bytes: 0,
+            },
+            comms: &comms,
+            maps: &maps,
+            buffers: &bufs,
+        };
+        let mut file = Vec::new();
+        write_profile::<()>(&p, &mut |b| {
+            file.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        let traces: Vec<_> = PerfData::parse(&file).unwrap().aux_traces().collect();
+        assert_eq!(traces.len(), 1);
+        assert!(traces[0].is_ok());
     }
 
     #[test]
