@@ -73,6 +73,7 @@ enum Phase {
 /// and PMU interrupts into the drivers, and stops and collects.
 pub struct GuestKernel {
     ttbr0_el1: u64,
+    contextidr_el1: u64,
     spe: Option<(SpeSessionConfig, Buffer)>,
     pmu_events: Vec<EventSpec>,
     pmu: Option<PmuDriver>,
@@ -101,6 +102,7 @@ impl GuestKernel {
     ) -> Self {
         GuestKernel {
             ttbr0_el1,
+            contextidr_el1: 0,
             spe: Some((session, buffer)),
             pmu_events: Vec::new(),
             pmu: None,
@@ -154,6 +156,14 @@ impl GuestKernel {
             .map(|d| (d.stats(), d.slots().iter().map(|s| s.overflows).collect()))
     }
 
+    /// Runs its user process as thread `tid`: CONTEXTIDR_EL1 holds it, so
+    /// the CONTEXT packets of its samples name it (by default the kernel
+    /// leaves CONTEXTIDR_EL1 alone, at its reset value 0).
+    pub fn with_context_id(mut self, tid: u32) -> Self {
+        self.contextidr_el1 = tid.into();
+        self
+    }
+
     /// Runs user space in slices of `ops` operations and gives the CPU back
     /// after each (a timer tick: the host may then schedule something else,
     /// or move the vCPU to another CPU).
@@ -191,6 +201,13 @@ impl GuestKernel {
 
     fn boot(&mut self, mut env: &mut dyn GuestEnv) -> Result<(), DriverError> {
         super::drivers::wr(env, hyperprof_arch::SysReg::TTBR0_EL1, self.ttbr0_el1)?;
+        if self.contextidr_el1 != 0 {
+            super::drivers::wr(
+                env,
+                hyperprof_arch::SysReg::CONTEXTIDR_EL1,
+                self.contextidr_el1,
+            )?;
+        }
         env.isb();
         if let Some((session, buffer)) = self.spe {
             if self.driver.is_none() {

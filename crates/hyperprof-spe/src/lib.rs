@@ -3,6 +3,7 @@
 //! - [`packet`]: packet formats and the decoder (DDI0487 D10, "Profiling Data
 //!   Packets"), no allocation.
 //! - [`encode`]: the packet encoder.
+//! - [`op`]: operation subclasses (GCS, SME, memcpy/memset, MTE, SVE...).
 //! - [`record`]: records (one sampled operation each), their assembler and
 //!   encoder.
 //! - [`text`]: Linux perf's text for packets and its `perf report -D` lines.
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod encode;
+pub mod op;
 pub mod packet;
 pub mod perf_data;
 pub mod record;

@@ -97,6 +97,28 @@ pub mod event {
     pub const SVE_PARTIAL_PRED: u32 = 17;
     /// SVE operation with an empty predicate.
     pub const SVE_EMPTY_PRED: u32 = 18;
+    /// First IMPLEMENTATION DEFINED event bit (12..=15; on Neoverse N1
+    /// bit 12 is a late prefetch).
+    pub const IMPDEF_FIRST: u32 = 12;
+    /// Last IMPLEMENTATION DEFINED event bit.
+    pub const IMPDEF_LAST: u32 = 15;
+    /// In a transaction (FEAT_TME). perf 6.1 prints none of the events
+    /// from here on; newer perf does.
+    pub const TRANSACTIONAL: u32 = 16;
+    /// Level 2 data cache access.
+    pub const L2D_ACCESS: u32 = 19;
+    /// Level 2 data cache miss.
+    pub const L2D_MISS: u32 = 20;
+    /// The data came from a cache holding it modified (a HITM).
+    pub const CACHE_DATA_MODIFIED: u32 = 21;
+    /// The data had recently been fetched (a line-fill-buffer hit).
+    pub const RECENTLY_FETCHED: u32 = 22;
+    /// The access snooped another cache.
+    pub const DATA_SNOOPED: u32 = 23;
+    /// Executed in Streaming SVE mode.
+    pub const STREAMING_SVE_MODE: u32 = 24;
+    /// Executed by an SME compute unit.
+    pub const SMCU: u32 = 25;
 }
 
 /// Operation type class (header bits [1:0] of the operation type packet).

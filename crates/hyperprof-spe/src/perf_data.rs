@@ -8,6 +8,18 @@
 //! 8-byte record headers (type u32, misc u16, size u16), and AUXTRACE records
 //! (type 71) followed by `size` bytes of trace that the header size does not
 //! count. Only little-endian files are read.
+//!
+//! [`write`] writes the bare container (attr, AUXTRACE_INFO, AUXTRACE
+//! records) that `perf report -D` needs; [`write_profile`] writes the
+//! complete file perf's report, script, mem and c2c commands open.
+
+pub mod features;
+pub mod profile;
+
+pub use profile::{
+    buffer_data_offsets, write_profile, write_profile_pieces, CodeMap, Comm, MachineInfo, Profile,
+    SpeEvent,
+};
 
 /// The magic of a little-endian perf.data file (version 2).
 pub const MAGIC: [u8; 8] = *b"PERFILE2";

@@ -346,7 +346,17 @@ impl Iterator for RecordDecoder<'_> {
             return None;
         }
         let buf = self.buf;
-        // Skip padding between records.
+        // Skip padding between records, eight bytes at a time.
+        while let Some(chunk) = buf.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes([
+                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+            ]);
+            if word != 0 {
+                self.pos += (word.trailing_zeros() / 8) as usize;
+                break;
+            }
+            self.pos += 8;
+        }
         while self.pos < buf.len() && buf[self.pos] == 0 {
             self.pos += 1;
         }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod files;
 pub mod flame;
 pub mod fuzzing;
+pub mod perf;
 pub mod rng;
 pub mod run;
 pub mod scenario;

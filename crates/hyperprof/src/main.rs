@@ -92,6 +92,17 @@ enum Command {
     /// Scenario files.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Add the symbol files (*.elf) of an artifact directory to perf's
+    /// build-id cache (`perf buildid-cache -a`), so that perf report,
+    /// script, mem and c2c name the functions of its perf.data files; prints
+    /// the commands instead when perf is not installed.
+    PerfSetup {
+        /// The directory `hyperprof run` wrote.
+        dir: PathBuf,
+        /// The perf program to run.
+        #[arg(long, default_value = "perf")]
+        perf: String,
+    },
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
     Demo {
@@ -178,6 +189,17 @@ enum ScenarioCommand {
     },
 }
 
+/// Formats `spe export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// A perf.data file.
+    PerfData,
+    /// Three Parquet tables.
+    Parquet,
+    /// Three CSV tables.
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum SpeCommand {
     /// Print one line per packet, exactly as `perf report -D` prints them.
@@ -200,14 +222,22 @@ enum SpeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Wrap raw SPE buffers into a perf.data file that perf reads.
+    /// Wrap raw SPE buffers into a perf.data file that perf reads, or
+    /// (--format parquet|csv) write a trace's records as the three tables
+    /// of Arm's spe-parser (PREFIX-ldst, PREFIX-br, PREFIX-other) in a
+    /// directory.
     Export {
-        /// Raw SPE buffers, one AUXTRACE record each.
+        /// Raw SPE buffers, one AUXTRACE record each (perf-data); one raw
+        /// buffer or perf.data file (parquet, csv).
         #[arg(required = true)]
         raw: Vec<PathBuf>,
-        /// The perf.data file to write.
+        /// The perf.data file to write (perf-data), or the directory of the
+        /// tables (parquet, csv).
         #[arg(short, long)]
         output: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum, default_value = "perf-data")]
+        format: ExportFormat,
         /// CPU the buffers are attributed to.
         #[arg(long, default_value_t = 0)]
         cpu: u32,
@@ -283,8 +313,33 @@ fn run_spe(cmd: SpeCommand) -> Result<()> {
         SpeCommand::Export {
             raw,
             output,
+            format: format @ (ExportFormat::Parquet | ExportFormat::Csv),
+            cpu,
+            ..
+        } => {
+            let [file] = raw.as_slice() else {
+                return Err(Error::Usage(
+                    "--format parquet|csv exports one trace file at a time".into(),
+                ));
+            };
+            let trace = TraceFile::open(file)?;
+            let symbols = spe::table::Symbols::beside(&trace);
+            let format = if format == ExportFormat::Parquet {
+                spe::table::TableFormat::Parquet
+            } else {
+                spe::table::TableFormat::Csv
+            };
+            let e = spe::table::export_tables(&trace, &output, format, cpu, &symbols)?;
+            let mut text = Vec::new();
+            spe::table::render(&e, &mut text).map_err(|e| Error::io("<stdout>", e))?;
+            write_stdout(&String::from_utf8_lossy(&text))
+        }
+        SpeCommand::Export {
+            raw,
+            output,
             cpu,
             pmu_type,
+            ..
         } => {
             let files = raw
                 .iter()
@@ -318,37 +373,18 @@ fn demo(out: PathBuf, seed: u64) -> Result<()> {
     let raw_path = out.join("demo.spe");
     let data_path = out.join("demo.perf.data");
     write_file(&raw_path, &raw)?;
-    let file = TraceFile::open(&raw_path)?;
-    spe::export::export(
-        std::slice::from_ref(&file),
-        &data_path,
-        0,
-        spe::export::DEFAULT_PMU_TYPE,
-    )?;
+    spe::synth::write_profile(&out, "demo.perf.data", &raw)?;
     let stats = spe::stats::stats(&TraceFile::open(&data_path)?)?;
     let mut text = format!(
         "hyperprof demo: a synthetic SPE trace (seed {seed}), exported for perf\n\
-         raw trace:  {}\nperf.data:  {}  (open with: perf report -D -i {})\n\n",
+         raw trace:  {}\nperf.data:  {}  (hyperprof perf-setup {}, then perf report --stdio --itrace=i1i -i {})\n\n",
         raw_path.display(),
         data_path.display(),
+        out.display(),
         data_path.display()
     );
     text += &spe::stats::render(&stats);
     write_stdout(&text)
-}
-
-fn write_perf_data(path: &std::path::Path, buffers: &[(u32, &[u8])]) -> Result<()> {
-    let buffers: Vec<_> = buffers
-        .iter()
-        .filter(|(_, d)| !d.is_empty())
-        .map(|&(cpu, data)| hyperprof_spe::perf_data::AuxBuffer {
-            cpu,
-            aux_offset: 0,
-            data,
-        })
-        .collect();
-    let bytes = spe::export::perf_data_bytes(&buffers, spe::export::DEFAULT_PMU_TYPE);
-    spe::export::write_atomically(path, &bytes)
 }
 
 /// `scenario check`: exactly the validation `run` does, the file and then
@@ -391,13 +427,7 @@ fn run_scenario(
             let pes = with_ticks("bare-metal", || bare_metal::run(&opts))?;
             let rep = report::from_pe_reports("bare-metal", seed, &pes);
             if let Some(dir) = &out {
-                let path = dir.join("host.perf.data");
-                let bufs: Vec<_> = pes
-                    .iter()
-                    .map(|p| (p.cpu as u32, p.spe_data.as_slice()))
-                    .collect();
-                write_perf_data(&path, &bufs)?;
-                wrote.push(path);
+                wrote.extend(bare_metal::write_profile(dir, &opts, &pes)?);
             }
             let holds = rep.invariants.iter().all(|v| v.holds);
             let text = if json {
@@ -431,11 +461,15 @@ fn run_scenario(
     if !json && !wrote.is_empty() {
         text += "\n";
         for p in &wrote {
-            text += &format!(
-                "SPE data: {}  (perf report -D -i {})\n",
-                p.display(),
-                p.display()
-            );
+            text += &if p.extension().is_some_and(|e| e == "elf") {
+                format!("symbols:  {}\n", p.display())
+            } else {
+                format!(
+                    "SPE data: {}  (perf report --stdio --itrace=i1i -i {})\n",
+                    p.display(),
+                    p.display()
+                )
+            };
         }
     }
     write_stdout(&text)?;
@@ -699,6 +733,8 @@ fn main() -> ExitCode {
             write_stdout(hyperprof::scenario::Scenario::default_text())
         }
         Some(Command::Scenario(ScenarioCommand::Check { file })) => check_scenario(&file),
+        Some(Command::PerfSetup { dir, perf }) => hyperprof::perf::setup::setup(&dir, &perf)
+            .and_then(|r| write_stdout(&hyperprof::perf::setup::render(&r, &perf))),
         // The main job: the built-in default scenario, artifacts in ./hyperprof-out.
         None => run(RunArgs {
             file: None,

@@ -108,16 +108,28 @@ fn damaged_perf_data_files_fail_with_offsets() {
         "magic.data: byte offset 0x0: bad perf.data magic",
     );
 
+    // Where the data section ends and the AUXTRACE record (preceded by
+    // the AUXTRACE_INFO record) lies.
+    let word = |at: usize| u64::from_le_bytes(good[at..at + 8].try_into().unwrap()) as usize;
+    let (data_offset, data_end) = (word(40), word(40) + word(48));
+    let aux_record = hyperprof_spe::perf_data::PerfData::parse(&good)
+        .unwrap()
+        .aux_traces()
+        .next()
+        .unwrap()
+        .unwrap()
+        .record_offset;
+    let info_record = aux_record - hyperprof_spe::perf_data::SPE_INFO_LEN;
+
     let cut = dir.join("cut.data");
-    std::fs::write(&cut, &good[..good.len() - 3]).unwrap();
+    std::fs::write(&cut, &good[..data_end - 3]).unwrap();
     assert_fails(
         &hyperprof(&["spe", "stats"], &[&cut]),
-        "cut.data: byte offset 0x100: perf.data data section",
+        &format!("cut.data: byte offset {data_offset:#x}: perf.data data section"),
     );
 
     let size = dir.join("size.data");
     let mut b = good.clone();
-    let aux_record = 104 + 144 + 8 + 32;
     b[aux_record + 8] = 0xff; // the trace claims more bytes than there are
     std::fs::write(&size, &b).unwrap();
     assert_fails(
@@ -127,7 +139,7 @@ fn damaged_perf_data_files_fail_with_offsets() {
 
     let other = dir.join("other.data");
     let mut b = good;
-    b[104 + 144 + 8 + 8] = 3; // CoreSight, not SPE
+    b[info_record + 8] = 3; // CoreSight, not SPE
     std::fs::write(&other, &b).unwrap();
     assert_fails(&hyperprof(&["spe", "dump"], &[&other]), "not ARM SPE (4)");
 }

@@ -1,5 +1,5 @@
 //! The built-in workloads: [`StreamCopy`], [`ArraySum`], [`PointerChase`],
-//! [`Branchy`] and [`Mix`], each in user space or in a kernel range, and
+//! [`Branchy`], [`Mix`] and [`FalseSharing`], each in user space or in a kernel range, and
 //! [`by_name`] to pick one from a string.
 //!
 //! Every workload is a loop over a fixed template of operations (see the
@@ -75,6 +75,7 @@ const ARRAY_SUM_CODE: u64 = 0x0020_0000;
 const POINTER_CHASE_CODE: u64 = 0x0030_0000;
 const BRANCHY_CODE: u64 = 0x0040_0000;
 const MIX_CODE: u64 = 0x0050_0000;
+const FALSE_SHARING_CODE: u64 = 0x0060_0000;
 
 /// Iterations of each component per Mix period, in order: `main`, `memcpy`,
 /// `sum_array`, `hash_lookup`, `interpret`.
@@ -121,6 +122,17 @@ fn build_mix(seed: u64, space: Space) -> Engine {
         phases.push((program, reps));
     }
     Engine::phased(space.name("mix"), symbols, phases)
+}
+
+fn build_false_sharing(seed: u64, space: Space) -> Engine {
+    let code = space.code_base() + FALSE_SHARING_CODE;
+    // One data region for every thread: the counters share a line.
+    let lay = Layout {
+        data: space.data_base(),
+        ..space.layout(seed)
+    };
+    let (program, symbols) = templates::false_sharing(seed, &lay, code, seed);
+    Engine::single(space.name("false-sharing"), symbols, program)
 }
 
 macro_rules! workload {
@@ -259,19 +271,34 @@ workload!(
     build_mix
 );
 
+workload!(
+    /// A thread bumping its own u64 counter in a cache line the other
+    /// threads of its process (other seeds: slot `seed mod 8`) bump too:
+    /// `worker` calls `bump_counter` (LDR, ADD, STR, RET); 7 operations.
+    ///
+    /// Outcomes: half the loads find the line taken by a peer core and
+    /// refill L1D from it (data source 9, PEER-CPU on Neoverse N1), a fifth
+    /// of the stores refill it again; the loop branch falls through,
+    /// mispredicted, every 2^16 iterations.
+    FalseSharing,
+    build_false_sharing
+);
+
 /// The names [`by_name`] accepts: each workload in user space, then in a
 /// kernel range.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 12] = [
     "stream-copy",
     "array-sum",
     "pointer-chase",
     "branchy",
     "mix",
+    "false-sharing",
     "kernel-stream-copy",
     "kernel-array-sum",
     "kernel-pointer-chase",
     "kernel-branchy",
     "kernel-mix",
+    "kernel-false-sharing",
 ];
 
 /// The workload named `name` (one of [`NAMES`]) from `seed`, or `None`.
@@ -286,6 +313,7 @@ pub fn by_name(name: &str, seed: u64) -> Option<Box<dyn Workload>> {
         "pointer-chase" => Box::new(PointerChase::with_space(seed, space)),
         "branchy" => Box::new(Branchy::with_space(seed, space)),
         "mix" => Box::new(Mix::with_space(seed, space)),
+        "false-sharing" => Box::new(FalseSharing::with_space(seed, space)),
         _ => return None,
     };
     Some(w)
@@ -304,6 +332,27 @@ mod tests {
         assert!(by_name("nope", 1).is_none());
         assert!(by_name("kernel-", 1).is_none());
         assert!(by_name("kernel-kernel-mix", 1).is_none());
+    }
+
+    #[test]
+    fn false_sharing_threads_share_one_line_and_peers_serve_it() {
+        use crate::op::OpKind;
+        let (a, b) = (FalseSharing::new(1), FalseSharing::new(2));
+        let addr = |w: &FalseSharing| {
+            (0..7)
+                .map(|i| w.op_at(i))
+                .find(|op| op.kind == OpKind::Load)
+                .map(|op| op.data_va)
+                .unwrap()
+        };
+        let (x, y) = (addr(&a), addr(&b));
+        assert_ne!(x, y, "each thread its own counter");
+        assert_eq!(x >> 6, y >> 6, "in one cache line");
+        let peer = (0..7 * 4096u128)
+            .map(|i| a.op_at(i))
+            .filter(|op| op.data_source == super::super::SOURCE_PEER_CORE)
+            .count();
+        assert!((1500..3500).contains(&peer), "{peer}");
     }
 
     #[test]

@@ -36,5 +36,7 @@ mod catalog;
 mod engine;
 mod templates;
 
-pub use catalog::{by_name, ArraySum, Branchy, Mix, PointerChase, Space, StreamCopy, NAMES};
-pub use templates::{SOURCE_DRAM, SOURCE_L2, SOURCE_LLC};
+pub use catalog::{
+    by_name, ArraySum, Branchy, FalseSharing, Mix, PointerChase, Space, StreamCopy, NAMES,
+};
+pub use templates::{SOURCE_DRAM, SOURCE_L2, SOURCE_LLC, SOURCE_PEER_CORE};

@@ -19,6 +19,9 @@ pub const SOURCE_L2: u16 = 8;
 pub const SOURCE_LLC: u16 = 11;
 /// Data source of a refill served by DRAM.
 pub const SOURCE_DRAM: u16 = 14;
+/// Data source of a refill served by a peer core's cache (a line another
+/// core held, typically modified): Neoverse N1's PEER-CPU.
+pub const SOURCE_PEER_CORE: u16 = 9;
 
 const L1D_REFILL: u64 = 1 << spe::L1D_REFILL;
 const TLB_WALK: u64 = 1 << spe::TLB_WALK;
@@ -93,6 +96,16 @@ fn llc_miss(cycles: u32, latency: u16) -> Effect {
         latency,
         translation: 0,
         source: SOURCE_DRAM,
+    }
+}
+
+fn peer_hit(cycles: u32, latency: u16) -> Effect {
+    Effect {
+        bits: L1D_REFILL,
+        cycles,
+        latency,
+        translation: 0,
+        source: SOURCE_PEER_CORE,
     }
 }
 
@@ -461,6 +474,50 @@ pub(crate) fn branchy(
 /// The Mix driver `main`: ldr (stack); add; cmp; b.ne — 4 operations, the
 /// branch falling through (mispredicted) every 16th iteration, at the end
 /// of each of its phases.
+/// Offset of the line of shared counters in the data region.
+const COUNTERS_OFF: u64 = 0x0300_0000;
+
+/// FalseSharing: a thread that bumps its own u64 counter, slot `slot` of a
+/// cache line whose other slots the process's other threads bump: false
+/// sharing. Its data region is the same for every thread (no per-seed
+/// offset), so all threads' counters share the line.
+///
+/// Functions `worker`, `bump_counter`: bl bump_counter; ldr; add; str;
+/// ret; subs; b.ne — 7 operations.
+///
+/// Rules (iteration `i`, `u = hash(i mod 4096)`): the load finds the line
+/// taken by another core's store when `u < 0.50` and refills L1D from the
+/// peer core (data source 9, about 60 cycles); the store refills it again
+/// when `u < 0.20` (stolen between load and store); the loop branch falls
+/// through, mispredicted, every 2^16 iterations.
+pub(crate) fn false_sharing(
+    seed: u64,
+    lay: &Layout,
+    code: u64,
+    slot: u64,
+) -> (Program, Vec<Symbol>) {
+    let mut b = Builder::new(seed, PERIOD_SHIFT);
+    let worker = code;
+    let bump = code + 0x40;
+    let counter = Addr::Fixed(lay.data + COUNTERS_OFF + 8 * (slot & 7));
+    let steal_key = key(seed, 0xFA15);
+    let stolen = move |i: u64| unit16(mix(steal_key, i));
+    let load_miss = b.pred(move |i| stolen(i) < chance(50, 100));
+    let store_miss = b.pred(move |i| stolen(i) < chance(20, 100));
+    b.push(Inst::branch(worker, bump)); // bl bump_counter
+    b.push(Inst::load(bump, counter).when(load_miss, peer_hit(30, 60))); // ldr x1, [x0]
+    b.push(Inst::other(bump + 4)); // add x1, x1, #1
+    b.push(Inst::store(bump + 8, counter).when(store_miss, peer_hit(20, 40))); // str x1, [x0]
+    b.push(Inst::indirect(bump + 0xc, worker + 4)); // ret
+    b.push(Inst::other(worker + 4)); // subs x2, x2, #1
+    let exit = Rule::every(16, (1 << 16) - 1);
+    b.push(Inst::cond(worker + 8, worker).when(exit, loop_exit())); // b.ne
+    (
+        b.build(),
+        vec![sym("worker", worker, 0x10), sym("bump_counter", bump, 0x10)],
+    )
+}
+
 pub(crate) fn mix_main(seed: u64, lay: &Layout, code: u64) -> (Program, Vec<Symbol>) {
     let mut b = Builder::new(seed, PERIOD_SHIFT);
     b.push(Inst::load(code, Addr::Fixed(lay.stack))); // ldr x0, [sp, #16]

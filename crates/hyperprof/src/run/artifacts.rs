@@ -1,17 +1,18 @@
 //! A system run's artifacts: `host.perf.data` and `<vm>.perf.data` (SPE
-//! data `perf report -D` decodes, one AUXTRACE buffer per CPU or vCPU),
+//! profiles perf opens, one AUXTRACE buffer per CPU or vCPU, with the
+//! symbol files they name beside them: `<workload>.elf` per user
+//! executable, `vmlinux-host.elf` for the host's kernel text),
 //! `host.svg` and `<vm>.svg` (flame graphs of the sampled PCs), and
 //! `report.json` (the report, which `hyperprof report DIR` prints again).
 
 use std::path::{Path, PathBuf};
 
-use hyperprof_spe::perf_data::AuxBuffer;
-
-use super::engine::Outcome;
+use super::engine::{Outcome, GUEST_PID, HOST_KERNEL_PID};
 use super::system::{Stacks, SystemReport, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::flame::{render_svg, FlameOptions};
-use crate::spe::export::{perf_data_bytes, write_atomically, DEFAULT_PMU_TYPE};
+use crate::perf::{write_domain, DomainProfile, Process};
+use crate::spe::export::write_atomically;
 
 /// The report's file in an artifact directory.
 pub const REPORT_JSON: &str = "report.json";
@@ -36,19 +37,6 @@ pub fn file_stem(name: &str) -> String {
     }
 }
 
-fn perf_data(path: &Path, buffers: &[(u32, &[u8])]) -> Result<()> {
-    let buffers: Vec<_> = buffers
-        .iter()
-        .filter(|(_, d)| !d.is_empty())
-        .map(|&(cpu, data)| AuxBuffer {
-            cpu,
-            aux_offset: 0,
-            data,
-        })
-        .collect();
-    write_atomically(path, &perf_data_bytes(&buffers, DEFAULT_PMU_TYPE))
-}
-
 /// Writes every artifact of the run into `dir` (created if missing),
 /// recording them in the report (so that the report printed later lists
 /// them too); returns the files written.
@@ -60,29 +48,50 @@ pub fn write(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
     let mut wrote = Vec::new();
-    if o.setup.host.spe.is_some() {
-        let path = dir.join("host.perf.data");
-        let bufs: Vec<_> = o
-            .host
-            .iter()
-            .map(|h| (h.cpu as u32, h.spe_data.as_slice()))
-            .collect();
-        perf_data(&path, &bufs)?;
-        wrote.push(path);
+    if let Some(spe) = &o.setup.host.spe {
+        let d = DomainProfile {
+            buffers: o
+                .host
+                .iter()
+                .map(|h| (h.cpu as u32, h.spe_data.as_slice()))
+                .collect(),
+            processes: vec![Process {
+                pid: HOST_KERNEL_PID,
+                tids: vec![HOST_KERNEL_PID],
+                comm: o.setup.host.workload.clone(),
+                symbols: o.host_symbols.clone(),
+                kernel: o.setup.host.workload.starts_with("kernel-"),
+            }],
+            nr_cpus: o.setup.machine.pes.len() as u32,
+            mem_bytes: o.setup.machine.ram_size,
+            interval: spe.session.interval.into(),
+        };
+        wrote.extend(write_domain(dir, "host.perf.data", &d)?);
     }
     for vm in &o.vms {
-        if vm.setup.spe.is_none() {
+        let Some(spe) = &vm.setup.spe else {
             continue;
-        }
-        let path = dir.join(format!("{}.perf.data", file_stem(&vm.setup.name)));
-        let bufs: Vec<_> = vm
-            .vcpus
-            .iter()
-            .enumerate()
-            .map(|(j, c)| (j as u32, c.spe_data.as_slice()))
-            .collect();
-        perf_data(&path, &bufs)?;
-        wrote.push(path);
+        };
+        let d = DomainProfile {
+            buffers: vm
+                .vcpus
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (j as u32, c.spe_data.as_slice()))
+                .collect(),
+            processes: vec![Process {
+                pid: GUEST_PID,
+                tids: (0..vm.vcpus.len() as u32).map(|j| GUEST_PID + j).collect(),
+                comm: vm.setup.workload.clone(),
+                symbols: vm.symbols.clone(),
+                kernel: vm.setup.workload.starts_with("kernel-"),
+            }],
+            nr_cpus: vm.vcpus.len().max(1) as u32,
+            mem_bytes: vm.setup.ram_bytes,
+            interval: spe.spe.session.interval.into(),
+        };
+        let name = format!("{}.perf.data", file_stem(&vm.setup.name));
+        wrote.extend(write_domain(dir, &name, &d)?);
     }
     // One flame graph per domain; one without SPE samples says so.
     for (name, folded) in &stacks.domains {

@@ -12,6 +12,7 @@ use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 
 use crate::error::{Error, Result};
+use crate::perf::{write_domain, DomainProfile, Process};
 
 /// Options of the scenario.
 #[derive(Debug, Clone, Copy)]
@@ -109,4 +110,51 @@ pub fn run(opts: &Options) -> Result<Vec<PeReport>> {
     let mut m = Machine::new(&machine_config(opts.cpus))
         .map_err(|e| Error::Usage(format!("building the machine: {e}")))?;
     host::run(&mut m, &host_config(opts)).map_err(|e| Error::Run(format!("bare-metal host: {e}")))
+}
+
+/// Writes the run's SPE data as `dir/host.perf.data` with its symbol files
+/// (each process `1000 + i` as the host kernel numbers them, and the
+/// kernel's text); returns the files written.
+pub fn write_profile(
+    dir: &std::path::Path,
+    opts: &Options,
+    pes: &[PeReport],
+) -> Result<Vec<std::path::PathBuf>> {
+    let cfg = host_config(opts);
+    let symbols = |name: &str| {
+        hyperprof_sim::workload::by_name(name, opts.seed)
+            .map(|w| w.symbols().to_vec())
+            .ok_or_else(|| Error::Usage(format!("unknown workload {name:?}")))
+    };
+    let mut processes = Vec::new();
+    for (i, name) in cfg.processes.iter().enumerate() {
+        let pid = 1000 + i as u32;
+        processes.push(Process {
+            pid,
+            tids: vec![pid],
+            comm: name.clone(),
+            symbols: symbols(name)?,
+            kernel: false,
+        });
+    }
+    if let Some(name) = &cfg.kernel_work {
+        processes.push(Process {
+            pid: 0,
+            tids: Vec::new(),
+            comm: name.clone(),
+            symbols: symbols(name)?,
+            kernel: true,
+        });
+    }
+    let d = DomainProfile {
+        buffers: pes
+            .iter()
+            .map(|p| (p.cpu as u32, p.spe_data.as_slice()))
+            .collect(),
+        processes,
+        nr_cpus: opts.cpus as u32,
+        mem_bytes: machine_config(opts.cpus).ram_size,
+        interval: cfg.spe.map_or(1, |s| s.interval.into()),
+    };
+    write_domain(dir, "host.perf.data", &d)
 }

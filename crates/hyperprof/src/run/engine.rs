@@ -9,7 +9,7 @@
 //! host's PMBIRQ and PMU interrupts into its drivers), then each vCPU runs
 //! one slice on the CPU the schedule gives it: load, KVM_RUN, put.
 
-use hyperprof_arch::{ExceptionLevel, SysReg};
+use hyperprof_arch::{Cpu, ExceptionLevel, SysReg};
 use hyperprof_guest::drivers::pmu::{EventSpec, PmuDriver, Range};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::GuestKernel;
@@ -240,6 +240,13 @@ pub const STALL_ROUNDS: u64 = 64;
 /// after which the CPU is declared stormed.
 pub const STORM_INTERRUPTS: u64 = 1000;
 
+/// The pid of the host's kernel work: CONTEXTIDR of the host's samples
+/// (CONTEXTIDR_EL2 on a VHE host, CONTEXTIDR_EL1 on an nVHE one).
+pub const HOST_KERNEL_PID: u32 = 100;
+/// The pid of each VM's user process; vCPU `j` runs its thread
+/// `GUEST_PID + j` (the guest's CONTEXTIDR_EL1).
+pub const GUEST_PID: u32 = 1000;
+
 const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
 
@@ -389,7 +396,9 @@ pub fn build(setup: &Setup) -> Result<System> {
             vcpus.push(Vcpu {
                 vm: i,
                 vcpu,
-                kernel: kernel.with_slices(setup.slice_ops),
+                kernel: kernel
+                    .with_slices(setup.slice_ops)
+                    .with_context_id(GUEST_PID + j as u32),
                 allowed_cpus: allowed,
                 spe_unit: SpeStats::default(),
             });
@@ -592,6 +601,17 @@ pub(crate) fn start_host(
             }
             _ => None,
         };
+        {
+            // The host kernel's thread id, in the CONTEXTIDR of its Exception
+            // level (EL1 names EL2's under E2H).
+            let mut c = kvm
+                .machine()
+                .cpu(cpu)
+                .ok_or_else(|| fail("host")("no such CPU".into()))?;
+            c.write(SysReg::CONTEXTIDR_EL1, HOST_KERNEL_PID.into())
+                .map_err(|e| fail("host CONTEXTIDR")(format!("cpu {cpu}: {e}")))?;
+            c.isb();
+        }
         let pmu = if host_setup.pmu_events.is_empty() {
             None
         } else {

@@ -741,7 +741,9 @@ pub fn render(r: &SystemReport) -> String {
         for a in &r.artifacts {
             let path = std::path::Path::new(dir).join(a);
             let hint = if a.ends_with(".perf.data") {
-                format!("  perf report -D -i {}", path.display())
+                format!("  perf report --stdio --itrace=i1i -i {}", path.display())
+            } else if a.ends_with(".elf") {
+                format!("  symbols: hyperprof perf-setup {dir}")
             } else if a.ends_with(".svg") {
                 "  flame graph, open in a browser".to_string()
             } else {

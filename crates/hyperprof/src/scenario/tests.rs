@@ -781,7 +781,8 @@ fn unknown_or_misplaced_workloads_are_rejected() {
         &err(&text),
         "vm[0].workload",
         line_of(&text, "mixx"),
-        "a user-space workload (stream-copy, array-sum, pointer-chase, branchy, mix)",
+        "a user-space workload (stream-copy, array-sum, pointer-chase, branchy, mix, \
+         false-sharing)",
         "\"mixx\"",
     );
     let text = edit("workload = \"kernel-mix\"", "workload = \"mix\"");
@@ -790,7 +791,7 @@ fn unknown_or_misplaced_workloads_are_rejected() {
         "host.workload",
         20,
         "a kernel workload (kernel-stream-copy, kernel-array-sum, kernel-pointer-chase, \
-         kernel-branchy, kernel-mix)",
+         kernel-branchy, kernel-mix, kernel-false-sharing)",
         "\"mix\"",
     );
 }

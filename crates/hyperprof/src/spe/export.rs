@@ -4,8 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use hyperprof_spe::perf_data::{
-    self, aux_padding, write_pieces, AuxBuffer, AuxSlot, Piece, AUXTRACE_LEN, FILE_ATTR_LEN,
-    FILE_HEADER_LEN, SPE_INFO_LEN,
+    aux_padding, buffer_data_offsets, write_profile_pieces, AuxBuffer, AuxSlot, Piece,
 };
 use hyperprof_spe::text::DumpWalker;
 
@@ -16,18 +15,15 @@ use crate::files;
 /// The dynamic PMU type written when none is given: what arm_spe_0 often gets.
 pub const DEFAULT_PMU_TYPE: u32 = 8;
 
-/// The bytes of a perf.data file holding `buffers`.
+/// The bytes of a complete perf.data file holding `buffers` (the header
+/// features perf needs, a process per context id; see
+/// [`crate::perf::RawTrace::with_profile`]).
 pub fn perf_data_bytes(buffers: &[AuxBuffer<'_>], pmu_type: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    perf_data::write::<std::convert::Infallible>(buffers, pmu_type, &mut |b| {
-        bytes.extend_from_slice(b);
-        Ok(())
-    })
-    .unwrap_or_else(|never| match never {});
-    bytes
+    crate::perf::raw_profile_bytes(buffers, pmu_type)
 }
 
 /// One raw file as a buffer of the output.
+#[derive(Clone, Copy)]
 struct Slot {
     cpu: u32,
     aux_offset: u64,
@@ -46,13 +42,16 @@ impl AuxSlot for Slot {
     }
 }
 
-/// Writes `raws` (each one buffer of `cpu`) as a perf.data file at `out`.
+/// Writes `raws` (each one buffer of `cpu`) as a complete perf.data file
+/// at `out` (a process per context id the records carry, so that perf
+/// report, script, mem and c2c open it).
 ///
 /// Every packet is checked where it will lie in the file (alignment packets
 /// depend on the address), so that perf shows every packet; a malformed one
 /// is reported at its offset in its raw file and nothing is written. The file
-/// appears whole or not at all, and the raw files are streamed: memory does
-/// not grow with their size.
+/// appears whole or not at all, and the raw files are streamed (one pass to
+/// learn their contexts, one to copy them): memory does not grow with their
+/// size.
 pub fn export(raws: &[TraceFile], out: &Path, cpu: u32, pmu_type: u32) -> Result<()> {
     if let Some(f) = raws.iter().find(|f| f.format() == Format::PerfData) {
         return Err(Error::Usage(format!(
@@ -74,19 +73,41 @@ pub fn export(raws: &[TraceFile], out: &Path, cpu: u32, pmu_type: u32) -> Result
             s
         })
         .collect();
-    // Where each buffer's first byte will lie in the file.
-    let mut data_offset = FILE_HEADER_LEN + FILE_ATTR_LEN + 8 + SPE_INFO_LEN;
-    let mut offsets = Vec::with_capacity(slots.len());
-    for s in &slots {
-        data_offset += AUXTRACE_LEN;
-        offsets.push(data_offset);
-        data_offset += s.len + aux_padding(s.len);
+    let mut trace = crate::perf::RawTrace::default();
+    for raw in raws {
+        scan(raw, &mut trace)?;
     }
-    files::write_with(out, &mut |w| {
-        write_pieces(&slots, pmu_type, &mut |piece| match piece {
-            Piece::Bytes(b) => w.write_all(b).map_err(|e| Error::output(out, e)),
-            Piece::Buffer(i) => copy_checked(&raws[i], offsets[i], w, out),
+    trace.with_profile(&slots, pmu_type, |profile| {
+        // Where each buffer's first byte will lie in the file.
+        let offsets: Vec<usize> = buffer_data_offsets(profile).collect();
+        files::write_with(out, &mut |w| {
+            write_profile_pieces(profile, &mut |piece| match piece {
+                Piece::Bytes(b) => w.write_all(b).map_err(|e| Error::output(out, e)),
+                Piece::Buffer(i) => copy_checked(&raws[i], offsets[i], w, out),
+            })
         })
+    })
+}
+
+/// Reads what raw file `raw` says of itself (its contexts, user or kernel
+/// code) into `trace`, window by window.
+fn scan(raw: &TraceFile, trace: &mut crate::perf::RawTrace) -> Result<()> {
+    let Some(&b) = raw.buffers().first() else {
+        return Ok(());
+    };
+    raw.windows(b, &mut |win| {
+        let mut next = 0;
+        for item in DumpWalker::new(win.data, win.start) {
+            if item.offset >= win.limit {
+                break;
+            }
+            // Malformed packets are reported by the copy, at their offset.
+            if let Ok(p) = &item.packet {
+                trace.add(p);
+            }
+            next = item.offset + item.len;
+        }
+        Ok(Some(next))
     })
 }
 

@@ -31,6 +31,9 @@ pub struct Buffer {
     pub file_offset: usize,
     /// Its length in bytes.
     pub len: usize,
+    /// The CPU whose unit wrote it (from its AUXTRACE record; 0 for a raw
+    /// file).
+    pub cpu: u32,
 }
 
 /// A part of a buffer in memory.
@@ -98,6 +101,7 @@ impl TraceFile {
             t.buffers = vec![Buffer {
                 file_offset: 0,
                 len: len as usize,
+                cpu: 0,
             }];
         }
         Ok(t)
@@ -121,6 +125,7 @@ impl TraceFile {
                 buffers.push(Buffer {
                     file_offset: m.data_offset,
                     len: m.len,
+                    cpu: m.cpu,
                 });
             }
         }
@@ -145,6 +150,20 @@ impl TraceFile {
     /// The SPE buffers in the file, in file order.
     pub fn buffers(&self) -> &[Buffer] {
         &self.buffers
+    }
+
+    /// Up to `n` bytes from the start of the file and up to `n` from its
+    /// end (where a perf.data file keeps its mappings and its features).
+    pub fn head_and_tail(&self, n: usize) -> Result<Vec<u8>> {
+        let len = self.len as usize;
+        let head = n.min(len);
+        let tail_start = len.saturating_sub(n).max(head);
+        let mut out = vec![0u8; head + (len - tail_start)];
+        self.file
+            .read_exact_at(&mut out[..head], 0)
+            .and_then(|()| self.file.read_exact_at(&mut out[head..], tail_start as u64))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(out)
     }
 
     /// Hands `b` to `consume` one [`Window`] at a time. `consume` returns

@@ -6,3 +6,4 @@ pub mod input;
 pub mod out;
 pub mod stats;
 pub mod synth;
+pub mod table;

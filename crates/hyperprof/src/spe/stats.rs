@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use hyperprof_spe::op::Subclass;
 use hyperprof_spe::packet::{decode, event, OpClass, Packet};
 use hyperprof_spe::Record;
 
@@ -111,6 +112,8 @@ pub struct PacketCounts {
     pub address_va: u64,
     /// ADDRESS packets with index data PA.
     pub address_pa: u64,
+    /// ADDRESS packets with index previous branch target (FEAT_SPE_PBT).
+    pub address_pbt: u64,
     /// ADDRESS packets with another index.
     pub address_other: u64,
     /// COUNTER packets.
@@ -132,8 +135,32 @@ pub struct OpCounts {
     pub branch_conditional: u64,
     /// Of which indirect.
     pub branch_indirect: u64,
+    /// Of which branches checked against the guarded control stack.
+    pub branch_gcs: u64,
+    /// Of which calls (branch with link).
+    pub branch_call: u64,
+    /// Of which returns.
+    pub branch_return: u64,
+    /// Loads and stores that are atomic, exclusive or acquire/release.
+    pub ldst_atomic_excl_ar: u64,
+    /// Loads and stores of SIMD&FP registers.
+    pub ldst_simd_fp: u64,
+    /// SVE or SME loads and stores.
+    pub ldst_sve_sme: u64,
+    /// Loads and stores of MTE allocation tags.
+    pub ldst_mte_tag: u64,
+    /// Memory copy (CPY*) loads and stores.
+    pub ldst_memcpy: u64,
+    /// Memory set (SET*) stores.
+    pub ldst_memset: u64,
+    /// Guarded control stack accesses.
+    pub ldst_gcs: u64,
     /// Other operations.
     pub other: u64,
+    /// Of which SVE data processing.
+    pub other_sve: u64,
+    /// Of which SME data processing.
+    pub other_sme: u64,
     /// Reserved class.
     pub reserved: u64,
     /// Records without an operation type packet.
@@ -155,8 +182,11 @@ pub struct ElCounts {
     pub no_pc: u64,
 }
 
-/// Event names and bits, in the order reports list them.
-pub const EVENTS: [(&str, u32); 14] = [
+/// Event names and bits, in the order reports list them: the events perf
+/// 6.1 names, the IMPLEMENTATION DEFINED bits, then the newer ones by the
+/// names newer perf prints (txn, l2d-access, l2d-miss, hitm, lfb, snooped,
+/// streaming-sve, smcu).
+pub const EVENTS: [(&str, u32); 26] = [
     ("exception-gen", event::EXCEPTION_GEN),
     ("retired", event::RETIRED),
     ("l1d-access", event::L1D_ACCESS),
@@ -171,6 +201,18 @@ pub const EVENTS: [(&str, u32); 14] = [
     ("alignment", event::ALIGNMENT),
     ("sve-partial-pred", event::SVE_PARTIAL_PRED),
     ("sve-empty-pred", event::SVE_EMPTY_PRED),
+    ("impdef-12", event::IMPDEF_FIRST),
+    ("impdef-13", event::IMPDEF_FIRST + 1),
+    ("impdef-14", event::IMPDEF_FIRST + 2),
+    ("impdef-15", event::IMPDEF_LAST),
+    ("txn", event::TRANSACTIONAL),
+    ("l2d-access", event::L2D_ACCESS),
+    ("l2d-miss", event::L2D_MISS),
+    ("hitm", event::CACHE_DATA_MODIFIED),
+    ("lfb", event::RECENTLY_FETCHED),
+    ("snooped", event::DATA_SNOOPED),
+    ("streaming-sve", event::STREAMING_SVE_MODE),
+    ("smcu", event::SMCU),
 ];
 
 /// Everything `spe stats` reports.
@@ -253,9 +295,34 @@ impl Aggregator {
             Packet::Address { index: 1, .. } => c.address_target += 1,
             Packet::Address { index: 2, .. } => c.address_va += 1,
             Packet::Address { index: 3, .. } => c.address_pa += 1,
+            Packet::Address { index: 4, .. } => c.address_pbt += 1,
             Packet::Address { .. } => c.address_other += 1,
             Packet::Counter { .. } => c.counter += 1,
             Packet::Alignment { .. } => c.alignment += 1,
+        }
+    }
+
+    #[inline]
+    fn count_subclass(&mut self, sub: Subclass) {
+        let o = &mut self.ops;
+        match sub {
+            Subclass::Extended { .. } => o.ldst_atomic_excl_ar += 1,
+            Subclass::SimdFp => o.ldst_simd_fp += 1,
+            Subclass::SveSme { .. } => o.ldst_sve_sme += 1,
+            Subclass::MteTag => o.ldst_mte_tag += 1,
+            Subclass::Memcpy => o.ldst_memcpy += 1,
+            Subclass::Memset => o.ldst_memset += 1,
+            Subclass::Gcs { .. } => o.ldst_gcs += 1,
+            Subclass::Sve { .. } => o.other_sve += 1,
+            Subclass::Sme { .. } => o.other_sme += 1,
+            Subclass::Branch {
+                gcs, call_return, ..
+            } => {
+                o.branch_gcs += u64::from(gcs);
+                o.branch_call += u64::from(call_return == 1);
+                o.branch_return += u64::from(call_return == 2);
+            }
+            _ => {}
         }
     }
 
@@ -265,17 +332,20 @@ impl Aggregator {
         self.timestamped += r.timestamp.is_some() as u64;
         match r.op {
             None => self.ops.none += 1,
-            Some(op) => match op.class {
-                OpClass::LoadStore if op.is_store() => self.ops.store += 1,
-                OpClass::LoadStore => self.ops.load += 1,
-                OpClass::Branch => {
-                    self.ops.branch += 1;
-                    self.ops.branch_conditional += op.is_conditional() as u64;
-                    self.ops.branch_indirect += (op.payload & 0xFE == 0x02) as u64;
+            Some(op) => {
+                match op.class {
+                    OpClass::LoadStore if op.is_store() => self.ops.store += 1,
+                    OpClass::LoadStore => self.ops.load += 1,
+                    OpClass::Branch => {
+                        self.ops.branch += 1;
+                        self.ops.branch_conditional += op.is_conditional() as u64;
+                        self.ops.branch_indirect += (op.payload & 0xFE == 0x02) as u64;
+                    }
+                    OpClass::Other => self.ops.other += 1,
+                    OpClass::Reserved => self.ops.reserved += 1,
                 }
-                OpClass::Other => self.ops.other += 1,
-                OpClass::Reserved => self.ops.reserved += 1,
-            },
+                self.count_subclass(Subclass::of(op));
+            }
         }
         if let Some(mut e) = r.events {
             while e != 0 {
@@ -432,6 +502,7 @@ pub fn render(s: &Stats) -> String {
         ("address target", p.address_target),
         ("address va", p.address_va),
         ("address pa", p.address_pa),
+        ("address pbt", p.address_pbt),
         ("address other", p.address_other),
         ("counter", p.counter),
         ("alignment", p.alignment),
@@ -443,10 +514,22 @@ pub fn render(s: &Stats) -> String {
     for (name, v) in [
         ("load", ops.load),
         ("store", ops.store),
+        ("  ls atomic etc.", ops.ldst_atomic_excl_ar),
+        ("  ls simd-fp", ops.ldst_simd_fp),
+        ("  ls sve/sme", ops.ldst_sve_sme),
+        ("  ls mte-tag", ops.ldst_mte_tag),
+        ("  ls memcpy", ops.ldst_memcpy),
+        ("  ls memset", ops.ldst_memset),
+        ("  ls gcs", ops.ldst_gcs),
         ("branch", ops.branch),
         ("  conditional", ops.branch_conditional),
         ("  indirect", ops.branch_indirect),
+        ("  call", ops.branch_call),
+        ("  return", ops.branch_return),
+        ("  gcs", ops.branch_gcs),
         ("other", ops.other),
+        ("  sve", ops.other_sve),
+        ("  sme", ops.other_sme),
         ("reserved", ops.reserved),
         ("none", ops.none),
     ] {

@@ -10,11 +10,14 @@ use hyperprof_spe::packet::event;
 use hyperprof_spe::record::{CodeAddress, OpType, PhysAddr, MAX_RECORD_LEN};
 use hyperprof_spe::{OpClass, Record};
 
+use hyperprof_sim::op::Symbol;
+
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// A code region records are drawn from.
 struct Function {
+    name: &'static str,
     start: u64,
     len: u64,
     el: u8,
@@ -24,18 +27,21 @@ struct Function {
 const FUNCTIONS: &[Function] = &[
     // User space (EL0), a typical PIE text segment.
     Function {
+        name: "parse_request",
         start: 0x0000_aaaa_c000_1000,
         len: 0x800,
         el: 0,
         weight: 40,
     },
     Function {
+        name: "hash_insert",
         start: 0x0000_aaaa_c000_2400,
         len: 0x300,
         el: 0,
         weight: 25,
     },
     Function {
+        name: "memcpy",
         start: 0x0000_ffff_9a00_0000,
         len: 0x1200,
         el: 0,
@@ -43,18 +49,81 @@ const FUNCTIONS: &[Function] = &[
     },
     // Kernel (EL1), addresses bits 55:0 of the sign-extended VA.
     Function {
+        name: "copy_to_user",
         start: 0x00ff_8000_1029_d000,
         len: 0x600,
         el: 1,
         weight: 15,
     },
     Function {
+        name: "handle_irq",
         start: 0x00ff_8000_1100_4000,
         len: 0x200,
         el: 1,
         weight: 5,
     },
 ];
+
+/// The pid of the synthetic user process (its CONTEXT value).
+pub const USER_PID: u32 = 4242;
+
+/// The functions of the synthetic trace as three code files: the
+/// program, its shared library and the kernel (each sorted by address).
+pub fn code_files() -> [(&'static str, Vec<Symbol>); 3] {
+    let syms = |pick: &dyn Fn(&Function) -> bool| -> Vec<Symbol> {
+        FUNCTIONS
+            .iter()
+            .filter(|f| pick(f))
+            .map(|f| Symbol {
+                name: f.name.to_string(),
+                start: hyperprof_spe::packet::address::sign_extend(f.start),
+                end: hyperprof_spe::packet::address::sign_extend(f.start) + f.len,
+            })
+            .collect()
+    };
+    [
+        (
+            "synth-app",
+            syms(&|f| f.el == 0 && f.start < 0x0000_f000_0000_0000),
+        ),
+        (
+            "libsynth.so",
+            syms(&|f| f.el == 0 && f.start >= 0x0000_f000_0000_0000),
+        ),
+        ("synth-kernel", syms(&|f| f.el != 0)),
+    ]
+}
+
+/// Writes `raw` (a trace [`synth`] made) as `dir/name` with its symbol
+/// files beside it, so that perf names the synthetic functions; returns
+/// the files written.
+pub fn write_profile(
+    dir: &std::path::Path,
+    name: &str,
+    raw: &[u8],
+) -> Result<Vec<std::path::PathBuf>> {
+    let [(app, app_syms), (lib, lib_syms), (kernel, kernel_syms)] = code_files();
+    let process =
+        |comm: &str, symbols: Vec<Symbol>, tids: Vec<u32>, kernel: bool| crate::perf::Process {
+            pid: if kernel { 0 } else { USER_PID },
+            tids,
+            comm: comm.to_string(),
+            symbols,
+            kernel,
+        };
+    let d = crate::perf::DomainProfile {
+        buffers: vec![(0, raw)],
+        processes: vec![
+            process(app, app_syms, vec![USER_PID], false),
+            process(lib, lib_syms, Vec::new(), false),
+            process(kernel, kernel_syms, vec![0], true),
+        ],
+        nr_cpus: 1,
+        mem_bytes: 1 << 30,
+        interval: 1024,
+    };
+    crate::perf::write_domain(dir, name, &d)
+}
 
 /// Parameters of a synthetic trace.
 #[derive(Debug, Clone, Copy)]
