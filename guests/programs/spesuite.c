@@ -120,6 +120,7 @@ static struct session session(u64 pmscr, u64 pmsfcr, u64 pmsevfr, u64 pmslatfr, 
 /* What a pass over the records found. */
 struct tally {
     u64 records, one_pc, pc_in_loop;
+    u64 vas, va_in_data, pas;
     u64 branch, load, store, with_op;
     u64 refill, lat_at_least, max_lat;
     u64 timestamped, ts_nonzero, ts_ordered, last_ts;
@@ -133,6 +134,10 @@ static void count(const struct spe_record *r, void *ctx)
     t->records++;
     t->one_pc += r->pcs == 1;
     t->pc_in_loop += r->pc >= (u64)__loop_start && r->pc < (u64)__loop_end;
+    t->vas += r->vas;
+    t->va_in_data += r->vas == 1 && ((r->va >= (u64)big && r->va < (u64)&big[BIG_WORDS]) ||
+                                     (r->va >= (u64)small && r->va < (u64)&small[64]));
+    t->pas += r->pas;
     if (r->has_op) {
         t->with_op++;
         t->branch += r->op_class == 2;
@@ -183,6 +188,9 @@ static volatile u64 irqs, irq_pmbsr, irq_pmbptr;
 /* Return from the first IRQ without servicing it: the level stays high
    and the IRQ is taken again. */
 static volatile int hold_first;
+/* Buffer-full events to service by restarting the buffer at `buf`, as a
+   driver wrapping its buffer does, before the handler stops it. */
+static volatile u64 rearm, rearm_bad;
 
 /* With no GIC the vCPU's virtual PMBIRQ (its PMBSR_EL1.S) is the guest's
    IRQ line. With a GIC this handler will also acknowledge INTID 21 at the
@@ -201,6 +209,13 @@ static void pmbirq(u64 kind, struct frame *f)
         if (hold_first)
             return;
     }
+    if (irqs <= rearm) {
+        rearm_bad += !(pmbsr & PMBSR_S) || PMBSR_EC(pmbsr) != PMBSR_EC_BUF || PMBSR_MSS(pmbsr) != 1;
+        spe_wr(PMBPTR_EL1, (u64)buf);
+        spe_wr(PMBSR_EL1, 0);
+        isb();
+        return;
+    }
     /* Stop the buffer, then clear the event: the line drops. */
     spe_wr(PMBLIMITR_EL1, 0);
     spe_wr(PMBSR_EL1, 0);
@@ -209,7 +224,7 @@ static void pmbirq(u64 kind, struct frame *f)
 
 static void irq_reset(void)
 {
-    irqs = irq_pmbsr = irq_pmbptr = 0;
+    irqs = irq_pmbsr = irq_pmbptr = rearm = rearm_bad = 0;
     hold_first = 0;
 }
 
@@ -320,6 +335,10 @@ static void buffer(void)
     report(!bad && t.records > 0, "spe-buffer: the buffer fills with whole records up to PMBPTR_EL1");
     report(!bad && untouched == BUF_SIZE - (s.ptr - (u64)buf), "spe-buffer: nothing is written past PMBPTR_EL1");
     report(!bad && all_pcs_in_loop(&t), "spe-buffer: every record has one PC, in the profiled code");
+    report(!bad && t.vas > 0 && t.va_in_data == t.vas, "spe-buffer: every sampled access's address lies in the workload's data");
+    /* PMSCR_EL1.PA asks, but the hypervisor keeps PMSCR_EL2.PA clear: no
+       host physical address reaches the guest. */
+    report(!bad && t.pas == 0, "spe-buffer: no physical address packets with PMSCR_EL2.PA clear");
     puts("INFO: spe-buffer: ");
     put_dec(t.records);
     puts(" records, ");
@@ -353,6 +372,18 @@ static void events(void)
     report(!bad && all_pcs_in_loop(&t) && s.pmbsr == 0,
            "spe-events: buffer full: the records decode and the handler cleared PMBSR_EL1");
 
+    /* Wrapping: the handler restarts the full buffer three times, then
+       stops it at the fourth event. */
+    irq_reset();
+    rearm = 3;
+    setup((u64)buf, ((u64)buf + PAGE) | PMBLIMITR_E, 0, 0, 0);
+    irq_unmask();
+    profile(PMSCR_E1SPE, 48);
+    irq_mask();
+    finish();
+    report(irqs == 4 && rearm_bad == 0,
+           "spe-events: a handler that restarts the full buffer gets the next buffer-full event");
+
     /* Stage-1 fault: the buffer over the block the guest's tables leave out. */
     irq_reset();
     u64 hole = ram_base + HOLE_OFFSET;
@@ -368,6 +399,19 @@ static void events(void)
     report((PMBSR_MSS(st) & 0x3f) == 0x06 && !(st & PMBSR_EA),
            "spe-events: stage-1 fault: FSC is a level 2 translation fault");
     report(irq_pmbptr == hole, "spe-events: stage-1 fault: PMBPTR_EL1 holds the faulting address");
+
+    /* The same hole after a mapped page: records go to the page, then the
+       write that reaches the hole faults there. */
+    irq_reset();
+    setup(hole - PAGE, (hole + BUF_SIZE) | PMBLIMITR_E, 0, 0, 0);
+    irq_unmask();
+    profile(PMSCR_E1SPE, 8);
+    irq_mask();
+    finish();
+    st = irq_pmbsr;
+    report(irqs == 1 && (st & PMBSR_S) && PMBSR_EC(st) == PMBSR_EC_FAULT_S1 && (PMBSR_MSS(st) & 0x3f) == 0x06 &&
+               irq_pmbptr == hole,
+           "spe-events: stage-1 fault after a mapped page: at the first address of the hole");
 
     /* A buffer outside the guest's RAM (its stage 1 maps it, stage 2 does
        not): an external abort. */

@@ -54,6 +54,9 @@
 struct spe_record {
     u64 pcs;          /* PC address packets */
     u64 pc;           /* the last one's address, bits [55:0] */
+    u64 vas;          /* data virtual address packets */
+    u64 va;           /* the last one's address */
+    u64 pas;          /* data physical address packets */
     int has_op;       /* an operation type packet */
     u8 op_class;      /* its class, header bits [1:0]: 0 other, 1 load/store, 2 branch */
     u8 op_payload;
@@ -161,6 +164,11 @@ static inline struct spe_decoded spe_decode(const u8 *p, u64 len,
         } else if ((h & 0xf8) == 0xb0 && (ext | (h & 7)) == 0) {
             r.pcs++;
             r.pc = val & ((1UL << 56) - 1);
+        } else if ((h & 0xf8) == 0xb0 && (ext | (h & 7)) == 2) {
+            r.vas++;
+            r.va = val;
+        } else if ((h & 0xf8) == 0xb0 && (ext | (h & 7)) == 3) {
+            r.pas++;
         } else if ((h & 0xf8) == 0x98 && (ext | (h & 7)) == 0) {
             r.has_lat = 1;
             r.lat = val;

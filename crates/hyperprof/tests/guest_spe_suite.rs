@@ -98,6 +98,8 @@ fn spe_buffer() {
             "the buffer fills with whole records up to PMBPTR_EL1",
             "nothing is written past PMBPTR_EL1",
             "every record has one PC, in the profiled code",
+            "every sampled access's address lies in the workload's data",
+            "no physical address packets with PMSCR_EL2.PA clear",
         ],
     );
 }
@@ -111,9 +113,11 @@ fn spe_events() {
             "buffer full: PMBSR_EL1 S=1 EC=BUF BSC=1",
             "buffer full: PMBPTR_EL1 within a record of the limit",
             "buffer full: the records decode and the handler cleared PMBSR_EL1",
+            "a handler that restarts the full buffer gets the next buffer-full event",
             "stage-1 fault: PMBIRQ with PMBSR_EL1 S=1 EC=FAULT_S1",
             "stage-1 fault: FSC is a level 2 translation fault",
             "stage-1 fault: PMBPTR_EL1 holds the faulting address",
+            "stage-1 fault after a mapped page: at the first address of the hole",
             "buffer outside RAM: PMBIRQ with PMBSR_EL1 S=1 EA=1",
             "buffer outside RAM: nothing written",
             "software-set PMBSR_EL1.S reads back",
