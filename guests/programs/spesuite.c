@@ -119,7 +119,7 @@ static struct session session(u64 pmscr, u64 pmsfcr, u64 pmsevfr, u64 pmslatfr, 
 
 /* What a pass over the records found. */
 struct tally {
-    u64 records, one_pc, pc_in_loop;
+    u64 records, one_pc, pc_in_loop, pc_el1_ns;
     u64 vas, va_in_data, pas;
     u64 branch, load, store, with_op;
     u64 refill, lat_at_least, max_lat;
@@ -134,6 +134,7 @@ static void count(const struct spe_record *r, void *ctx)
     t->records++;
     t->one_pc += r->pcs == 1;
     t->pc_in_loop += r->pc >= (u64)__loop_start && r->pc < (u64)__loop_end;
+    t->pc_el1_ns += r->pcs == 1 && r->pc_el == 1 && r->pc_ns;
     t->vas += r->vas;
     t->va_in_data += r->vas == 1 && ((r->va >= (u64)big && r->va < (u64)&big[BIG_WORDS]) ||
                                      (r->va >= (u64)small && r->va < (u64)&small[64]));
@@ -166,8 +167,7 @@ static void count(const struct spe_record *r, void *ctx)
    decode to whole records exactly up to PMBPTR. */
 static int tally(struct tally *t, struct session s, u64 minlat, u64 context_want)
 {
-    for (u64 *w = (u64 *)t; w < (u64 *)(t + 1); w++)
-        *w = 0;
+    spe_zero(t, sizeof(*t));
     t->minlat = minlat;
     t->context_want = context_want;
     u64 len = s.ptr - (u64)buf;
@@ -339,11 +339,41 @@ static void buffer(void)
     /* PMSCR_EL1.PA asks, but the hypervisor keeps PMSCR_EL2.PA clear: no
        host physical address reaches the guest. */
     report(!bad && t.pas == 0, "spe-buffer: no physical address packets with PMSCR_EL2.PA clear");
+    report(!bad && t.pc_el1_ns == t.records, "spe-buffer: every PC packet says EL1, Non-secure");
+    u64 count = spe_rd(PMSICR_EL1) & 0xffffffffUL;
+    report(spe_rd(PMSIRR_EL1) == INTERVAL && count <= INTERVAL,
+           "spe-buffer: PMSIRR_EL1 reads back, PMSICR_EL1.COUNT stays within the interval");
     puts("INFO: spe-buffer: ");
     put_dec(t.records);
     puts(" records, ");
     put_dec(s.ptr - (u64)buf);
     puts(" bytes\n");
+
+    /* Neither a disabled buffer nor a clear E1SPE lets anything through. */
+    clear_buffer();
+    setup((u64)buf, (u64)buf + BUF_SIZE, 0, 0, 0);
+    profile(PMSCR_E1SPE, 2);
+    struct session off = finish();
+    clear_buffer();
+    setup((u64)buf, ((u64)buf + BUF_SIZE) | PMBLIMITR_E, 0, 0, 0);
+    profile(PMSCR_PA, 2);
+    struct session el1_off = finish();
+    report(off.ptr == (u64)buf && off.pmbsr == 0 && buf[0] == SENTINEL,
+           "spe-buffer: with PMBLIMITR_EL1.E clear nothing is written");
+    report(el1_off.ptr == (u64)buf && el1_off.pmbsr == 0 && buf[0] == SENTINEL,
+           "spe-buffer: with PMSCR_EL1.E1SPE clear EL1 is not sampled");
+
+    /* A session longer than the host's time slice: the vCPU is put, loaded
+       again and moves to the other CPU while its buffer is live. */
+    clear_buffer();
+    setup((u64)buf, ((u64)buf + BUF_SIZE) | PMBLIMITR_E, 0, 0, 0);
+    spe_wr(PMSIRR_EL1, 16 * INTERVAL);
+    isb();
+    profile(PMSCR_E1SPE, 200);
+    s = finish();
+    bad = tally(&t, s, 0, 0);
+    report(!bad && s.pmbsr == 0 && all_pcs_in_loop(&t) && t.records * 16 * INTERVAL > 200 * 1024 * 10,
+           "spe-buffer: a session across vCPU put, load and migration stays whole");
 }
 
 static void events(void)

@@ -54,6 +54,8 @@
 struct spe_record {
     u64 pcs;          /* PC address packets */
     u64 pc;           /* the last one's address, bits [55:0] */
+    u8 pc_el;         /* its exception level, bits [62:61] */
+    u8 pc_ns;         /* its NS bit, 63 */
     u64 vas;          /* data virtual address packets */
     u64 va;           /* the last one's address */
     u64 pas;          /* data physical address packets */
@@ -77,6 +79,14 @@ struct spe_decoded {
     int bad;    /* an unknown header or a packet cut short */
 };
 
+/* Zeroes n bytes (n a multiple of 8) without a call to memset, which the
+   runtime does not have. */
+static inline void spe_zero(void *p, u64 n)
+{
+    for (volatile u64 *w = p; n >= 8; n -= 8)
+        *w++ = 0;
+}
+
 static inline u64 spe_le(const u8 *p, u64 n)
 {
     u64 v = 0;
@@ -91,7 +101,8 @@ static inline struct spe_decoded spe_decode(const u8 *p, u64 len,
                                             void (*each)(const struct spe_record *r, void *ctx), void *ctx)
 {
     struct spe_decoded d = {0};
-    struct spe_record r = {0};
+    struct spe_record r;
+    spe_zero(&r, sizeof(r));
     u64 i = 0;
     int open = 0;
     while (i < len) {
@@ -105,7 +116,7 @@ static inline struct spe_decoded spe_decode(const u8 *p, u64 len,
             i++;
             d.records++;
             each(&r, ctx);
-            r = (struct spe_record){0};
+            spe_zero(&r, sizeof(r));
             open = 0;
             continue;
         }
@@ -148,7 +159,7 @@ static inline struct spe_decoded spe_decode(const u8 *p, u64 len,
             r.timestamp = val;
             d.records++;
             each(&r, ctx);
-            r = (struct spe_record){0};
+            spe_zero(&r, sizeof(r));
             open = 0;
         } else if ((h & 0xcf) == 0x42) {
             r.has_events = 1;
@@ -164,6 +175,8 @@ static inline struct spe_decoded spe_decode(const u8 *p, u64 len,
         } else if ((h & 0xf8) == 0xb0 && (ext | (h & 7)) == 0) {
             r.pcs++;
             r.pc = val & ((1UL << 56) - 1);
+            r.pc_el = (val >> 61) & 3;
+            r.pc_ns = val >> 63;
         } else if ((h & 0xf8) == 0xb0 && (ext | (h & 7)) == 2) {
             r.vas++;
             r.va = val;

@@ -39,7 +39,8 @@ fn stderr(o: &Output) -> String {
 /// Boots the suite with only `group` selected in every set-up and checks
 /// that it prints exactly `passes` (the subtest names after
 /// "PASS: spe-GROUP: ") and nothing failed.
-fn group_passes_everywhere(group: &str, passes: &[&str]) {
+fn group_passes_everywhere(group: &str, passes: &[&str]) -> Vec<String> {
+    let mut stderrs = Vec::new();
     for (setup, max_buffer) in SETUPS {
         let bootargs = format!("spe.only={group} spe.max_buffer={max_buffer} spe.pmsver=3");
         let o = hyperprof()
@@ -61,7 +62,16 @@ fn group_passes_everywhere(group: &str, passes: &[&str]) {
         }
         let summary = format!("SUMMARY: {} tests, 0 unexpected failures\n", passes.len());
         assert!(out.ends_with(&summary), "{what}:\n{out}");
+        stderrs.push(err);
     }
+    stderrs
+}
+
+/// The scheduling rounds of a boot's summary ("..., N rounds").
+fn rounds(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.starts_with("boot: ")).unwrap();
+    let n = line.trim_end_matches(" rounds").rsplit(' ').next().unwrap();
+    n.parse().unwrap()
 }
 
 #[test]
@@ -88,7 +98,7 @@ fn spe_introspection() {
 
 #[test]
 fn spe_buffer() {
-    group_passes_everywhere(
+    let stderrs = group_passes_everywhere(
         "buffer",
         &[
             "after reset the buffer and sampling are off",
@@ -100,8 +110,17 @@ fn spe_buffer() {
             "every record has one PC, in the profiled code",
             "every sampled access's address lies in the workload's data",
             "no physical address packets with PMSCR_EL2.PA clear",
+            "every PC packet says EL1, Non-secure",
+            "PMSIRR_EL1 reads back, PMSICR_EL1.COUNT stays within the interval",
+            "with PMBLIMITR_EL1.E clear nothing is written",
+            "with PMSCR_EL1.E1SPE clear EL1 is not sampled",
+            "a session across vCPU put, load and migration stays whole",
         ],
     );
+    // The long session outlasts a time slice: the vCPU was put and moved.
+    for err in stderrs {
+        assert!(rounds(&err) >= 2, "{err}");
+    }
 }
 
 #[test]
