@@ -485,6 +485,21 @@ static void events(void)
     report(before == 0 && ptr == (u64)buf, "spe-events: with PMBSR_EL1.S set nothing is profiled");
     report(irqs == 2 && after == 0,
            "spe-events: software-set service: the IRQ is taken until PMBSR_EL1.S is cleared");
+
+    /* Clearing S by hand (IRQs masked) gives the enabled buffer back. */
+    irq_reset();
+    clear_buffer();
+    setup((u64)buf, ((u64)buf + BUF_SIZE) | PMBLIMITR_E, 0, 0, 0);
+    spe_wr(PMBSR_EL1, PMBSR_S);
+    isb();
+    profile(PMSCR_E1SPE, 2);
+    spe_wr(PMBSR_EL1, 0);
+    isb();
+    profile(PMSCR_E1SPE, 4);
+    s = finish();
+    bad = tally(&t, s, 0, 0);
+    report(!bad && s.pmbsr == 0 && all_pcs_in_loop(&t) && irqs == 0,
+           "spe-events: once PMBSR_EL1.S is cleared the buffer fills again");
     irq_handler = 0;
     irq_reset();
 }
@@ -520,6 +535,24 @@ static void filters(void)
     bad = tally(&t, s, 0, 0);
     report(!bad && all_pcs_in_loop(&t) && t.refill == t.records && t.records < t0.records,
            "spe-filters: PMSFCR_EL1.FE with PMSEVFR_EL1 L1D-REFILL: only refills");
+
+    /* FT selects the union of the types it names. */
+    s = session(PMSCR_E1SPE, PMSFCR_FT | PMSFCR_B | PMSFCR_LD, 0, 0, 8);
+    bad = tally(&t, s, 0, 0);
+    report(!bad && all_pcs_in_loop(&t) && t.branch && t.load && t.branch + t.load == t.records,
+           "spe-filters: PMSFCR_EL1.FT with B and LD: branches and loads, no stores");
+
+    /* PMSNEVFR_EL1.E[3] (FEAT_SPE_FnE): records without an L1D refill. */
+    if ((spe_rd(PMSIDR_EL1) >> 6) & 1) {
+        spe_wr(PMSNEVFR_EL1, 1UL << 3);
+        s = session(PMSCR_E1SPE, PMSFCR_FNE, 0, 0, 8);
+        bad = tally(&t, s, 0, 0);
+        spe_wr(PMSNEVFR_EL1, 0);
+        report(!bad && all_pcs_in_loop(&t) && t.refill == 0 && t.records > 0 && t.records < t0.records,
+               "spe-filters: PMSFCR_EL1.FnE with PMSNEVFR_EL1 L1D-REFILL: no refills");
+    } else {
+        puts("SKIP: spe-filters: PMSNEVFR_EL1 needs FEAT_SPE_FnE\n");
+    }
 
     /* PMSLATFR_EL1.MINLAT: half the largest latency the unfiltered run saw. */
     u64 minlat = t0.max_lat / 2 + 1;

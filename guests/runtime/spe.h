@@ -14,6 +14,7 @@
 #define PMSEVFR_EL1 "S3_0_C9_C9_5"
 #define PMSLATFR_EL1 "S3_0_C9_C9_6"
 #define PMSIDR_EL1 "S3_0_C9_C9_7"
+#define PMSNEVFR_EL1 "S3_0_C9_C9_1"
 #define PMBLIMITR_EL1 "S3_0_C9_C10_0"
 #define PMBPTR_EL1 "S3_0_C9_C10_1"
 #define PMBSR_EL1 "S3_0_C9_C10_3"
@@ -33,6 +34,7 @@
 #define PMSFCR_FE (1UL << 0)
 #define PMSFCR_FT (1UL << 1)
 #define PMSFCR_FL (1UL << 2)
+#define PMSFCR_FNE (1UL << 3)
 #define PMSFCR_B (1UL << 16)
 #define PMSFCR_LD (1UL << 17)
 #define PMSFCR_ST (1UL << 18)

@@ -142,6 +142,7 @@ fn spe_events() {
             "software-set PMBSR_EL1.S reads back",
             "with PMBSR_EL1.S set nothing is profiled",
             "software-set service: the IRQ is taken until PMBSR_EL1.S is cleared",
+            "once PMBSR_EL1.S is cleared the buffer fills again",
         ],
     );
 }
@@ -156,6 +157,8 @@ fn spe_filters() {
             "PMSFCR_EL1.FT with LD: only loads",
             "PMSFCR_EL1.FT with ST: only stores",
             "PMSFCR_EL1.FE with PMSEVFR_EL1 L1D-REFILL: only refills",
+            "PMSFCR_EL1.FT with B and LD: branches and loads, no stores",
+            "PMSFCR_EL1.FnE with PMSNEVFR_EL1 L1D-REFILL: no refills",
             "PMSFCR_EL1.FL with PMSLATFR_EL1: only latencies at least MINLAT",
         ],
     );
