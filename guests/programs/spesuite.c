@@ -286,6 +286,10 @@ static void introspection(void)
     u64 e = field >> 9, m = field & 0x1ff;
     u64 max = e == 0 ? m << 12 : (1UL << (9 + e + 11)) | (m << (e + 11));
     u64 want = bootarg_u64(bootargs, "spe.max_buffer", 0);
+    /* MaxBuffSize comes with FEAT_SPEv1p5; below it the field is RES0. */
+    report(max == 0 || pmsver >= 6, "spe-introspection: PMBIDR_EL1.MaxBuffSize only from FEAT_SPEv1p5");
+    report(((pmsidr >> 7) & 1) == 0 || pmsver >= 5,
+           "spe-introspection: PMSIDR_EL1.FDS only from FEAT_SPEv1p4");
     if (want)
         report(max == want, "spe-introspection: PMBIDR_EL1.MaxBuffSize is the size the VMM set");
     else

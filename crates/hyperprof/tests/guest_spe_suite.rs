@@ -17,6 +17,9 @@ fn image() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/images/spesuite.bin")
 }
 
+/// The board's SPE is FEAT_SPEv1p5 (PMSVer 6), the version that defines
+/// PMBIDR_EL1.MaxBuffSize.
+///
 /// Host and guest PMU set-ups (as tests/boot.rs), each with the
 /// MaxBuffSize the VMM gives the VM (all representable, all above the
 /// suite's 64 KiB buffer).
@@ -42,7 +45,7 @@ fn stderr(o: &Output) -> String {
 fn group_passes_everywhere(group: &str, passes: &[&str]) -> Vec<String> {
     let mut stderrs = Vec::new();
     for (setup, max_buffer) in SETUPS {
-        let bootargs = format!("spe.only={group} spe.max_buffer={max_buffer} spe.pmsver=3");
+        let bootargs = format!("spe.only={group} spe.max_buffer={max_buffer} spe.pmsver=6");
         let o = hyperprof()
             .arg("boot")
             .arg(image())
@@ -90,6 +93,8 @@ fn spe_introspection() {
             "PMBIDR_EL1.P clear, the buffer is the guest's",
             "PMBIDR_EL1.Align at most the record size",
             "PMBIDR_EL1 bits [63:48] are RES0",
+            "PMBIDR_EL1.MaxBuffSize only from FEAT_SPEv1p5",
+            "PMSIDR_EL1.FDS only from FEAT_SPEv1p4",
             "PMBIDR_EL1.MaxBuffSize is the size the VMM set",
             "writes to PMSIDR_EL1 and PMBIDR_EL1 are UNDEFINED",
         ],
