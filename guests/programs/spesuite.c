@@ -406,6 +406,26 @@ static void events(void)
     report(!bad && all_pcs_in_loop(&t) && s.pmbsr == 0,
            "spe-events: buffer full: the records decode and the handler cleared PMBSR_EL1");
 
+    /* A buffer larger than PMBIDR_EL1.MaxBuffSize (FEAT_SPEv1p5): a buffer
+       management event, size (BSC 0b000100), before anything is written. */
+    u64 field = (spe_rd(PMBIDR_EL1) >> 32) & 0x3fff;
+    u64 e = field >> 9, m = field & 0x1ff;
+    u64 max = e == 0 ? m << 12 : (1UL << (9 + e + 11)) | (m << (e + 11));
+    if (max && (u64)buf + max + PAGE <= ram_base + ram_size) {
+        irq_reset();
+        setup((u64)buf, ((u64)buf + max + PAGE) | PMBLIMITR_E, 0, 0, 0);
+        irq_unmask();
+        profile(PMSCR_E1SPE, 2);
+        irq_mask();
+        finish();
+        st = irq_pmbsr;
+        report(irqs == 1 && (st & PMBSR_S) && PMBSR_EC(st) == PMBSR_EC_BUF && PMBSR_MSS(st) == 4 &&
+                   irq_pmbptr == (u64)buf,
+               "spe-events: a buffer beyond MaxBuffSize: S=1 EC=BUF BSC=size, nothing written");
+    } else {
+        puts("SKIP: spe-events: no MaxBuffSize to exceed\n");
+    }
+
     /* Wrapping: the handler restarts the full buffer three times, then
        stops it at the fourth event. */
     irq_reset();

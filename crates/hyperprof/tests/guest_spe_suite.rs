@@ -137,6 +137,7 @@ fn spe_events() {
             "buffer full: PMBSR_EL1 S=1 EC=BUF BSC=1",
             "buffer full: PMBPTR_EL1 within a record of the limit",
             "buffer full: the records decode and the handler cleared PMBSR_EL1",
+            "a buffer beyond MaxBuffSize: S=1 EC=BUF BSC=size, nothing written",
             "a handler that restarts the full buffer gets the next buffer-full event",
             "stage-1 fault: PMBIRQ with PMBSR_EL1 S=1 EC=FAULT_S1",
             "stage-1 fault: FSC is a level 2 translation fault",
