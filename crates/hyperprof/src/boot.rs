@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use hyperprof_arch::{ExceptionLevel, PmuVer};
+use hyperprof_arch::{ExceptionLevel, PmsVer, PmuVer};
 use hyperprof_board::vm::{BoardVm, BootOptions, VmState, VmmStats};
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Kvm, PmuSetup, VcpuStats, VmConfig};
@@ -140,7 +140,13 @@ fn machine_config(mem_mib: u64) -> MachineConfig {
             hpmn0: false,
             el2_implemented: true,
         },
-        spe: Some(SpeConfig::default()),
+        // FEAT_SPEv1p5: the version that defines PMBIDR_EL1.MaxBuffSize,
+        // which the VM is given (`--spe-max-buffer`); below it the field
+        // is RES0 and a guest could not be told its limit.
+        spe: Some(SpeConfig {
+            pms_ver: PmsVer::V1p5,
+            ..SpeConfig::default()
+        }),
         fgt: true,
         uarch: Default::default(),
     };
