@@ -228,8 +228,11 @@ static void skip(const char *name, const char *why)
 /* Whether the subtest has `counters` event counters and PMCEID advertises
    `event` (-1: no event needed, `what` names it): says SKIP and returns 0
    when it cannot run. */
+static int skipped; /* whether the last check of needs() said SKIP */
+
 static int needs(const char *name, u64 counters, long event, const char *what)
 {
+    skipped = 1;
     if (nr_counters < counters) {
         skip(name, counters == 1 ? "no event counter" : "fewer event counters than it needs");
         return 0;
@@ -242,7 +245,60 @@ static int needs(const char *name, u64 counters, long event, const char *what)
         putc('\n');
         return 0;
     }
+    skipped = 0;
     return 1;
+}
+
+/* The overflow width the counting subtests run at: 32 bits, then with
+   FEAT_PMUv3p5 again at 64 bits through PMCR_EL0.LP, as kvm-unit-tests
+   runs them. */
+static int wide;
+#define PMCR_LP (1UL << 7)
+#define PMUVER_V3P5 6
+#define HIGH32 0xffffffff00000000UL
+
+/* A preset `v` below a 32-bit overflow moved below a 64-bit one. */
+static u64 pre(u64 v)
+{
+    return wide ? v | HIGH32 : v;
+}
+
+/* A counter value as far as the overflow width counts it. */
+static u64 val(u64 v)
+{
+    return wide ? v : LOW32(v);
+}
+
+static u64 lp(void)
+{
+    return wide ? PMCR_LP : 0;
+}
+
+/* `s`, marked when the subtest runs at 64 bits. */
+static const char *named(const char *s)
+{
+    static char line[160];
+    const char *tag = " (64-bit overflow)";
+    u64 i = 0;
+    while (*s && i < sizeof(line) - 20)
+        line[i++] = *s++;
+    if (wide)
+        while (*tag)
+            line[i++] = *tag++;
+    line[i] = 0;
+    return line;
+}
+
+/* Runs `t` at 32 bits and, where PMCR_EL0.LP exists, at 64 bits. */
+static void both_widths(void (*t)(void))
+{
+    wide = 0;
+    t();
+    if (!skipped && pmuver >= PMUVER_V3P5 && pmuver != 0xf) {
+        wide = 1;
+        t();
+        wide = 0;
+    }
 }
 
 /* ---- kvm-unit-tests arm/pmu.c behaviours ---- */
@@ -364,35 +420,44 @@ static void test_basic_event_count(void)
     reset_pmu();
     write_evtyper(0, INST_RETIRED);
     write_evtyper(1, CPU_CYCLES);
-    write_evcntr(0, PRE_OVERFLOW);
-    write_evcntr(1, PRE_OVERFLOW);
+    write_evcntr(0, pre(PRE_OVERFLOW));
+    write_evcntr(1, pre(PRE_OVERFLOW));
 
     /* The SET/CLR pairs read back the same set, only implemented bits. */
     write_sysreg(~0UL, pmcntenset_el0);
     int ok = read_sysreg(pmcntenset_el0) == implemented && read_sysreg(pmcntenclr_el0) == implemented;
     write_sysreg(~3UL, pmcntenclr_el0);
     ok &= read_sysreg(pmcntenset_el0) == 3 && read_sysreg(pmcntenclr_el0) == 3;
-    report(ok, "pmu-basic-event-count: PMCNTENSET/CLR_EL0 hold the implemented counters only");
+    report(ok, named("pmu-basic-event-count: PMCNTENSET/CLR_EL0 hold the implemented counters only"));
     write_sysreg(~0UL, pmintenset_el1);
     ok = read_sysreg(pmintenset_el1) == implemented;
     write_sysreg(~0UL, pmintenclr_el1);
     ok &= read_sysreg(pmintenclr_el1) == 0;
-    report(ok, "pmu-basic-event-count: PMINTENSET/CLR_EL1 hold the implemented counters only");
+    report(ok, named("pmu-basic-event-count: PMINTENSET/CLR_EL1 hold the implemented counters only"));
 
-    precise_loop(20, PMCR_E);
+    precise_loop(20, PMCR_E | lp());
     u64 c0 = read_evcntr(0), c1 = read_evcntr(1);
-    report(LOW32(c0) < PRE_OVERFLOW && LOW32(c1) < PRE_OVERFLOW && LOW32(c0) >= 40 - 16,
-           "pmu-basic-event-count: INST_RETIRED and CPU_CYCLES counted past their overflow");
-    report((read_sysreg(pmovsset_el0) & 3) == 3, "pmu-basic-event-count: both overflows in PMOVSSET_EL0");
+    report(val(c0) < PRE_OVERFLOW && val(c1) < PRE_OVERFLOW && val(c0) >= 40 - 16,
+           named("pmu-basic-event-count: INST_RETIRED and CPU_CYCLES counted past their overflow"));
+    report((read_sysreg(pmovsset_el0) & 3) == 3, named("pmu-basic-event-count: both overflows in PMOVSSET_EL0"));
     write_sysreg(3UL, pmovsclr_el0);
-    report(read_sysreg(pmovsset_el0) == 0, "pmu-basic-event-count: PMOVSCLR_EL0 clears them");
+    report(read_sysreg(pmovsset_el0) == 0, named("pmu-basic-event-count: PMOVSCLR_EL0 clears them"));
+
+    if (wide) {
+        /* With PMCR_EL0.LP a counter carries past 2^32 without overflowing. */
+        write_evcntr(0, PRE_OVERFLOW);
+        precise_loop(20, PMCR_E | lp());
+        u64 c = read_evcntr(0);
+        report(c > 0xffffffffUL && c < 0x100000100UL && read_sysreg(pmovsset_el0) == 0,
+               named("pmu-basic-event-count: PMCR_EL0.LP carries into bit 32 without an overflow"));
+    }
 
     if (nr_counters > 2) {
         /* A counter left out of PMCNTENSET does not move. */
         write_evtyper(2, INST_RETIRED);
         write_evcntr(2, 7);
-        precise_loop(20, PMCR_E);
-        report(read_evcntr(2) == 7, "pmu-basic-event-count: a disabled counter does not count");
+        precise_loop(20, PMCR_E | lp());
+        report(read_evcntr(2) == 7, named("pmu-basic-event-count: a disabled counter does not count"));
     }
     reset_pmu();
 }
@@ -406,15 +471,15 @@ static void test_mem_access(void)
     write_evtyper(0, MEM_ACCESS);
     write_evtyper(1, MEM_ACCESS);
     write_sysreg(3UL, pmcntenset_el0);
-    mem_access_loop(buffer, 20, PMCR_E | PMCR_P);
+    mem_access_loop(buffer, 20, PMCR_E | PMCR_P | lp());
     u64 c0 = read_evcntr(0), c1 = read_evcntr(1);
     report(c0 >= 20 && c1 >= 20 && c0 == c1 && read_sysreg(pmovsset_el0) == 0,
-           "pmu-mem-access: 20 loads count at least 20 on two counters alike, no overflow");
-    write_evcntr(0, PRE_OVERFLOW_SHORT);
-    write_evcntr(1, PRE_OVERFLOW_SHORT);
-    mem_access_loop(buffer, 20, PMCR_E);
-    report((read_sysreg(pmovsset_el0) & 3) == 3 && LOW32(read_evcntr(0)) < 20,
-           "pmu-mem-access: both counters overflow 6 accesses after their preset");
+           named("pmu-mem-access: 20 loads count at least 20 on two counters alike, no overflow"));
+    write_evcntr(0, pre(PRE_OVERFLOW_SHORT));
+    write_evcntr(1, pre(PRE_OVERFLOW_SHORT));
+    mem_access_loop(buffer, 20, PMCR_E | lp());
+    report((read_sysreg(pmovsset_el0) & 3) == 3 && val(read_evcntr(0)) < 20,
+           named("pmu-mem-access: both counters overflow 6 accesses after their preset"));
     reset_pmu();
 }
 
@@ -467,26 +532,26 @@ static void test_sw_incr(void)
     write_evtyper(0, SW_INCR);
     write_evtyper(1, SW_INCR);
     write_sysreg(3UL, pmcntenset_el0);
-    write_evcntr(0, PRE_OVERFLOW);
+    write_evcntr(0, pre(PRE_OVERFLOW));
     sw_incr(3, 100);
-    report(read_evcntr(0) == PRE_OVERFLOW && read_evcntr(1) == 0,
-           "pmu-sw-incr: PMSWINC_EL0 does nothing with PMCR_EL0.E clear");
-    write_sysreg(PMCR_E, pmcr_el0);
+    report(read_evcntr(0) == pre(PRE_OVERFLOW) && read_evcntr(1) == 0,
+           named("pmu-sw-incr: PMSWINC_EL0 does nothing with PMCR_EL0.E clear"));
+    write_sysreg(PMCR_E | lp(), pmcr_el0);
     isb();
     sw_incr(3, 100);
     write_sysreg(0UL, pmcr_el0);
     isb();
-    report(LOW32(read_evcntr(0)) == LOW32(PRE_OVERFLOW + 100) && read_evcntr(1) == 100,
-           "pmu-sw-incr: 100 increments on two counters, one wrapping");
-    report(read_sysreg(pmovsset_el0) == 1, "pmu-sw-incr: only the wrapped counter overflowed");
+    report(val(read_evcntr(0)) == val(pre(PRE_OVERFLOW) + 100) && read_evcntr(1) == 100,
+           named("pmu-sw-incr: 100 increments on two counters, one wrapping"));
+    report(read_sysreg(pmovsset_el0) == 1, named("pmu-sw-incr: only the wrapped counter overflowed"));
     if (nr_counters > 2) {
         write_evtyper(2, SW_INCR);
-        write_sysreg(PMCR_E, pmcr_el0);
+        write_sysreg(PMCR_E | lp(), pmcr_el0);
         isb();
         sw_incr(4, 10);
         write_sysreg(0UL, pmcr_el0);
         isb();
-        report(read_evcntr(2) == 0, "pmu-sw-incr: a disabled counter ignores PMSWINC_EL0");
+        report(read_evcntr(2) == 0, named("pmu-sw-incr: a disabled counter ignores PMSWINC_EL0"));
     }
     reset_pmu();
 }
@@ -586,6 +651,13 @@ static void test_chain_promotion(void)
     reset_pmu();
 }
 
+/* Spins until a PMU interrupt has been taken or `n` rounds have passed. */
+static void wait_for_irq(u64 n)
+{
+    while (n-- && !irqs)
+        asm volatile("nop" ::: "memory");
+}
+
 static void test_overflow_interrupt(void)
 {
     const char *name = "pmu-overflow-interrupt";
@@ -598,39 +670,58 @@ static void test_overflow_interrupt(void)
     write_sysreg(3UL, pmcntenset_el0);
     asm volatile("msr daifclr, #2" ::: "memory");
 
-    write_evcntr(0, PRE_OVERFLOW_SHORT);
-    write_evcntr(1, PRE_OVERFLOW_SHORT);
-    mem_access_loop(buffer, 20, PMCR_E);
+    write_evcntr(0, pre(PRE_OVERFLOW_SHORT));
+    write_evcntr(1, pre(PRE_OVERFLOW_SHORT));
+    mem_access_loop(buffer, 20, PMCR_E | lp());
     report(irqs == 0 && (read_sysreg(pmovsset_el0) & 3) == 3,
-           "pmu-overflow-interrupt: overflows with PMINTEN clear raise no interrupt");
+           named("pmu-overflow-interrupt: overflows with PMINTEN clear raise no interrupt"));
 
     write_sysreg(~0UL, pmovsclr_el0);
     write_sysreg(3UL, pmintenset_el1);
-    write_evcntr(0, PRE_OVERFLOW_SHORT);
-    write_evcntr(1, PRE_OVERFLOW_SHORT);
+    write_evcntr(0, pre(PRE_OVERFLOW_SHORT));
+    write_evcntr(1, pre(PRE_OVERFLOW_SHORT));
     isb();
-    mem_access_loop(buffer, 20, PMCR_E);
+    mem_access_loop(buffer, 20, PMCR_E | lp());
     report(irqs >= 1 && irq_bits == 3 && read_sysreg(pmovsset_el0) == 0,
-           "pmu-overflow-interrupt: both overflows interrupt, the handler clears PMOVS");
+           named("pmu-overflow-interrupt: both overflows interrupt, the handler clears PMOVS"));
+
+    /* The line is a level: an overflow flag software sets raises it too,
+       and only while PMCR_EL0.E is set. */
+    irqs = irq_bits = 0;
+    write_sysreg(0UL, pmcr_el0);
+    write_sysreg(2UL, pmovsset_el0);
+    isb();
+    wait_for_irq(1000);
+    int gated = irqs == 0 && read_sysreg(pmovsset_el0) == 2;
+    write_sysreg(PMCR_E | lp(), pmcr_el0);
+    isb();
+    wait_for_irq(1000);
+    write_sysreg(0UL, pmcr_el0);
+    isb();
+    puts("DBG gated ");put_dec(gated);puts(" irqs ");put_dec(irqs);puts(" bits ");put_hex(irq_bits);puts(" ovs ");put_hex(read_sysreg(pmovsset_el0));putc('\n');
+    report(gated && irqs == 1 && irq_bits == 2 && read_sysreg(pmovsset_el0) == 0,
+           named("pmu-overflow-interrupt: a flag set in PMOVSSET_EL0 interrupts once PMCR_EL0.E is set"));
 
     /* A chained pair interrupts for the odd counter only when the 64-bit
-       value overflows. */
-    if (event_supported(CHAIN)) {
+       value overflows (at 32-bit overflow width, as kvm-unit-tests). */
+    if (wide) {
+        /* CHAIN pairs 32-bit halves: nothing to check at 64 bits. */
+    } else if (event_supported(CHAIN)) {
         write_sysreg(1UL, pmintenclr_el1);
         write_evtyper(1, CHAIN);
-        write_evcntr(0, PRE_OVERFLOW_SHORT);
+        write_evcntr(0, pre(PRE_OVERFLOW_SHORT));
         write_evcntr(1, 0);
         isb();
         irqs = irq_bits = 0;
-        mem_access_loop(buffer, 20, PMCR_E);
+        mem_access_loop(buffer, 20, PMCR_E | lp());
         int ok = irqs == 0 && read_evcntr(1) == 1;
         write_sysreg(~0UL, pmovsclr_el0);
-        write_evcntr(0, PRE_OVERFLOW_SHORT);
+        write_evcntr(0, pre(PRE_OVERFLOW_SHORT));
         write_evcntr(1, ALL_ONES);
         isb();
-        mem_access_loop(buffer, 20, PMCR_E);
+        mem_access_loop(buffer, 20, PMCR_E | lp());
         report(ok && irqs >= 1 && (irq_bits & 2),
-               "pmu-overflow-interrupt: a chained pair interrupts only when the 64-bit value wraps");
+               named("pmu-overflow-interrupt: a chained pair interrupts only when the 64-bit value wraps"));
     } else {
         skip(name, "CHAIN is not implemented");
     }
@@ -751,18 +842,35 @@ static void counter_access(void)
     test_counter_access(expected_counters);
 }
 
+static void wide_basic_event_count(void)
+{
+    both_widths(test_basic_event_count);
+}
+static void wide_mem_access(void)
+{
+    both_widths(test_mem_access);
+}
+static void wide_sw_incr(void)
+{
+    both_widths(test_sw_incr);
+}
+static void wide_overflow_interrupt(void)
+{
+    both_widths(test_overflow_interrupt);
+}
+
 static const struct subtest subtests[] = {
     {"pmu-cycle-counter", test_cycle_counter},
     {"pmu-event-introspection", test_event_introspection},
     {"pmu-event-counter-config", test_event_counter_config},
-    {"pmu-basic-event-count", test_basic_event_count},
-    {"pmu-mem-access", test_mem_access},
+    {"pmu-basic-event-count", wide_basic_event_count},
+    {"pmu-mem-access", wide_mem_access},
     {"pmu-mem-access-reliability", test_mem_access_reliability},
-    {"pmu-sw-incr", test_sw_incr},
+    {"pmu-sw-incr", wide_sw_incr},
     {"pmu-chained-counters", test_chained_counters},
     {"pmu-chained-sw-incr", test_chained_sw_incr},
     {"pmu-chain-promotion", test_chain_promotion},
-    {"pmu-overflow-interrupt", test_overflow_interrupt},
+    {"pmu-overflow-interrupt", wide_overflow_interrupt},
     {"vpmu-counter-access", counter_access},
 };
 #define NR_SUBTESTS (sizeof(subtests) / sizeof(subtests[0]))

@@ -92,7 +92,10 @@ fn pmu_event_introspection() {
     // hyperprof implements the two events QEMU lacks.
     for setup in SETUPS {
         let out = suite(setup, "pmu-event-introspection");
-        assert!(out.contains("MEM_ACCESS yes CHAIN yes"), "{setup:?}:\n{out}");
+        assert!(
+            out.contains("MEM_ACCESS yes CHAIN yes"),
+            "{setup:?}:\n{out}"
+        );
     }
 }
 
@@ -103,12 +106,12 @@ fn pmu_event_counter_config() {
 
 #[test]
 fn pmu_basic_event_count() {
-    passes_everywhere("pmu-basic-event-count", &[], 6);
+    passes_everywhere("pmu-basic-event-count", &[], 6 + 7);
 }
 
 #[test]
 fn pmu_mem_access() {
-    passes_everywhere("pmu-mem-access", &[], 2);
+    passes_everywhere("pmu-mem-access", &[], 2 + 2);
 }
 
 #[test]
@@ -118,7 +121,7 @@ fn pmu_mem_access_reliability() {
 
 #[test]
 fn pmu_sw_incr() {
-    passes_everywhere("pmu-sw-incr", &[], 4);
+    passes_everywhere("pmu-sw-incr", &[], 4 + 4);
 }
 
 #[test]
@@ -138,7 +141,24 @@ fn pmu_chain_promotion() {
 
 #[test]
 fn pmu_overflow_interrupt() {
-    passes_everywhere("pmu-overflow-interrupt", &[], 3);
+    passes_everywhere("pmu-overflow-interrupt", &[], 4 + 3);
+}
+
+/// Regression: with the partitioned PMU the guest writes PMCR_EL0 and
+/// PMINTENSET_EL1 without an exit, so an overflow flag pending in the vCPU
+/// only (set through the trapped PMOVSSET_EL0 while PMCR_EL0.E was clear)
+/// never interrupted once the guest set E. The hypervisor now parks such
+/// flags in the hardware, whose physical interrupt makes the exit that
+/// asserts the virtual line.
+#[test]
+fn a_pending_flag_interrupts_when_the_guest_sets_pmcr_e_without_an_exit() {
+    let out = suite(SETUPS[0], "pmu-overflow-interrupt");
+    for width in ["", " (64-bit overflow)"] {
+        let line = format!(
+            "PASS: pmu-overflow-interrupt: a flag set in PMOVSSET_EL0 interrupts once PMCR_EL0.E is set{width}\n"
+        );
+        assert!(out.contains(&line), "{out}");
+    }
 }
 
 #[test]
@@ -262,6 +282,7 @@ fn qemu_passes_what_it_implements_and_hyperprof_passes_everything() {
         "pmu-overflow-interrupt",
     ] {
         assert_eq!(lines(&q, "SKIP", t).len(), 1, "{t} on QEMU:\n{q}");
+        assert!(lines(&q, "PASS", t).is_empty(), "{t} on QEMU:\n{q}");
         assert!(!lines(&ours, "PASS", t).is_empty(), "{t}:\n{ours}");
     }
     // QEMU reads PMXEVCNTR_EL0 with PMSELR_EL0.SEL above N (CONSTRAINED
