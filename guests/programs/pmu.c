@@ -783,6 +783,15 @@ static void test_counter_access(long expected_n)
     }
     report(ok, "vpmu-counter-access: PMCNTEN, PMINTEN and PMOVS SET/CLR pairs, every counter");
 
+    /* The bits of counters above N are RAZ/WI in all six. */
+    u64 absent = ~implemented & 0xffffffffUL;
+    write_sysreg(absent, pmcntenset_el0);
+    write_sysreg(absent, pmintenset_el1);
+    write_sysreg(absent, pmovsset_el0);
+    ok = !(read_sysreg(pmcntenset_el0) | read_sysreg(pmcntenclr_el0) | read_sysreg(pmintenset_el1) |
+           read_sysreg(pmintenclr_el1) | read_sysreg(pmovsset_el0) | read_sysreg(pmovsclr_el0));
+    report(ok, "vpmu-counter-access: SET/CLR bits of counters above N read as zero");
+
     ok = 1;
     for (u64 i = 0; i < nr_counters; i++) {
         u64 v = 0xcafe0000UL + i;
