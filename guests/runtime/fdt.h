@@ -102,6 +102,14 @@ static inline struct fdt_info fdt_read(u64 dtb)
     return info;
 }
 
+/* /chosen/bootargs of the tree at `dtb`, or "" when the tree, the node or
+   the property is missing. */
+static inline const char *fdt_bootargs(u64 dtb)
+{
+    const char *args = fdt_read(dtb).bootargs;
+    return args ? args : "";
+}
+
 /* The value of the bootargs word "key=VALUE" (a pointer into the
    bootargs, ended by a space or NUL), or NULL without one. */
 static inline const char *bootarg_value(const char *args, const char *key)

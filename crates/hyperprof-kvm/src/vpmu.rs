@@ -325,7 +325,8 @@ impl GuestPmu {
         c.write(SysReg::PMUSERENR_EL0, self.userenr)?;
         c.write(SysReg::PMCR_EL0, self.pmcr & PMCR_STATE)?;
         c.write(SysReg::PMCNTENSET_EL0, self.cnten & ctx.mask())?;
-        c.write(SysReg::PMINTENSET_EL1, self.inten & ctx.mask())
+        c.write(SysReg::PMINTENSET_EL1, self.inten & ctx.mask())?;
+        self.park_pending(c, ctx, self.irq_level(ctx))
     }
 
     /// Writes the hardware event types of every guest counter.
@@ -379,6 +380,30 @@ impl GuestPmu {
         if hw != 0 {
             c.write(SysReg::PMOVSCLR_EL0, hw)?;
             self.ovs |= hw;
+        }
+        Ok(())
+    }
+
+    /// Partitioned mode with FEAT_FGT, the state live: the guest's pending
+    /// overflow flags are set in the hardware's PMOVSSET_EL0 too when they
+    /// do not assert its interrupt (`level` false: PMCR_EL0.E or their
+    /// PMINTENSET_EL1 bits clear). The guest sets PMCR_EL0.E and
+    /// PMINTENSET_EL1 without an exit; with the flags in the hardware that
+    /// write raises the physical PMU interrupt, whose exit folds them back
+    /// ([`GuestPmu::fold_overflow`]) and asserts the virtual line, as a
+    /// level-sensitive interrupt requires. Kept in the vCPU only, a flag
+    /// the guest set through PMOVSSET_EL0 (or one an exit had folded) was
+    /// never delivered after such a write. No access when nothing is
+    /// pending.
+    pub fn park_pending(
+        &self,
+        c: &mut dyn Cpu,
+        ctx: &VpmuCtx<'_>,
+        level: bool,
+    ) -> Result<(), AccessFault> {
+        let pending = self.ovs & ctx.mask();
+        if ctx.direct() && !level && pending != 0 {
+            c.write(SysReg::PMOVSSET_EL0, pending)?;
         }
         Ok(())
     }

@@ -381,7 +381,9 @@ impl GuestCpu<'_> {
                     return None;
                 }
                 let r = pmu.emulate(c, ctx, reg, write, el);
-                let level = pmu.live_irq_level(c, ctx);
+                let level = pmu
+                    .live_irq_level(c, ctx)
+                    .and_then(|l| pmu.park_pending(c, ctx, l).map(|()| l));
                 Some((r, level))
             },
         )?;
@@ -496,7 +498,9 @@ impl GuestCpu<'_> {
                 let before = pmu.ovs;
                 pmu.fold_overflow(c, ctx)?;
                 let new = (pmu.ovs & !before).count_ones();
-                Ok::<_, AccessFault>((new, pmu.live_irq_level(c, ctx)?))
+                let level = pmu.live_irq_level(c, ctx)?;
+                pmu.park_pending(c, ctx, level)?;
+                Ok::<_, AccessFault>((new, level))
             },
         );
         if let Some(Ok((new, level))) = r {
