@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::run::engine::{
     host_slice, start_host, stop_host, HostCpuOutcome, HostSetup, Invariant, SpeSetup,
+    HOST_KERNEL_PID,
 };
 use crate::run::presets::host_events;
 
@@ -74,6 +75,9 @@ pub struct BootArgs {
     pub max_insns: u64,
     /// Seed of the host's workload.
     pub seed: u64,
+    /// Where to write the host's profile (`host.perf.data` and its symbol
+    /// files), if anywhere.
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// How the guest's run ended.
@@ -108,6 +112,8 @@ pub struct BootOutcome {
     pub problems: Vec<(Invariant, String)>,
     /// Scheduling rounds.
     pub rounds: u64,
+    /// The files `--out` wrote.
+    pub wrote: Vec<std::path::PathBuf>,
 }
 
 /// Host operations per CPU between two guest slices.
@@ -284,7 +290,8 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             .map_err(|e| usage(format!("load: {e}")))?;
         let slice = GUEST_SLICE.min(args.max_insns - insns);
         let r = board.run_vcpu(&mut kvm, 0, slice);
-        kvm.put(vcpu).map_err(|e| usage(format!("put: {e}")))?;
+        kvm.put(vcpu)
+            .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
         let out = board.take_console();
         console
             .write_all(&out)
@@ -293,7 +300,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         match r {
             Ok(n) => insns += n,
             Err(e) => {
-                return Err(Error::Usage(format!(
+                return Err(Error::Run(format!(
                     "boot: {}: {e} (after {insns} instructions)",
                     args.name
                 )))
@@ -301,7 +308,32 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         }
         rounds += 1;
     };
+    let host_symbols = host
+        .first()
+        .map(|h| h.work.symbols().to_vec())
+        .unwrap_or_default();
     let host_out = stop_host(&mut kvm, host, &mut problems)?;
+    let mut wrote = Vec::new();
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
+        let d = crate::perf::DomainProfile {
+            buffers: host_out
+                .iter()
+                .map(|h| (h.cpu as u32, h.spe_data.as_slice()))
+                .collect(),
+            processes: vec![crate::perf::Process {
+                pid: HOST_KERNEL_PID,
+                tids: vec![HOST_KERNEL_PID],
+                comm: host_setup.workload.clone(),
+                symbols: host_symbols,
+                kernel: true,
+            }],
+            nr_cpus: CPUS as u32,
+            mem_bytes: machine_config(args.mem_mib).ram_size,
+            interval: host_setup.spe.map_or(0, |s| s.session.interval.into()),
+        };
+        wrote = crate::perf::write_domain(dir, "host.perf.data", &d)?;
+    }
     for h in &host_out {
         // The host's counts must be those of its own work, exactly.
         let own = host_setup
@@ -343,6 +375,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         host: host_out,
         problems,
         rounds,
+        wrote,
     })
 }
 
@@ -382,6 +415,9 @@ impl BootOutcome {
                 h.spe_data.len(),
                 h.pmbirqs
             );
+        }
+        for f in &self.wrote {
+            s += &format!("wrote {}\n", f.display());
         }
         if self.problems.is_empty() {
             s += "invariants: all hold\n";

@@ -152,6 +152,10 @@ struct BootCli {
     /// Seed of the host's workload.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write the host's SPE profile here: host.perf.data and the symbol
+    /// files perf needs (`hyperprof perf-setup DIR`, then perf report).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -790,6 +794,7 @@ fn boot(args: BootCli) -> ExitCode {
             spe_max_buffer: args.spe_max_buffer,
             max_insns: args.max_insns,
             seed: args.seed,
+            out: args.out,
         };
         hyperprof::boot::boot(&a, &mut std::io::stdout().lock())
     });
@@ -797,15 +802,15 @@ fn boot(args: BootCli) -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!("hyperprof: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(e.exit_status().code());
         }
     };
     eprint!("{}", outcome.summary());
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&outcome.json()).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("hyperprof: {}: {e}", path.display());
-            return ExitCode::from(2);
+        if let Err(e) = hyperprof::spe::export::write_atomically(path, (text + "\n").as_bytes()) {
+            eprintln!("hyperprof: {e}");
+            return ExitCode::from(e.exit_status().code());
         }
     }
     if !outcome.problems.is_empty() {

@@ -214,3 +214,27 @@ fn the_report_file_holds_the_runs_figures() {
     assert_eq!(v["exits"]["hypercalls"].as_u64().unwrap(), 2);
     assert_eq!(v["invariants"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn out_writes_the_hosts_profile_for_perf() {
+    let dir = scratch("boot_out");
+    let o = boot(&["builtin:hello", "--out", dir.to_str().unwrap()]);
+    assert_clean(&o, "hello --out");
+    let data = dir.join("host.perf.data");
+    assert!(stderr(&o).contains(&format!("wrote {}", data.display())));
+    assert!(dir.join("vmlinux-host.elf").exists());
+    // hyperprof reads it back: records from both CPUs.
+    let stats = hyperprof()
+        .args(["spe", "stats", "--json"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let records = v["records"].as_u64().unwrap();
+    assert!(records > 0, "{v}");
+    // And perf opens it (perf_report_d asserts it succeeds).
+    if common::perf_available() {
+        common::perf_report_d(&data);
+    }
+}
