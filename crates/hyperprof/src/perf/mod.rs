@@ -296,5 +296,5 @@ pub fn raw_profile_bytes(bufs: &[AuxBuffer<'_>], pmu_type: u32) -> Vec<u8> {
             }
         }
     }
-    t.with_profile(bufs, pmu_type, |p| bytes_of(p))
+    t.with_profile(bufs, pmu_type, bytes_of)
 }
