@@ -296,5 +296,8 @@ pub fn raw_profile_bytes(bufs: &[AuxBuffer<'_>], pmu_type: u32) -> Vec<u8> {
             }
         }
     }
-    t.with_profile(bufs, pmu_type, bytes_of)
+    // A closure: `bytes_of` itself is not general enough over the profile's
+    // two lifetimes.
+    #[allow(clippy::redundant_closure)]
+    t.with_profile(bufs, pmu_type, |p| bytes_of(p))
 }
