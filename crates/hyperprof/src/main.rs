@@ -100,6 +100,9 @@ enum Scenario {
     /// their user space beside a host counting its kernel on its reserved
     /// counters; the vCPUs swap CPUs.
     GuestPmu,
+    /// Guest SPE buffer pinning designs side by side on per-task perf
+    /// record in a guest (a table for a mailing-list reply).
+    Pinning,
 }
 
 #[derive(Subcommand)]
@@ -353,6 +356,17 @@ fn run_scenario(
             let nvhe = matches!(scenario, Scenario::GuestSpeNvhe);
             let setup = hyperprof::run::presets::guest_spe(seed, ops, nvhe);
             return run_system(&setup, out, json);
+        }
+        Scenario::Pinning => {
+            let rep = hyperprof::run::pinning::run(&hyperprof::run::pinning::Options::builtin(
+                seed, ops,
+            ))?;
+            let text = if json {
+                serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+            } else {
+                hyperprof::run::pinning::render(&rep)
+            };
+            (text, rep.violations.is_empty())
         }
         Scenario::GuestPmu => {
             if cpus.is_some() {

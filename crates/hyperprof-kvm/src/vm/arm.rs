@@ -274,8 +274,16 @@ impl Kvm {
                 ));
             }
         }
-        let v = &self.vcpus[vcpu];
-        let vm = v.vm;
+        let vm = self.vcpus[vcpu].vm;
+        // Pin-all: every guest page before the first run.
+        let v = &mut self.vms[vm];
+        if let Err(r) = v.pinning.before_run(&mut v.memlock) {
+            return Exit::Rlimit {
+                needed: r.needed,
+                used: r.used,
+                limit: r.limit,
+            };
+        }
         self.vms[vm].spe.mark_ran();
         self.vms[vm].pmu.mark_ran();
         let mut g = GuestCpu {
