@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod explore;
 pub mod flame;
 pub mod rng;
 pub mod run;

@@ -73,6 +73,20 @@ enum Command {
     /// Scenario files.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
+    /// Model-check the VHE SPE world switch: every interleaving of the
+    /// host's PMBIRQ handler, preemption and migration with vCPU load,
+    /// run and put, up to a bound on injected events.
+    Explore {
+        /// Injected events per schedule at most.
+        #[arg(long, default_value_t = 2)]
+        bound: usize,
+        /// Explore a mutation of the switch instead (see --catalogue).
+        #[arg(long)]
+        mutation: Option<String>,
+        /// The switch as it is and then every mutation, summarised.
+        #[arg(long, conflicts_with = "mutation")]
+        catalogue: bool,
+    },
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
     Demo {
@@ -520,6 +534,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
+        Some(Command::Explore {
+            bound,
+            mutation,
+            catalogue,
+        }) => {
+            hyperprof::explore::run(bound, mutation.as_deref(), catalogue).and_then(|(text, ok)| {
+                write_stdout(&text)?;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Error::Usage(
+                        "explore: the switch broke an invariant, or a mutation went uncaught"
+                            .into(),
+                    ))
+                }
+            })
+        }
         Some(Command::Run {
             file,
             scenario,
