@@ -242,7 +242,10 @@ pub fn run_design(o: &Options, policy: PinPolicy, memlock: u64, name: &str) -> R
     let mut kernel = PerTaskKernel::new(ttbr, session, tasks, o.slice);
     kvm.load(vcpu, 0).map_err(|e| fail("load", e))?;
     let (mut cycles, mut weighted, mut limit) = (0u64, 0f64, memlock);
-    let max_runs = 16 + 8 * (2 * o.ops / o.slice.max(1) + 2);
+    let max_runs = (o.ops.saturating_mul(2) / o.slice.max(1))
+        .saturating_add(2)
+        .saturating_mul(8)
+        .saturating_add(16);
     let mut halted = false;
     for _ in 0..max_runs {
         let c0 = kvm.machine().pe(0).map_or(0, |p| p.cycles());
