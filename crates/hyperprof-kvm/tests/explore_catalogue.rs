@@ -3,7 +3,9 @@
 //! of the catalogue that matters yields a counterexample that names what
 //! broke; the harmless ones say why they are.
 
-use hyperprof_kvm::explore::{catalogue, catalogue_holds, explore, summary, Event, Mutation};
+use hyperprof_kvm::explore::{
+    catalogue, catalogue_holds, explore, explore_host, summary, Event, Mutation,
+};
 
 #[test]
 fn the_switch_as_it_is_passes_every_schedule_at_bound_two() {
@@ -76,4 +78,16 @@ fn mutations_are_named_for_the_command_line() {
         assert_eq!(Mutation::from_name(m.name()), Some(m));
     }
     assert_eq!(Mutation::from_name("nope"), None);
+}
+
+#[test]
+fn on_an_nvhe_host_only_preemption_and_migration_interleave() {
+    // The nVHE SPE switch lives in entry and exit, which run with
+    // interrupts masked; load and put hold no SPE state, so the only
+    // events are the vCPU thread's preemption and migration.
+    let r = explore_host(true, None, 2, true);
+    assert!(r.counterexample.is_none(), "{r}");
+    assert!(r.nvhe && r.to_string().contains("nVHE"));
+    // Four starting states, each preempted or migrated at its one point.
+    assert_eq!(r.schedules, 4 + 4 * 2, "{r}");
 }

@@ -1,15 +1,15 @@
 //! `hyperprof explore`: the world-switch model checker of `hyperprof-kvm`
 //! ([`hyperprof_kvm::explore`]) from the command line.
 
-use hyperprof_kvm::explore::{catalogue, catalogue_holds, explore, summary, Mutation};
+use hyperprof_kvm::explore::{catalogue, catalogue_holds, explore_host, summary, Mutation};
 
 use crate::error::{Error, Result};
 
-/// Runs the explorer: the switch as it is, one `mutation`, or (with
-/// `all`) the whole catalogue. Returns the text and whether the outcome is
+/// Runs the explorer: the switch as it is (on an nVHE host with `nvhe`),
+/// one `mutation`, or (with `all`) the whole catalogue. Returns the text and whether the outcome is
 /// the expected one (no violation unmutated; every harmful mutation
 /// caught).
-pub fn run(bound: usize, mutation: Option<&str>, all: bool) -> Result<(String, bool)> {
+pub fn run(bound: usize, mutation: Option<&str>, all: bool, nvhe: bool) -> Result<(String, bool)> {
     if all {
         let reports = catalogue(bound);
         let mut text = summary(&reports);
@@ -29,7 +29,7 @@ pub fn run(bound: usize, mutation: Option<&str>, all: bool) -> Result<(String, b
             ))
         })?),
     };
-    let r = explore(m, bound, false);
+    let r = explore_host(nvhe, m, bound, false);
     let holds = match m {
         None => r.counterexample.is_none(),
         Some(_) => true,

@@ -86,6 +86,9 @@ enum Command {
         /// The switch as it is and then every mutation, summarised.
         #[arg(long, conflicts_with = "mutation")]
         catalogue: bool,
+        /// On an nVHE host (the switch as it is only).
+        #[arg(long, conflicts_with_all = ["mutation", "catalogue"])]
+        nvhe: bool,
     },
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
@@ -538,8 +541,9 @@ fn main() -> ExitCode {
             bound,
             mutation,
             catalogue,
-        }) => {
-            hyperprof::explore::run(bound, mutation.as_deref(), catalogue).and_then(|(text, ok)| {
+            nvhe,
+        }) => hyperprof::explore::run(bound, mutation.as_deref(), catalogue, nvhe).and_then(
+            |(text, ok)| {
                 write_stdout(&text)?;
                 if ok {
                     Ok(())
@@ -549,8 +553,8 @@ fn main() -> ExitCode {
                             .into(),
                     ))
                 }
-            })
-        }
+            },
+        ),
         Some(Command::Run {
             file,
             scenario,

@@ -97,35 +97,34 @@ pub struct Variant {
     /// The guest's buffer is one page: it fills during a run, raising the
     /// guest's own interrupt.
     pub guest_fills: bool,
+    /// The host is nVHE (its kernel at EL1, the SPE switch at entry and
+    /// exit).
+    pub nvhe: bool,
 }
 
 impl Variant {
-    /// All four.
-    pub const ALL: [Variant; 4] = [
-        Variant {
-            host_full_at_load: false,
-            guest_fills: false,
-        },
-        Variant {
-            host_full_at_load: true,
-            guest_fills: false,
-        },
-        Variant {
-            host_full_at_load: false,
-            guest_fills: true,
-        },
-        Variant {
-            host_full_at_load: true,
-            guest_fills: true,
-        },
-    ];
+    /// The four starting states, on a VHE host or (`nvhe`) an nVHE one.
+    pub fn all(nvhe: bool) -> [Variant; 4] {
+        let v = |host_full_at_load, guest_fills| Variant {
+            host_full_at_load,
+            guest_fills,
+            nvhe,
+        };
+        [
+            v(false, false),
+            v(true, false),
+            v(false, true),
+            v(true, true),
+        ]
+    }
 }
 
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "host buffer {} at load, guest buffer {}",
+            "{} host, host buffer {} at load, guest buffer {}",
+            if self.nvhe { "nVHE" } else { "VHE" },
             if self.host_full_at_load {
                 "full (PMBIRQ pending)"
             } else {
@@ -170,6 +169,8 @@ impl fmt::Display for Counterexample {
 /// What an exploration found.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// On an nVHE host.
+    pub nvhe: bool,
     /// The mutation explored (`None`: the hypervisor as it is).
     pub mutation: Option<Mutation>,
     /// The bound on injected events.
@@ -188,13 +189,26 @@ pub struct Report {
 /// injected events; stops at the first bound level that has a violation
 /// (its first counterexample is minimal) unless `exhaustive`.
 pub fn explore(mutation: Option<Mutation>, bound: usize, exhaustive: bool) -> Report {
+    explore_host(false, mutation, bound, exhaustive)
+}
+
+/// [`explore`] on a VHE host or (`nvhe`) an nVHE one. The mutations are of
+/// the VHE load and put; on an nVHE host those hold no SPE state.
+pub fn explore_host(
+    nvhe: bool,
+    mutation: Option<Mutation>,
+    bound: usize,
+    exhaustive: bool,
+) -> Report {
     let start = Instant::now();
     let mut schedules = 0;
     let mut failing = 0;
     let mut first: Option<Counterexample> = None;
     // Breadth first over the number of events, for every variant.
-    let mut level: Vec<(Variant, Vec<Choice>)> =
-        Variant::ALL.iter().map(|&v| (v, Vec::new())).collect();
+    let mut level: Vec<(Variant, Vec<Choice>)> = Variant::all(nvhe)
+        .iter()
+        .map(|&v| (v, Vec::new()))
+        .collect();
     for depth in 0..=bound {
         let mut next = Vec::new();
         for (v, script) in level {
@@ -233,6 +247,7 @@ pub fn explore(mutation: Option<Mutation>, bound: usize, exhaustive: bool) -> Re
         level = next;
     }
     Report {
+        nvhe,
         mutation,
         bound,
         schedules,
@@ -249,7 +264,8 @@ impl fmt::Display for Report {
             .map_or("the hypervisor as it is", Mutation::name);
         writeln!(
             f,
-            "explore VHE SPE switch, {what}: bound {}, {} schedule(s) in {:.2} s, {} violating",
+            "explore {} SPE switch, {what}: bound {}, {} schedule(s) in {:.2} s, {} violating",
+            if self.nvhe { "nVHE" } else { "VHE" },
             self.bound,
             self.schedules,
             self.elapsed.as_secs_f64(),

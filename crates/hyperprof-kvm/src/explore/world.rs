@@ -194,6 +194,8 @@ struct World {
     vcpu: usize,
     kernel: GuestKernel,
     loaded: Option<usize>,
+    /// Where the host kernel runs (EL2 with VHE, EL1 without).
+    host_el: ExceptionLevel,
 }
 
 fn session() -> SpeSessionConfig {
@@ -211,13 +213,23 @@ impl World {
         script: &[Choice],
         tracing: bool,
     ) -> Result<World, String> {
-        let mut kvm = Kvm::new(machine()?);
+        let mut kvm = if v.nvhe {
+            Kvm::new_nvhe(machine()?)
+        } else {
+            Kvm::new(machine()?)
+        };
+        // The host kernel's regime: EL2&0 with VHE, EL1&0 without.
+        let (host_ttbr, host_el) = if v.nvhe {
+            (SysReg::TTBR0_EL1, ExceptionLevel::EL1)
+        } else {
+            (SysReg::TTBR0_EL2, ExceptionLevel::EL2)
+        };
         let mut hosts = Vec::new();
         for cpu in 0..CPUS {
             let d = hyperprof_guest::host::start_session(
                 kvm.machine(),
                 cpu,
-                SysReg::TTBR0_EL2,
+                host_ttbr,
                 HOST_VA + ((cpu as u64) << 32),
                 HOST_PAGES * 4096,
                 session(),
@@ -283,6 +295,7 @@ impl World {
             vcpu,
             kernel,
             loaded: None,
+            host_el,
         })
     }
 
@@ -302,8 +315,9 @@ impl World {
 
     /// The host's PMBIRQ handler on `cpu`, as the interrupt is taken.
     fn host_irq(&mut self, cpu: usize) -> Result<(), String> {
+        let el = self.host_el;
         if let Some(pe) = self.kvm.machine().pe_mut(cpu) {
-            pe.exception_entry(ExceptionLevel::EL2);
+            pe.exception_entry(el);
         }
         let mut d = self.take_host(cpu)?;
         let r = match self.kvm.machine().cpu(cpu) {
@@ -514,11 +528,15 @@ impl World {
             let Some(mut c) = self.kvm.machine().cpu(cpu) else {
                 continue;
             };
-            let mdcr = c.read(SysReg::MDCR_EL2).unwrap_or(0);
-            if mdcr_el2::E2PB.get(mdcr) != mdcr_el2::E2PB_EL2 {
-                bad.push(format!(
-                    "isolation: cpu{cpu}'s buffer is not the host's after put"
-                ));
+            // The buffer's owner after put: EL2 for a VHE host (an nVHE
+            // host at EL1 cannot read MDCR_EL2; its exits restore it).
+            if self.host_el == ExceptionLevel::EL2 {
+                let mdcr = c.read(SysReg::MDCR_EL2).unwrap_or(0);
+                if mdcr_el2::E2PB.get(mdcr) != mdcr_el2::E2PB_EL2 {
+                    bad.push(format!(
+                        "isolation: cpu{cpu}'s buffer is not the host's after put"
+                    ));
+                }
             }
             if !d.running() {
                 bad.push(format!("cpu{cpu}: the host's session is no longer running"));
@@ -566,12 +584,16 @@ impl World {
                 if handled > events { "duplicated" } else { "lost" }
             ));
         }
+        let host_el = match self.host_el {
+            ExceptionLevel::EL2 => 2,
+            _ => 1,
+        };
         for (cpu, d) in host_data.iter().enumerate() {
             if RecordDecoder::new(d)
-                .any(|r| r.map_or(true, |(_, r)| r.pc.is_none_or(|pc| pc.el != 2)))
+                .any(|r| r.map_or(true, |(_, r)| r.pc.is_none_or(|pc| pc.el != host_el)))
             {
                 bad.push(format!(
-                    "isolation: the host's data on cpu{cpu} holds a record not of its EL2 kernel"
+                    "isolation: the host's data on cpu{cpu} holds a record not of its own kernel"
                 ));
             }
         }
