@@ -642,22 +642,30 @@ impl PeCpu<'_> {
 }
 
 impl PeCpu<'_> {
-    /// Runs the attached probe (detached meanwhile); whether to go on.
-    fn probed(&mut self, a: crate::probe::ProbeAccess) -> bool {
+    /// Runs the attached probe (detached meanwhile); what it decided.
+    fn probe_verdict(&mut self, a: crate::probe::ProbeAccess) -> crate::probe::ProbeVerdict {
         let Some(p) = self.pe.probe.take() else {
-            return true;
+            return crate::probe::ProbeVerdict::Proceed;
         };
         let v = p.0.before(self, a);
         self.pe.probe = Some(p);
-        v == crate::probe::ProbeVerdict::Proceed
+        v
+    }
+
+    /// Whether the access goes on.
+    fn probed(&mut self, a: crate::probe::ProbeAccess) -> bool {
+        self.probe_verdict(a) == crate::probe::ProbeVerdict::Proceed
     }
 }
 
 impl Cpu for PeCpu<'_> {
     fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
-        self.probed(crate::probe::ProbeAccess::Read(reg));
+        let v = self.probe_verdict(crate::probe::ProbeAccess::Read(reg));
         self.pe.stats.reads += 1;
-        self.pe.read_reg(reg)
+        match v {
+            crate::probe::ProbeVerdict::ReadAs(value) => Ok(value),
+            _ => self.pe.read_reg(reg),
+        }
     }
     fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
         if !self.probed(crate::probe::ProbeAccess::Write(reg, val)) {

@@ -33,6 +33,8 @@ pub enum ProbeVerdict {
     Proceed,
     /// A write or barrier is left out (a read always happens).
     Skip,
+    /// A read returns this value instead of the register's.
+    ReadAs(u64),
 }
 
 /// The hook.

@@ -72,6 +72,8 @@ impl fmt::Display for Phase {
 pub enum Event {
     /// The host's PMBIRQ handler runs.
     HostIrq,
+    /// The host's PMU overflow handler runs.
+    HostPmuIrq,
     /// The vCPU thread is preempted: put, then load on the same CPU.
     Preempt,
     /// The vCPU thread migrates: put, then load on the other CPU.
@@ -100,22 +102,31 @@ pub struct Variant {
     /// The host is nVHE (its kernel at EL1, the SPE switch at entry and
     /// exit).
     pub nvhe: bool,
+    /// The PMU too (VHE only): the host samples its kernel's cycles on its
+    /// reserved counters, the guest counts and samples on a partitioned
+    /// PMU, and each PMU's overflow interrupt is an event.
+    pub pmu: bool,
 }
 
 impl Variant {
-    /// The four starting states, on a VHE host or (`nvhe`) an nVHE one.
-    pub fn all(nvhe: bool) -> [Variant; 4] {
-        let v = |host_full_at_load, guest_fills| Variant {
-            host_full_at_load,
-            guest_fills,
-            nvhe,
-        };
-        [
-            v(false, false),
-            v(true, false),
-            v(false, true),
-            v(true, true),
-        ]
+    /// The starting states: on a VHE host four with SPE alone and four
+    /// with the PMU too; on an nVHE host (`nvhe`) the four with SPE alone.
+    pub fn all(nvhe: bool) -> Vec<Variant> {
+        let pmus: &[bool] = if nvhe { &[false] } else { &[false, true] };
+        let mut all = Vec::new();
+        for &pmu in pmus {
+            for (host_full_at_load, guest_fills) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                all.push(Variant {
+                    host_full_at_load,
+                    guest_fills,
+                    nvhe,
+                    pmu,
+                });
+            }
+        }
+        all
     }
 }
 
@@ -123,8 +134,9 @@ impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} host, host buffer {} at load, guest buffer {}",
+            "{} host{}, host buffer {} at load, guest buffer {}",
             if self.nvhe { "nVHE" } else { "VHE" },
+            if self.pmu { " with PMUs" } else { "" },
             if self.host_full_at_load {
                 "full (PMBIRQ pending)"
             } else {
@@ -200,19 +212,51 @@ pub fn explore_host(
     bound: usize,
     exhaustive: bool,
 ) -> Report {
+    explore_variants(&Variant::all(nvhe), mutation, bound, exhaustive)
+}
+
+/// [`explore`] from the given starting states only (all on one kind of
+/// host).
+pub fn explore_variants(
+    variants: &[Variant],
+    mutation: Option<Mutation>,
+    bound: usize,
+    exhaustive: bool,
+) -> Report {
+    let nvhe = variants.first().is_some_and(|v| v.nvhe);
     let start = Instant::now();
     let mut schedules = 0;
     let mut failing = 0;
     let mut first: Option<Counterexample> = None;
+    let mut references = std::collections::HashMap::new();
     // Breadth first over the number of events, for every variant.
-    let mut level: Vec<(Variant, Vec<Choice>)> = Variant::all(nvhe)
-        .iter()
-        .map(|&v| (v, Vec::new()))
-        .collect();
+    let mut level: Vec<(Variant, Vec<Choice>)> =
+        variants.iter().map(|&v| (v, Vec::new())).collect();
     for depth in 0..=bound {
         let mut next = Vec::new();
         for (v, script) in level {
-            let out = world::run(v, mutation, &script, false);
+            let mut out = world::run(v, mutation, &script, false);
+            // The PMU counts must not depend on when the handlers ran: the
+            // same schedule without them (the interrupts taken at the end)
+            // is the reference.
+            if v.pmu {
+                let key: Vec<Choice> = script
+                    .iter()
+                    .copied()
+                    .filter(|c| matches!(c.event, Event::Preempt | Event::Migrate))
+                    .collect();
+                let reference = references
+                    .entry((v, key.clone()))
+                    .or_insert_with(|| world::run(v, None, &key, false).counts)
+                    .clone();
+                if out.counts != reference {
+                    out.violations.push(format!(
+                        "interrupts: the PMU counts and overflows differ from the schedule without the \
+                         injected handlers: {:?} instead of {:?}",
+                        out.counts, reference
+                    ));
+                }
+            }
             schedules += 1;
             if !out.violations.is_empty() {
                 failing += 1;
@@ -284,9 +328,14 @@ impl fmt::Display for Report {
 
 /// The hypervisor as it is, then every mutation of the catalogue.
 pub fn catalogue(bound: usize) -> Vec<Report> {
+    catalogue_of(&Variant::all(false), bound)
+}
+
+/// [`catalogue`] from the given starting states only.
+pub fn catalogue_of(variants: &[Variant], bound: usize) -> Vec<Report> {
     std::iter::once(None)
         .chain(Mutation::ALL.into_iter().map(Some))
-        .map(|m| explore(m, bound, false))
+        .map(|m| explore_variants(variants, m, bound, false))
         .collect()
 }
 

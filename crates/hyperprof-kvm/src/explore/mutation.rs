@@ -28,17 +28,21 @@ pub enum Mutation {
     PutSkipsHostPmbsr,
     /// Load leaves out the ISB after clearing the host's PMBSR_EL1.
     NoIsbAfterLoadPmbsrClear,
+    /// Put does not collect the guest's overflow flags (its read of
+    /// PMOVSSET_EL0 finds none): they stay on the CPU it leaves.
+    PutMissesOverflowFlags,
 }
 
 impl Mutation {
     /// The catalogue.
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::NoIrqMaskInLoad,
         Mutation::PmbsrClearedAfterIrqEnable,
         Mutation::LoadKeepsHostBufferEnabled,
         Mutation::ExitLeavesPmbsr,
         Mutation::PutSkipsHostPmbsr,
         Mutation::NoIsbAfterLoadPmbsrClear,
+        Mutation::PutMissesOverflowFlags,
     ];
 
     /// Its command-line name.
@@ -50,6 +54,7 @@ impl Mutation {
             Mutation::ExitLeavesPmbsr => "exit-leaves-pmbsr",
             Mutation::PutSkipsHostPmbsr => "put-skips-host-pmbsr",
             Mutation::NoIsbAfterLoadPmbsrClear => "no-isb-after-load-pmbsr-clear",
+            Mutation::PutMissesOverflowFlags => "put-misses-overflow-flags",
         }
     }
 
@@ -70,6 +75,14 @@ impl Mutation {
                  buffer is never written through the guest's tables; a guest that did would \
                  expose it, which is why the series disables the buffer anyway",
             ),
+            Mutation::PutMissesOverflowFlags => Some(
+                "the simulated PE stops the guest at the very operation whose count \
+                 overflows and every interrupt exit moves the flags to the vCPU, and guest \
+                 counters do not count at EL2, so put never finds a guest flag set; on \
+                 hardware an overflow interrupt can still be in flight when the guest exits \
+                 for another reason, and put's collection is what keeps it (the model would \
+                 need that in-flight overflow as an injected event to show it)",
+            ),
             Mutation::NoIsbAfterLoadPmbsrClear => Some(
                 "the model's unit drops PMBIRQ as soon as PMBSR_EL1.S is written (a direct \
                  write to the register it reads), and nothing in load depends on the \
@@ -77,6 +90,18 @@ impl Mutation {
                  hardware the ISB orders the clear before local_irq_enable(), which is \
                  what the interrupt mask already guarantees in the model",
             ),
+            _ => None,
+        }
+    }
+
+    /// What the mutated code reads instead of the register, if it differs.
+    pub(super) fn reads_as(self, phase: Phase, access: ProbeAccess) -> Option<u64> {
+        match (self, phase, access) {
+            (
+                Mutation::PutMissesOverflowFlags,
+                Phase::Put,
+                ProbeAccess::Read(SysReg::PMOVSSET_EL0),
+            ) => Some(0),
             _ => None,
         }
     }

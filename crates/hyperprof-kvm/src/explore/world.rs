@@ -6,8 +6,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyperprof_arch::{mdcr_el2, pmbsr_el1, Cpu, ExceptionLevel, PmuVer, SysReg};
+use hyperprof_guest::drivers::pmu::{EventSpec, Filter, PmuDriver, Range};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::GuestKernel;
+use hyperprof_sim::event::Event as PmuEvent;
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::{PeConfig, PeCpu, RunExit};
 use hyperprof_sim::pmu::PmuConfig;
@@ -27,10 +29,14 @@ const HOST_PAGES: u64 = 1;
 const GUEST_VA: u64 = 0x0000_0040_0000_0000;
 const GUEST_IPA: u64 = GUEST_RAM_IPA + (4 << 20);
 const GUEST_SLICE: u64 = 24_000;
-const GUEST_OPS: u64 = 120_000;
+const GUEST_OPS: u64 = 72_000;
 /// Hypervisor accesses in one KVM_RUN after which an asserted PMBIRQ is an
 /// interrupt storm (a run of these guests needs a few hundred).
 const RUN_WATCHDOG: u64 = 20_000;
+/// The host samples its kernel's cycles every this many.
+const HOST_PMU_PERIOD: u32 = 40_000;
+/// The guest samples its user space's cycles every this many.
+const GUEST_PMU_PERIOD: u32 = 30_000;
 
 /// What a schedule produced.
 #[derive(Debug, Default)]
@@ -41,12 +47,17 @@ pub(super) struct Outcome {
     pub candidates: Vec<(u64, Event)>,
     /// The readable trace (when asked for).
     pub trace: Vec<String>,
+    /// The PMU figures that must not depend on the schedule: the guest's
+    /// totals and overflows, the host's totals and overflows.
+    pub counts: Vec<u64>,
 }
 
 /// State shared by the schedule and the probes of both CPUs.
 struct Shared {
     /// The host's driver per CPU (taken out while the world runs it).
     hosts: Vec<Option<SpeDriver>>,
+    /// The host's PMU driver per CPU, with the PMU variants.
+    host_pmu: Vec<Option<PmuDriver>>,
     phase: Phase,
     counter: u64,
     script: Vec<Choice>,
@@ -89,6 +100,7 @@ impl Probe for ExploreProbe {
         let skip = s
             .mutation
             .is_some_and(|m| m.skips(phase, el, access, s.last));
+        let read_as = s.mutation.and_then(|m| m.reads_as(phase, access));
         s.last = Some(access);
         if phase == Phase::Run && el == ExceptionLevel::EL2 {
             s.run_accesses += 1;
@@ -103,6 +115,9 @@ impl Probe for ExploreProbe {
             }
         }
         if !matches!(phase, Phase::Load | Phase::Put) {
+            if let Some(v) = read_as {
+                return ProbeVerdict::ReadAs(v);
+            }
             if skip && s.tracing {
                 s.trace.push(format!(
                     "      {phase} cpu{id}: {} LEFT OUT (mutation)",
@@ -122,14 +137,28 @@ impl Probe for ExploreProbe {
         }
         let point = s.counter;
         s.counter += 1;
-        let asserted = cpu.pe().irq_lines().pmbirq;
+        let lines = cpu.pe().irq_lines();
+        let asserted = lines.pmbirq;
         if asserted && !s.masked {
             s.candidates.push((point, Event::HostIrq));
+        }
+        let pmu_asserted = lines.pmuirq && s.host_pmu.iter().any(Option::is_some);
+        if pmu_asserted && !s.masked {
+            s.candidates.push((point, Event::HostPmuIrq));
         }
         if s.tracing {
             let mask = if s.masked { " [irqs masked]" } else { "" };
             let line = if asserted { " PMBIRQ asserted" } else { "" };
-            let left = if skip { " LEFT OUT (mutation)" } else { "" };
+            let left = match (skip, read_as) {
+                (true, _) => " LEFT OUT (mutation)".to_string(),
+                (_, Some(v)) => format!(" READ AS {v:#x} (mutation)"),
+                _ => String::new(),
+            };
+            let line = if pmu_asserted {
+                format!("{line} PMU IRQ asserted")
+            } else {
+                line.to_string()
+            };
             s.trace.push(format!(
                 "#{point:<4} {phase} cpu{id}: {}{left}{mask}{line}",
                 show(access)
@@ -160,10 +189,30 @@ impl Probe for ExploreProbe {
                 s.trace.push(text);
             }
         }
-        if skip {
-            ProbeVerdict::Skip
-        } else {
-            ProbeVerdict::Proceed
+        let pmu_due = s.script.get(s.next)
+            == Some(&Choice {
+                point,
+                event: Event::HostPmuIrq,
+            });
+        if pmu_due && pmu_asserted && !s.masked {
+            s.next += 1;
+            if let Some(d) = s.host_pmu[id].as_mut() {
+                let r = d.handle_irq(cpu);
+                let text = format!(
+                    "      >> injected: the host's PMU overflow handler runs on cpu{id}: {r:?}"
+                );
+                if let Err(e) = r {
+                    s.problems.push(format!("host PMU handler on cpu{id}: {e}"));
+                }
+                if s.tracing {
+                    s.trace.push(text);
+                }
+            }
+        }
+        match (skip, read_as) {
+            (true, _) => ProbeVerdict::Skip,
+            (_, Some(v)) => ProbeVerdict::ReadAs(v),
+            _ => ProbeVerdict::Proceed,
         }
     }
 }
@@ -224,6 +273,35 @@ impl World {
         } else {
             (SysReg::TTBR0_EL2, ExceptionLevel::EL2)
         };
+        // The PMU variants: the host keeps two counters, on which it
+        // samples its kernel's cycles.
+        let mut host_pmu = Vec::new();
+        if v.pmu {
+            kvm.set_host_pmu_reserve(2)
+                .map_err(|e| format!("host PMU reserve: {e}"))?;
+            for cpu in 0..CPUS {
+                let mut c = kvm.machine().cpu(cpu).ok_or("no cpu")?;
+                let mut d =
+                    PmuDriver::probe(&mut c, Range::High).map_err(|e| format!("host PMU: {e}"))?;
+                for (event, period) in [
+                    (PmuEvent::INST_RETIRED, None),
+                    (PmuEvent::CPU_CYCLES, Some(HOST_PMU_PERIOD)),
+                ] {
+                    d.add(EventSpec {
+                        event: event.number(),
+                        filter: Filter {
+                            el0: false,
+                            el1: false,
+                            el2: true,
+                        },
+                        period,
+                    })
+                    .map_err(|e| format!("host PMU: {e}"))?;
+                }
+                d.start(&mut c).map_err(|e| format!("host PMU: {e}"))?;
+                host_pmu.push(Some(d));
+            }
+        }
         let mut hosts = Vec::new();
         for cpu in 0..CPUS {
             let d = hyperprof_guest::host::start_session(
@@ -239,6 +317,7 @@ impl World {
         }
         let shared = Arc::new(Mutex::new(Shared {
             hosts,
+            host_pmu,
             phase: Phase::Setup,
             counter: 0,
             script: script.to_vec(),
@@ -269,10 +348,20 @@ impl World {
                 vm,
                 VcpuFeatures {
                     spe: true,
-                    pmu_v3: false,
+                    pmu_v3: v.pmu,
                 },
             )
             .map_err(|e| format!("create_vcpu: {e}"))?;
+        if v.pmu {
+            let setup = crate::vm::PmuSetup {
+                irq: 23,
+                partitioned: true,
+                nr_counters: None,
+                filters: Vec::new(),
+            };
+            kvm.configure_pmu(vcpu, &setup)
+                .map_err(|(a, e)| format!("configure_pmu {a}: {e}"))?;
+        }
         kvm.configure_spe(vcpu, 0, 21, 1 << 20)
             .map_err(|(a, e)| format!("configure_spe {a}: {e}"))?;
         let pages = if v.guest_fills { 1 } else { 16 };
@@ -284,7 +373,27 @@ impl World {
             size: pages * 4096,
         };
         let wl = by_name("mix", 5).ok_or("no workload mix")?;
-        let kernel = GuestKernel::new(ttbr, session(), buf, wl, GUEST_OPS).with_slices(GUEST_SLICE);
+        let mut kernel =
+            GuestKernel::new(ttbr, session(), buf, wl, GUEST_OPS).with_slices(GUEST_SLICE);
+        if v.pmu {
+            let user = Filter {
+                el0: true,
+                el1: false,
+                el2: false,
+            };
+            kernel = kernel.with_pmu(vec![
+                EventSpec {
+                    event: PmuEvent::INST_RETIRED.number(),
+                    filter: user,
+                    period: None,
+                },
+                EventSpec {
+                    event: PmuEvent::CPU_CYCLES.number(),
+                    filter: user,
+                    period: Some(GUEST_PMU_PERIOD),
+                },
+            ]);
+        }
         let host_work = (0..CPUS)
             .map(|c| by_name("kernel-mix", 11 + c as u64).ok_or("no workload kernel-mix"))
             .collect::<Result<Vec<_>, _>>()?;
@@ -328,6 +437,36 @@ impl World {
         r.map_err(|e| format!("host PMBIRQ handler on cpu{cpu}: {e}"))
     }
 
+    /// The host's PMU overflow handler on `cpu`, as the interrupt is taken.
+    fn host_pmu_irq(&mut self, cpu: usize) -> Result<(), String> {
+        let el = self.host_el;
+        if let Some(pe) = self.kvm.machine().pe_mut(cpu) {
+            pe.exception_entry(el);
+        }
+        let Some(mut d) = lock(&self.shared)
+            .host_pmu
+            .get_mut(cpu)
+            .and_then(Option::take)
+        else {
+            return Err(format!(
+                "cpu{cpu}: a PMU interrupt, and the host does not use its PMU"
+            ));
+        };
+        let r = match self.kvm.machine().cpu(cpu) {
+            Some(mut c) => d.handle_irq(&mut c).map(|_| ()).map_err(|e| e.to_string()),
+            None => Err("no cpu".into()),
+        };
+        lock(&self.shared).host_pmu[cpu] = Some(d);
+        r.map_err(|e| format!("host PMU handler on cpu{cpu}: {e}"))
+    }
+
+    fn pmu_line(&mut self, cpu: usize) -> bool {
+        self.kvm
+            .machine()
+            .pe(cpu)
+            .is_some_and(|p| p.irq_lines().pmuirq)
+    }
+
     /// The host's driver of `cpu`, out of the shared state while the world
     /// runs it (its accesses reach the probes, which lock that state).
     fn take_host(&mut self, cpu: usize) -> Result<SpeDriver, String> {
@@ -359,13 +498,15 @@ impl World {
                 .ok_or("no cpu")?;
             left -= done.min(left);
             if let RunExit::Interrupt(l) = exit {
-                if l.pmuirq {
-                    return Err(format!("cpu{cpu}: a PMU interrupt in the host"));
-                }
                 if stop_at_irq {
                     return Ok(true);
                 }
-                self.host_irq(cpu)?;
+                if l.pmuirq {
+                    self.host_pmu_irq(cpu)?;
+                }
+                if l.pmbirq {
+                    self.host_irq(cpu)?;
+                }
             }
         }
         Err(format!("cpu{cpu}: host work did not finish"))
@@ -458,6 +599,9 @@ impl World {
         self.phase(Phase::Final);
         self.note("---- then: pending host interrupts taken, everything run to its end".into());
         for cpu in 0..CPUS {
+            if self.pmu_line(cpu) {
+                self.host_pmu_irq(cpu)?;
+            }
             if self.line(cpu) {
                 self.host_irq(cpu)?;
             }
@@ -478,6 +622,9 @@ impl World {
                 Exit::Halt | Exit::Yield => {}
                 e => return Err(format!("KVM_RUN: {e:?}")),
             }
+            if self.pmu_line(cpu) {
+                self.host_pmu_irq(cpu)?;
+            }
             if self.line(cpu) {
                 self.host_irq(cpu)?;
             }
@@ -485,6 +632,9 @@ impl World {
         }
         for cpu in 0..CPUS {
             for _ in 0..4 {
+                if self.pmu_line(cpu) {
+                    self.host_pmu_irq(cpu)?;
+                }
                 if self.line(cpu) {
                     self.host_irq(cpu)?;
                 }
@@ -500,6 +650,39 @@ impl World {
             .and_then(|p| p.spe())
             .map(|s| *s.stats())
             .unwrap_or_default()
+    }
+
+    /// The PMU figures of [`Outcome::counts`], and the host's PMU driver
+    /// never seeing an interrupt that is not its own.
+    fn pmu_counts(&mut self, bad: &mut Vec<String>) -> Vec<u64> {
+        let mut counts = self.kernel.pmu_counts().to_vec();
+        if let Some((_, ovf)) = self.kernel.pmu_driver() {
+            counts.extend(ovf);
+        }
+        for cpu in 0..CPUS {
+            let Some(d) = lock(&self.shared)
+                .host_pmu
+                .get_mut(cpu)
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            if let Some(mut c) = self.kvm.machine().cpu(cpu) {
+                for i in 0..d.slots().len() {
+                    counts.push(d.read(&mut c, i).unwrap_or(u64::MAX));
+                }
+            }
+            counts.extend(d.slots().iter().map(|s| s.overflows));
+            let st = d.stats();
+            if st.spurious > 0 {
+                bad.push(format!(
+                    "isolation: the host's PMU driver on cpu{cpu} took {} interrupt(s) without an overflow of its own",
+                    st.spurious
+                ));
+            }
+            lock(&self.shared).host_pmu[cpu] = Some(d);
+        }
+        counts
     }
 
     /// DESIGN.md's invariants once everything stopped.
@@ -628,6 +811,11 @@ pub(super) fn run(
     }
     w.phase(Phase::Final);
     violations.extend(w.check());
+    let counts = if v.pmu {
+        w.pmu_counts(&mut violations)
+    } else {
+        Vec::new()
+    };
     let mut s = lock(&w.shared);
     violations.append(&mut s.problems);
     if s.next < s.script.len() {
@@ -641,6 +829,7 @@ pub(super) fn run(
         violations,
         candidates: std::mem::take(&mut s.candidates),
         trace: compact(std::mem::take(&mut s.trace)),
+        counts,
     }
 }
 
