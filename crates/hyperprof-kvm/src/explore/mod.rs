@@ -1,4 +1,5 @@
-//! `hyperprof explore`: a model checker for the VHE SPE world switch.
+//! `hyperprof explore`: a model checker for the world switch (VHE SPE and
+//! PMU, nVHE SPE).
 //!
 //! Every system-register access and barrier the hypervisor makes on the
 //! [`Cpu`](hyperprof_arch::Cpu) boundary during vCPU load and put is a
@@ -308,7 +309,7 @@ impl fmt::Display for Report {
             .map_or("the hypervisor as it is", Mutation::name);
         writeln!(
             f,
-            "explore {} SPE switch, {what}: bound {}, {} schedule(s) in {:.2} s, {} violating",
+            "explore {} world switch, {what}: bound {}, {} schedule(s) in {:.2} s, {} violating",
             if self.nvhe { "nVHE" } else { "VHE" },
             self.bound,
             self.schedules,
