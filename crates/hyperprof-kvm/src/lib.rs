@@ -8,8 +8,8 @@
 //!   device-attribute calls.
 //! - [`vpmu`]: the guest PMU in partitioned and emulated mode: its world
 //!   switch, trap emulation and virtual overflow interrupt.
-//! - [`explore`]: a model checker for the VHE SPE world switch and its
-//!   mutation catalogue.
+//! - [`explore`]: a model checker for the world switch (VHE SPE and PMU,
+//!   nVHE SPE) and its mutation catalogue.
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]

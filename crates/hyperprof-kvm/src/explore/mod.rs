@@ -12,7 +12,11 @@
 //! the same CPU) or migrated (loaded on the other CPU). Entry and exit run
 //! with interrupts masked, as KVM's run loop does, so they offer nothing;
 //! the guest's own interrupt becomes pending when its buffer fills (the
-//! [`Variant`]s with a one-page guest buffer).
+//! [`Variant`]s with a one-page guest buffer). In the PMU variants the host
+//! also samples its kernel's cycles on its reserved counters and the guest
+//! counts and samples on a partitioned PMU: the host's overflow handler is
+//! an event wherever its line is asserted, and every count and overflow
+//! must equal the same schedule's without the injected handlers.
 //!
 //! The search is stateless and exhaustive up to a bound on the number of
 //! injected events, breadth first, so the first violation found has the
