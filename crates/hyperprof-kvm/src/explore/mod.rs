@@ -377,3 +377,41 @@ pub fn summary(reports: &[Report]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pmu_variants_have_counts_to_compare() {
+        // The differential check is not vacuous: guest and host counted
+        // and overflowed, and the same schedule gives the same figures.
+        let v = Variant::all(false).into_iter().find(|v| v.pmu).unwrap();
+        let a = world::run(v, None, &[], false);
+        assert!(a.violations.is_empty(), "{:?}", a.violations);
+        // Guest: two totals and two overflow counts; host: the same per CPU.
+        assert_eq!(a.counts.len(), 4 + 2 * 4, "{:?}", a.counts);
+        assert!(a.counts[0] > 0 && a.counts[3] > 0, "{:?}", a.counts);
+        assert!(a.counts[4..].iter().any(|&c| c > 0), "{:?}", a.counts);
+        let b = world::run(v, None, &[], false);
+        assert_eq!(a.counts, b.counts);
+        // A migration changes where the guest runs, not what it counts.
+        let slot = a
+            .candidates
+            .iter()
+            .find(|c| c.1 == Event::Migrate)
+            .map(|c| c.0)
+            .unwrap();
+        let m = world::run(
+            v,
+            None,
+            &[Choice {
+                point: slot,
+                event: Event::Migrate,
+            }],
+            false,
+        );
+        assert!(m.violations.is_empty(), "{:?}", m.violations);
+        assert_eq!(m.counts[..4], a.counts[..4]);
+    }
+}
