@@ -375,6 +375,12 @@ fn run_scenario(
             return run_system(&setup, out, json);
         }
         Scenario::Pinning => {
+            if cpus.is_some() || out.is_some() {
+                return Err(Error::Usage(
+                    "--cpus and --out do not apply to the pinning scenario (one CPU, a table)"
+                        .into(),
+                ));
+            }
             let rep = hyperprof::run::pinning::run(&hyperprof::run::pinning::Options::builtin(
                 seed, ops,
             ))?;

@@ -62,4 +62,7 @@ fn the_pinning_scenario_prints_its_table() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"].as_array().map(Vec::len), Some(4));
     assert_eq!(v["violations"].as_array().map(Vec::len), Some(0));
+    let out = hyperprof(&["run", "--scenario", "pinning", "--cpus", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
