@@ -38,6 +38,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 mod mutation;
+mod probe;
+mod trace;
 mod world;
 
 pub use mutation::Mutation;

@@ -3,7 +3,7 @@
 //! `hyperprof-guest`, one VM whose guest kernel profiles itself, and the
 //! probe that lets injected events in at the points a script names.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use hyperprof_arch::{mdcr_el2, pmbsr_el1, Cpu, ExceptionLevel, PmuVer, SysReg};
 use hyperprof_guest::drivers::pmu::{EventSpec, Filter, PmuDriver, Range};
@@ -11,14 +11,16 @@ use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::GuestKernel;
 use hyperprof_sim::event::Event as PmuEvent;
 use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{PeConfig, PeCpu, RunExit};
+use hyperprof_sim::pe::{PeConfig, RunExit};
 use hyperprof_sim::pmu::PmuConfig;
-use hyperprof_sim::probe::{Probe, ProbeAccess, ProbeHandle, ProbeVerdict};
+use hyperprof_sim::probe::ProbeHandle;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
 
-use super::mutation::{load_mask_edge, Mutation};
+use super::mutation::Mutation;
+use super::probe::{lock, ExploreProbe, Shared};
+use super::trace::compact;
 use super::{Choice, Event, Phase, Variant};
 use crate::uapi::VcpuFeatures;
 use crate::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
@@ -30,9 +32,6 @@ const GUEST_VA: u64 = 0x0000_0040_0000_0000;
 const GUEST_IPA: u64 = GUEST_RAM_IPA + (4 << 20);
 const GUEST_SLICE: u64 = 24_000;
 const GUEST_OPS: u64 = 72_000;
-/// Hypervisor accesses in one KVM_RUN after which an asserted PMBIRQ is an
-/// interrupt storm (a run of these guests needs a few hundred).
-const RUN_WATCHDOG: u64 = 20_000;
 /// The host samples its kernel's cycles every this many.
 const HOST_PMU_PERIOD: u32 = 40_000;
 /// The guest samples its user space's cycles every this many.
@@ -50,171 +49,6 @@ pub(super) struct Outcome {
     /// The PMU figures that must not depend on the schedule: the guest's
     /// totals and overflows, the host's totals and overflows.
     pub counts: Vec<u64>,
-}
-
-/// State shared by the schedule and the probes of both CPUs.
-struct Shared {
-    /// The host's driver per CPU (taken out while the world runs it).
-    hosts: Vec<Option<SpeDriver>>,
-    /// The host's PMU driver per CPU, with the PMU variants.
-    host_pmu: Vec<Option<PmuDriver>>,
-    phase: Phase,
-    counter: u64,
-    script: Vec<Choice>,
-    next: usize,
-    masked: bool,
-    mutation: Option<Mutation>,
-    last: Option<ProbeAccess>,
-    candidates: Vec<(u64, Event)>,
-    tracing: bool,
-    trace: Vec<String>,
-    problems: Vec<String>,
-    /// Hypervisor accesses in the current KVM_RUN.
-    run_accesses: u64,
-}
-
-fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    // A poisoned lock only means a panic elsewhere; the data is still ours.
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// An access as a trace shows it.
-fn show(a: ProbeAccess) -> String {
-    match a {
-        ProbeAccess::Read(r) => format!("read  {r}"),
-        ProbeAccess::Write(r, v) => format!("write {r} <- {v:#x}"),
-        ProbeAccess::Isb => "ISB".into(),
-        ProbeAccess::DsbNsh => "DSB NSH".into(),
-        ProbeAccess::PsbCsync => "PSB CSYNC".into(),
-    }
-}
-
-struct ExploreProbe(Arc<Mutex<Shared>>);
-
-impl Probe for ExploreProbe {
-    fn before(&self, cpu: &mut PeCpu<'_>, access: ProbeAccess) -> ProbeVerdict {
-        let mut s = lock(&self.0);
-        let phase = s.phase;
-        let el = cpu.current_el();
-        let id = cpu.pe().id();
-        let skip = s
-            .mutation
-            .is_some_and(|m| m.skips(phase, el, access, s.last));
-        let read_as = s.mutation.and_then(|m| m.reads_as(phase, access));
-        s.last = Some(access);
-        if phase == Phase::Run && el == ExceptionLevel::EL2 {
-            s.run_accesses += 1;
-            if s.run_accesses == RUN_WATCHDOG && cpu.pe().irq_lines().pmbirq {
-                // An interrupt storm: the guest makes no progress. Say so,
-                // and let the code go on unmutated so that the run ends.
-                s.problems.push(format!(
-                    "interrupts: PMBIRQ stayed asserted through {RUN_WATCHDOG} hypervisor accesses \
-                     in one KVM_RUN on cpu{id} (an interrupt storm; the guest makes no progress)"
-                ));
-                s.mutation = None;
-            }
-        }
-        if !matches!(phase, Phase::Load | Phase::Put) {
-            if let Some(v) = read_as {
-                return ProbeVerdict::ReadAs(v);
-            }
-            if skip && s.tracing {
-                s.trace.push(format!(
-                    "      {phase} cpu{id}: {} LEFT OUT (mutation)",
-                    show(access)
-                ));
-            }
-            return if skip {
-                ProbeVerdict::Skip
-            } else {
-                ProbeVerdict::Proceed
-            };
-        }
-        if phase == Phase::Load {
-            if let Some(m) = load_mask_edge(s.mutation, access) {
-                s.masked = m;
-            }
-        }
-        let point = s.counter;
-        s.counter += 1;
-        let lines = cpu.pe().irq_lines();
-        let asserted = lines.pmbirq;
-        if asserted && !s.masked {
-            s.candidates.push((point, Event::HostIrq));
-        }
-        let pmu_asserted = lines.pmuirq && s.host_pmu.iter().any(Option::is_some);
-        if pmu_asserted && !s.masked {
-            s.candidates.push((point, Event::HostPmuIrq));
-        }
-        if s.tracing {
-            let mask = if s.masked { " [irqs masked]" } else { "" };
-            let line = if asserted { " PMBIRQ asserted" } else { "" };
-            let left = match (skip, read_as) {
-                (true, _) => " LEFT OUT (mutation)".to_string(),
-                (_, Some(v)) => format!(" READ AS {v:#x} (mutation)"),
-                _ => String::new(),
-            };
-            let line = if pmu_asserted {
-                format!("{line} PMU IRQ asserted")
-            } else {
-                line.to_string()
-            };
-            s.trace.push(format!(
-                "#{point:<4} {phase} cpu{id}: {}{left}{mask}{line}",
-                show(access)
-            ));
-        }
-        let due = s.script.get(s.next)
-            == Some(&Choice {
-                point,
-                event: Event::HostIrq,
-            });
-        if due && asserted && !s.masked {
-            s.next += 1;
-            let Some(d) = s.hosts[id].as_mut() else {
-                return ProbeVerdict::Proceed;
-            };
-            let before = d.stats();
-            let r = d.handle_irq(cpu);
-            let after = d.stats();
-            let text = format!(
-                "      >> injected: the host's PMBIRQ handler runs on cpu{id}: {r:?}, collected {} bytes",
-                after.bytes - before.bytes
-            );
-            if let Err(e) = r {
-                s.problems
-                    .push(format!("host PMBIRQ handler on cpu{id}: {e}"));
-            }
-            if s.tracing {
-                s.trace.push(text);
-            }
-        }
-        let pmu_due = s.script.get(s.next)
-            == Some(&Choice {
-                point,
-                event: Event::HostPmuIrq,
-            });
-        if pmu_due && pmu_asserted && !s.masked {
-            s.next += 1;
-            if let Some(d) = s.host_pmu[id].as_mut() {
-                let r = d.handle_irq(cpu);
-                let text = format!(
-                    "      >> injected: the host's PMU overflow handler runs on cpu{id}: {r:?}"
-                );
-                if let Err(e) = r {
-                    s.problems.push(format!("host PMU handler on cpu{id}: {e}"));
-                }
-                if s.tracing {
-                    s.trace.push(text);
-                }
-            }
-        }
-        match (skip, read_as) {
-            (true, _) => ProbeVerdict::Skip,
-            (_, Some(v)) => ProbeVerdict::ReadAs(v),
-            _ => ProbeVerdict::Proceed,
-        }
-    }
 }
 
 fn machine() -> Result<Machine, String> {
@@ -831,64 +665,4 @@ pub(super) fn run(
         trace: compact(std::mem::take(&mut s.trace)),
         counts,
     }
-}
-
-/// The key of a trace line's block (`"load cpu0"`), if it is an access.
-fn block_of(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix('#')?;
-    let rest = rest.split_once(' ')?.1.trim_start();
-    Some(rest.split_once(':')?.0)
-}
-
-/// Blocks of accesses (one phase on one CPU) with nothing injected or left
-/// out shrink to one line; the others stay whole.
-fn compact(trace: Vec<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < trace.len() {
-        let Some(key) = block_of(&trace[i]) else {
-            out.push(trace[i].clone());
-            i += 1;
-            continue;
-        };
-        let mut j = i + 1;
-        while j < trace.len()
-            && (block_of(&trace[j]) == Some(key) || trace[j].starts_with("      "))
-        {
-            j += 1;
-        }
-        let block = &trace[i..j];
-        if block.len() == 1
-            || block
-                .iter()
-                .any(|l| l.contains(">>") || l.contains("LEFT OUT"))
-        {
-            out.extend(block.iter().cloned());
-        } else {
-            let first = block[0].split_whitespace().next().unwrap_or("");
-            out.push(format!(
-                "{first:<5} {key}: {} accesses, nothing injected",
-                block.len()
-            ));
-        }
-        i = j;
-    }
-    // Runs of one repeated line (an interrupt storm) as one line.
-    let mut folded: Vec<String> = Vec::new();
-    let mut n = 0;
-    for l in out {
-        if folded.last() == Some(&l) {
-            n += 1;
-            continue;
-        }
-        if n > 0 {
-            folded.push(format!("      (the line above {n} more time(s))"));
-            n = 0;
-        }
-        folded.push(l);
-    }
-    if n > 0 {
-        folded.push(format!("      (the line above {n} more time(s))"));
-    }
-    folded
 }
