@@ -10,3 +10,4 @@
 pub mod drivers;
 pub mod guest;
 pub mod host;
+pub mod per_task;

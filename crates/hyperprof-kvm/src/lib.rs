@@ -8,11 +8,14 @@
 //!   device-attribute calls.
 //! - [`vpmu`]: the guest PMU in partitioned and emulated mode: its world
 //!   switch, trap emulation and virtual overflow interrupt.
+//! - [`explore`]: a model checker for the world switch (VHE SPE and PMU,
+//!   nVHE SPE) and its mutation catalogue.
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod explore;
 pub mod pin;
 pub mod pmu_attr;
 pub mod spe_attr;

@@ -19,6 +19,7 @@ pub mod mmu;
 pub mod op;
 pub mod pe;
 pub mod pmu;
+pub mod probe;
 pub mod spe;
 pub mod translate;
 pub mod uarch;

@@ -129,6 +129,7 @@ pub struct Pe {
     cycles: u64,
     pending: Vec<PendingWrite>,
     events: EventCounts,
+    probe: Option<crate::probe::ProbeHandle>,
 }
 
 fn undefined<T>() -> Result<T, AccessFault> {
@@ -163,6 +164,7 @@ impl Pe {
             cycles: 0,
             pending: Vec::new(),
             events: EventCounts::default(),
+            probe: None,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -599,6 +601,12 @@ impl Pe {
         }
     }
 
+    /// Attaches (or with `None` removes) a probe on this PE's [`Cpu`]
+    /// boundary ([`crate::probe`]).
+    pub fn set_probe(&mut self, probe: Option<crate::probe::ProbeHandle>) {
+        self.probe = probe;
+    }
+
     /// Software's view of this PE, with the memory its barriers act on.
     pub fn cpu<'a>(&'a mut self, mem: &'a mut PhysMem) -> PeCpu<'a> {
         PeCpu { pe: self, mem }
@@ -640,26 +648,56 @@ impl PeCpu<'_> {
     }
 }
 
+impl PeCpu<'_> {
+    /// Runs the attached probe (detached meanwhile); what it decided.
+    fn probe_verdict(&mut self, a: crate::probe::ProbeAccess) -> crate::probe::ProbeVerdict {
+        let Some(p) = self.pe.probe.take() else {
+            return crate::probe::ProbeVerdict::Proceed;
+        };
+        let v = p.0.before(self, a);
+        self.pe.probe = Some(p);
+        v
+    }
+
+    /// Whether the access goes on.
+    fn probed(&mut self, a: crate::probe::ProbeAccess) -> bool {
+        self.probe_verdict(a) == crate::probe::ProbeVerdict::Proceed
+    }
+}
+
 impl Cpu for PeCpu<'_> {
     fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        let v = self.probe_verdict(crate::probe::ProbeAccess::Read(reg));
         self.pe.stats.reads += 1;
-        self.pe.read_reg(reg)
+        match v {
+            crate::probe::ProbeVerdict::ReadAs(value) => Ok(value),
+            _ => self.pe.read_reg(reg),
+        }
     }
     fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        if !self.probed(crate::probe::ProbeAccess::Write(reg, val)) {
+            return Ok(());
+        }
         self.pe.stats.writes += 1;
         self.pe.write_reg(reg, val)
     }
     fn isb(&mut self) {
-        self.pe.stats.isb += 1;
-        self.pe.context_sync();
+        if self.probed(crate::probe::ProbeAccess::Isb) {
+            self.pe.stats.isb += 1;
+            self.pe.context_sync();
+        }
     }
     fn dsb_nsh(&mut self) {
-        self.pe.stats.dsb += 1;
-        self.pe.dsb_now(self.mem);
+        if self.probed(crate::probe::ProbeAccess::DsbNsh) {
+            self.pe.stats.dsb += 1;
+            self.pe.dsb_now(self.mem);
+        }
     }
     fn psb_csync(&mut self) {
-        self.pe.stats.psb += 1;
-        self.pe.psb_csync_now(self.mem);
+        if self.probed(crate::probe::ProbeAccess::PsbCsync) {
+            self.pe.stats.psb += 1;
+            self.pe.psb_csync_now(self.mem);
+        }
     }
     fn current_el(&self) -> ExceptionLevel {
         self.pe.el

@@ -8,6 +8,7 @@
 
 pub mod boot;
 pub mod error;
+pub mod explore;
 pub mod files;
 pub mod flame;
 pub mod fuzzing;

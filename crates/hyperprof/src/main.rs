@@ -103,6 +103,23 @@ enum Command {
         #[arg(long, default_value = "perf")]
         perf: String,
     },
+    /// Model-check the VHE SPE world switch: every interleaving of the
+    /// host's PMBIRQ handler, preemption and migration with vCPU load,
+    /// run and put, up to a bound on injected events.
+    Explore {
+        /// Injected events per schedule at most.
+        #[arg(long, default_value_t = 2)]
+        bound: usize,
+        /// Explore a mutation of the switch instead (see --catalogue).
+        #[arg(long)]
+        mutation: Option<String>,
+        /// The switch as it is and then every mutation, summarised.
+        #[arg(long, conflicts_with = "mutation")]
+        catalogue: bool,
+        /// On an nVHE host (the switch as it is only).
+        #[arg(long, conflicts_with_all = ["mutation", "catalogue"])]
+        nvhe: bool,
+    },
     /// Synthesise an SPE trace, export it as perf.data and report on it
     /// (the codec alone, without the machine).
     Demo {
@@ -180,6 +197,9 @@ enum Scenario {
     /// their user space beside a host counting its kernel on its reserved
     /// counters; the vCPUs swap CPUs.
     GuestPmu,
+    /// Guest SPE buffer pinning designs side by side on per-task perf
+    /// record in a guest (a table for a mailing-list reply).
+    Pinning,
 }
 
 #[derive(Subcommand)]
@@ -451,6 +471,23 @@ fn run_scenario(
             let setup = hyperprof::run::presets::guest_spe(seed, ops, nvhe);
             return run_system(&setup, out, json);
         }
+        Scenario::Pinning => {
+            if cpus.is_some() || out.is_some() {
+                return Err(Error::Usage(
+                    "--cpus and --out do not apply to the pinning scenario (one CPU, a table)"
+                        .into(),
+                ));
+            }
+            let rep = hyperprof::run::pinning::run(&hyperprof::run::pinning::Options::builtin(
+                seed, ops,
+            ))?;
+            let text = if json {
+                serde_json::to_string_pretty(&rep).map_err(|e| Error::Usage(e.to_string()))? + "\n"
+            } else {
+                hyperprof::run::pinning::render(&rep)
+            };
+            (text, rep.violations.is_empty())
+        }
         Scenario::GuestPmu => {
             if cpus.is_some() {
                 return Err(Error::Usage(
@@ -710,6 +747,24 @@ fn main() -> ExitCode {
         Some(Command::Boot(args)) => return boot(args),
         Some(Command::Spe(cmd)) => run_spe(cmd),
         Some(Command::Demo { out, seed }) => demo(out, seed),
+        Some(Command::Explore {
+            bound,
+            mutation,
+            catalogue,
+            nvhe,
+        }) => hyperprof::explore::run(bound, mutation.as_deref(), catalogue, nvhe).and_then(
+            |(text, ok)| {
+                write_stdout(&text)?;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Error::Usage(
+                        "explore: the switch broke an invariant, or a mutation went uncaught"
+                            .into(),
+                    ))
+                }
+            },
+        ),
         Some(Command::Run {
             file,
             scenario,

@@ -234,6 +234,15 @@ impl Kvm {
     /// loaded on, or why it cannot run. Marks the VM as having run.
     pub(super) fn prepare_run(&mut self, vcpu: usize) -> Result<(usize, usize), Exit> {
         let (vm, cpu) = self.run_checks(vcpu).map_err(Exit::FailEntry)?;
+        // Pin-all: every guest page before the first run.
+        let v = &mut self.vms[vm];
+        if let Err(r) = v.pinning.before_run(&mut v.memlock) {
+            return Err(Exit::Rlimit {
+                needed: r.needed,
+                used: r.used,
+                limit: r.limit,
+            });
+        }
         self.vms[vm].spe.mark_ran();
         self.vms[vm].pmu.mark_ran();
         Ok((vm, cpu))

@@ -42,11 +42,13 @@ mod code;
 mod guest_cpu;
 mod hyp;
 mod one_reg;
+mod pin_policy;
 mod pmu;
 mod spe;
 mod sys_regs;
 pub use code::Mmio;
 pub use guest_cpu::GuestCpu;
+pub use pin_policy::{PinCostModel, PinPolicy, PinStats};
 pub use pmu::PmuSetup;
 
 /// HCR_EL2 for a guest: VM (stage 2 on) and TID3 (ID register reads trap,
@@ -170,6 +172,8 @@ struct VmState {
     spe: VmSpe,
     pmu: VmPmu,
     memlock: Memlock,
+    /// How guest buffers are pinned, and what pinning did.
+    pinning: pin_policy::Pinning,
     /// The VMM holds the perfmon capability: the guest may use physical
     /// timestamps (PMSCR_EL2.PCT = 0b01 while it runs).
     perfmon: bool,
@@ -458,6 +462,7 @@ impl Kvm {
             spe: VmSpe::new(cfg.memlock_limit),
             pmu: VmPmu::new(),
             memlock: Memlock::new(cfg.memlock_limit),
+            pinning: pin_policy::Pinning::new(cfg.ram_bytes),
             perfmon: false,
             cntvoff: 0,
             destroyed: false,
@@ -509,8 +514,11 @@ impl Kvm {
                 self.put(i).map_err(|_| Errno::EBUSY)?;
             }
             let (vcpus, vms) = (&mut self.vcpus, &mut self.vms);
-            vcpus[i].pins.unpin(&mut vms[vm].memlock);
+            let v = &mut vms[vm];
+            v.pinning.release(i, &mut vcpus[i].pins, &mut v.memlock);
         }
+        let v = &mut self.vms[vm];
+        v.pinning.teardown(&mut v.memlock);
         self.vms[vm].destroyed = true;
         Ok(())
     }
@@ -531,6 +539,13 @@ impl Kvm {
         {
             // KVM would kick the vCPUs out first; here the caller puts them.
             return Err(Errno::EBUSY);
+        }
+        {
+            // Pin-all holds every guest page: it cannot move.
+            let v = &mut self.vms[vm];
+            if v.pinning.invalidate(old..old + PAGE_SIZE, &mut v.memlock) {
+                return Err(Errno::EBUSY);
+            }
         }
         let m = &mut self.machine;
         let mut page = vec![0u8; PAGE_SIZE as usize];

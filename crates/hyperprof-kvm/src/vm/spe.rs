@@ -45,17 +45,21 @@ impl GuestCpu<'_> {
             None
         };
         let Some((start, len)) = span else {
-            // Disabled, or no room left: nothing to keep pinned.
-            k.vcpus[vcpu].pins.unpin(&mut k.vms[vm].memlock);
+            // Disabled, or no room left: nothing to keep pinned (the VM's
+            // pinning design may keep it).
+            let v = &mut k.vms[vm];
+            v.pinning
+                .release(vcpu, &mut k.vcpus[vcpu].pins, &mut v.memlock);
             return Ok(());
         };
         let max = k.vms[vm].spe.max_buffer_size().unwrap_or(0);
         let s1_root = k.guest_ttbr0_el1(vcpu, cpu);
         let s2 = k.vms[vm].s2.params();
         let outcome = collect_within(&k.machine.mem, s1_root, &s2, start, len, max);
-        let (v, memlock) = (&mut k.vcpus[vcpu], &mut k.vms[vm].memlock);
+        let (v, vm_state) = (&mut k.vcpus[vcpu], &mut k.vms[vm]);
+        let (memlock, pinning) = (&mut vm_state.memlock, &mut vm_state.pinning);
         match outcome {
-            Ok(set) => match v.pins.pin(set, memlock) {
+            Ok(set) => match pinning.pin(vcpu, &mut v.pins, set, memlock) {
                 Ok(()) => Ok(()),
                 Err(r) => {
                     self.exit = Some(Exit::Rlimit {
@@ -71,7 +75,7 @@ impl GuestCpu<'_> {
             // Larger than PMBIDR_EL1.MaxBuffSize advertised: a buffer
             // management event, size error, before anything is walked.
             Err(PinError::TooLarge { .. }) => {
-                v.pins.unpin(memlock);
+                pinning.release(vcpu, &mut v.pins, memlock);
                 let ev = pmbsr_el1::MSS.set(pmbsr_el1::S.set(0, 1), pmbsr_el1::BSC_SIZE);
                 v.spe.buffer.pmbsr_el1 = ev;
                 Ok(())
@@ -79,12 +83,12 @@ impl GuestCpu<'_> {
             // The guest's own tables do not map the buffer: the unit will
             // report the stage-1 fault to the guest when it writes there.
             Err(PinError::Fault(f)) if f.stage == 1 => {
-                v.pins.unpin(memlock);
+                pinning.release(vcpu, &mut v.pins, memlock);
                 Ok(())
             }
             // The buffer is not in guest RAM: an external abort, and a warning.
             Err(_) => {
-                v.pins.unpin(memlock);
+                pinning.release(vcpu, &mut v.pins, memlock);
                 v.stats.stage2_aborts += 1;
                 let mut pmbsr = pmbsr_el1::S.set(v.spe.buffer.pmbsr_el1, 1);
                 pmbsr = pmbsr_el1::EA.set(pmbsr, 1);

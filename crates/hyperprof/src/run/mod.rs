@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod bare_metal;
 pub mod engine;
 pub mod from_scenario;
+pub mod pinning;
 pub mod presets;
 pub mod profile;
 pub mod report;
