@@ -99,11 +99,12 @@ impl GuestCpu<'_> {
         let v = &self.kvm.vcpus[vcpu];
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let (g_ttbr, g_ctx) = (v.ttbr0_el1, v.contextidr_el1);
+        let hw_f = self.kvm.hw_spe_features(self.cpu);
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
-        let host_spe =
-            switch::nvhe_save_host(&mut c).map_err(|e| format!("nVHE host save: {e}"))?;
+        let host_spe = switch::nvhe_save_host(&mut c, spe_state.then_some(hw_f))
+            .map_err(|e| format!("nVHE host save: {e}"))?;
         add_stats(&mut cost, diff(c.pe().access_stats(), t0));
         let h_ttbr = c
             .read(SysReg::TTBR0_EL1)
@@ -202,6 +203,7 @@ impl GuestCpu<'_> {
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let host = v.nvhe_host.ok_or("exit without a saved host")?;
         let mut guest = v.spe;
+        let hw_f = self.kvm.hw_spe_features(self.cpu);
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
@@ -235,7 +237,7 @@ impl GuestCpu<'_> {
         c.write(SysReg::MDCR_EL2, host.mdcr_el2)
             .map_err(access(SysReg::MDCR_EL2))?;
         c.isb();
-        switch::nvhe_restore_host(&mut c, &host.spe)
+        switch::nvhe_restore_host(&mut c, &host.spe, hw_f)
             .map_err(|e| format!("nVHE host restore: {e}"))?;
         add_stats(&mut cost, diff(c.pe().access_stats(), t1));
         let v = &mut self.kvm.vcpus[vcpu];

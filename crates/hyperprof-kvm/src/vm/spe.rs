@@ -17,6 +17,25 @@ pub(super) fn stage2_fault_as_external_abort(buffer: &mut switch::BufferRegs) ->
     s2_fault
 }
 
+impl Kvm {
+    /// The optional sampling registers physical CPU `cpu` implements (its
+    /// SPU's PMSIDR_EL1.FnE and FDS): what the host's state holds, whatever
+    /// a VM is shown.
+    pub(super) fn hw_spe_features(&self, cpu: usize) -> Features {
+        use hyperprof_arch::pmsidr_el1;
+        let pmsidr = self
+            .spus
+            .iter()
+            .find(|s| s.cpus.contains(&cpu))
+            .map_or(0, |s| s.pmsidr);
+        Features {
+            fne: pmsidr_el1::FnE.is_set(pmsidr),
+            fds: pmsidr_el1::FDS.is_set(pmsidr),
+            nvhe: self.mode == HostMode::Nvhe,
+        }
+    }
+}
+
 impl GuestCpu<'_> {
     /// After an MMU-notifier event the buffer goes back to the hardware
     /// only once it is pinned again (the entry halves call this).
