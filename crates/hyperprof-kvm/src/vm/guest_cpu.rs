@@ -37,7 +37,7 @@ impl GuestEnv for GuestCpu<'_> {
     }
 
     fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop) {
-        if self.exit.is_some() {
+        if self.exit.is_some() || !self.recheck_unpinned_buffer() {
             return (0, ExecStop::Exit);
         }
         let mut total = 0;
@@ -106,11 +106,22 @@ impl Kvm {
     /// hypervisor would at EL2; under nVHE the value the last exit saved
     /// (the host's own is on the hardware while the host emulates).
     pub(super) fn guest_ttbr0_el1(&mut self, vcpu: usize, cpu: usize) -> u64 {
+        // While the guest runs (a check made on its behalf between two of
+        // its operations) the EL1 register is the guest's own.
+        let at_el2 = self
+            .machine
+            .pe(cpu)
+            .is_some_and(|pe| pe.el() == ExceptionLevel::EL2);
+        let reg = if at_el2 {
+            SysReg::TTBR0_EL12
+        } else {
+            SysReg::TTBR0_EL1
+        };
         let v = match self.mode {
             HostMode::Vhe => self
                 .machine
                 .cpu(cpu)
-                .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
+                .and_then(|mut c| c.read(reg).ok())
                 .unwrap_or(0),
             HostMode::Nvhe => self.vcpus[vcpu].ttbr0_el1,
         };

@@ -38,7 +38,8 @@ impl Kvm {
 
 impl GuestCpu<'_> {
     /// After an MMU-notifier event the buffer goes back to the hardware
-    /// only once it is pinned again (the entry halves call this).
+    /// only once it is pinned again (the entry halves call this, then put
+    /// the buffer on the hardware only if it is pinned).
     pub(super) fn repin_if_needed(&mut self) {
         if !self.kvm.vcpus[self.vcpu].needs_repin {
             return;
@@ -47,6 +48,33 @@ impl GuestCpu<'_> {
         if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
             self.kvm.vcpus[self.vcpu].needs_repin = false;
         }
+    }
+
+    /// The guest's buffer goes to the hardware only while it is fully
+    /// pinned and within its limit, whatever the guest wrote. An enabled
+    /// buffer that is not pinned (a guest that cleared PMBSR_EL1 after a
+    /// size or fault event, or a buffer with no room left) stays off the
+    /// hardware, and when the guest runs again the event the unit would
+    /// raise at its first record is raised again. Returns false when an
+    /// exit to the VMM is pending instead (Rlimit).
+    pub(super) fn recheck_unpinned_buffer(&mut self) -> bool {
+        let v = &self.kvm.vcpus[self.vcpu];
+        let buffer = v.spe.buffer;
+        if !v.features.spe || v.needs_repin || !buffer.enabled() || v.pins.is_pinned() {
+            return true;
+        }
+        if self.repin(buffer).is_err() {
+            return false;
+        }
+        let v = &mut self.kvm.vcpus[self.vcpu];
+        if v.spe.buffer.enabled() && !v.pins.is_pinned() {
+            // No room left: the unit raises buffer full before writing.
+            let b = &mut v.spe.buffer;
+            let mut pmbsr = pmbsr_el1::S.set(b.pmbsr_el1, 1);
+            pmbsr = pmbsr_el1::EC.set(pmbsr, hyperprof_arch::PmbsrEc::BUF.bits());
+            b.pmbsr_el1 = pmbsr_el1::MSS.set(pmbsr, pmbsr_el1::BSC_FULL);
+        }
+        true
     }
 
     /// Pins what the guest's buffer needs when it is (still) enabled, or
@@ -95,10 +123,15 @@ impl GuestCpu<'_> {
                 v.spe.buffer.pmbsr_el1 = ev;
                 Ok(())
             }
-            // The guest's own tables do not map the buffer: the unit will
-            // report the stage-1 fault to the guest when it writes there.
+            // The guest's own tables do not map all of the buffer: it cannot
+            // be pinned, so it never reaches the hardware; the guest gets
+            // the stage-1 Data Abort event the unit would have raised, before
+            // any record is written.
             Err(PinError::Fault(f)) if f.stage == 1 => {
                 v.pins.unpin(memlock);
+                let mut pmbsr = pmbsr_el1::S.set(v.spe.buffer.pmbsr_el1, 1);
+                pmbsr = pmbsr_el1::EC.set(pmbsr, hyperprof_arch::PmbsrEc::FAULT_S1.bits());
+                v.spe.buffer.pmbsr_el1 = pmbsr_el1::MSS.set(pmbsr, u64::from(f.fsc()));
                 Ok(())
             }
             // The buffer is not in guest RAM: an external abort, and a warning.

@@ -1,0 +1,162 @@
+//! Isolation and limits of guest SPE (issue 12): whatever a guest writes,
+//! its buffer reaches the hardware only while fully pinned and within its
+//! limit; PMBSR_EL1.COLL does not cross between host and guest; MDCR_EL2.TPMS
+//! traps PMSIDR_EL1; hidden FnE/FDS registers are UNDEFINED for the guest.
+
+use hyperprof_arch::{pmbsr_el1, pmscr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
+use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
+use hyperprof_kvm::uapi::*;
+use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::pe::PeConfig;
+use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::spe::{SpeConfig, SpeStats};
+use hyperprof_sim::workload::by_name;
+
+const BUF_VA: u64 = 0x0000_0040_0000_0000;
+const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
+
+fn machine(spe: SpeConfig, fgt: bool) -> Machine {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 6,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: Some(spe),
+        fgt,
+    };
+    Machine::new(&MachineConfig {
+        pes: vec![pe; 2],
+        ram_base: 0x8000_0000,
+        ram_size: 512 << 20,
+    })
+    .unwrap()
+}
+
+/// One SPE vCPU with MaxBuffSize `max_buffer`, its guest tables mapping
+/// `pages` pages at BUF_VA, loaded on CPU 0. Returns (vm, vcpu, guest TTBR).
+fn spe_vm(kvm: &mut Kvm, max_buffer: u64, pages: u64) -> (usize, usize, u64) {
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 64 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    kvm.configure_spe(vcpu, 0, 21, max_buffer).unwrap();
+    let ttbr = kvm.guest_map(vm, BUF_VA, BUF_IPA, pages * 4096).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    (vm, vcpu, ttbr)
+}
+
+fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
+    for _ in 0..1_000 {
+        match kvm.run(vcpu, p) {
+            Exit::Halt => return,
+            Exit::Yield => continue,
+            e => panic!("unexpected exit {e:?}"),
+        }
+    }
+    panic!("the guest never halted");
+}
+
+/// A guest program made of a closure, run once.
+struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
+impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        (self.0)(env);
+        GuestStep::Done
+    }
+}
+
+/// What a guest kernel writes to profile itself at EL1 every 256
+/// operations into `bytes` at BUF_VA, with no driver's care.
+fn enable(env: &mut dyn GuestEnv, ttbr: u64, bytes: u64) {
+    env.write(SysReg::TTBR0_EL1, ttbr).unwrap();
+    env.write(SysReg::PMSIRR_EL1, 0x100).unwrap();
+    env.write(SysReg::PMSCR_EL1, pmscr_el1::E1SPE.mask())
+        .unwrap();
+    env.write(SysReg::PMBPTR_EL1, BUF_VA).unwrap();
+    env.write(SysReg::PMBLIMITR_EL1, (BUF_VA + bytes) | 1)
+        .unwrap();
+    env.isb();
+}
+
+fn unit(kvm: &mut Kvm) -> SpeStats {
+    *kvm.machine().pe(0).unwrap().spe().unwrap().stats()
+}
+
+fn ec(pmbsr: u64) -> Option<PmbsrEc> {
+    PmbsrEc::from_bits(pmbsr_el1::EC.get(pmbsr))
+}
+
+/// A hostile guest clears the event its buffer raised and runs on: the
+/// event comes back, and the unit writes nothing.
+fn clear_and_run(env: &mut dyn GuestEnv) -> u64 {
+    let mut w = by_name("mix", 2).unwrap();
+    for _ in 0..3 {
+        env.write(SysReg::PMBSR_EL1, 0).unwrap();
+        env.execute(w.as_mut(), 50_000);
+    }
+    env.read(SysReg::PMBSR_EL1).unwrap()
+}
+
+#[test]
+fn an_oversized_buffer_never_reaches_the_hardware_even_after_pmbsr_is_cleared() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    // MaxBuffSize 64 KiB; the guest maps and enables 128 KiB.
+    let (vm, vcpu, ttbr) = spe_vm(&mut kvm, 64 * 1024, 32);
+    let mut after = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 128 * 1024);
+            let pmbsr = env.read(SysReg::PMBSR_EL1).unwrap();
+            assert_eq!(ec(pmbsr), Some(PmbsrEc::BUF));
+            assert_eq!(pmbsr_el1::MSS.get(pmbsr), pmbsr_el1::BSC_SIZE);
+            after = clear_and_run(env);
+        }),
+    );
+    assert!(pmbsr_el1::S.is_set(after), "the size event is raised again");
+    assert_eq!(pmbsr_el1::MSS.get(after), pmbsr_el1::BSC_SIZE);
+    let u = unit(&mut kvm);
+    assert_eq!((u.written, u.records_bytes), (0, 0), "{u:?}");
+    assert_eq!(kvm.pinned_bytes(vm), Some(0));
+}
+
+#[test]
+fn a_partly_mapped_buffer_never_reaches_the_hardware_and_the_guest_gets_fault_s1() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    // The guest enables 4 pages; its tables map only the first.
+    let (vm, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 1);
+    let mut first = 0;
+    let mut after = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 4 * 4096);
+            first = env.read(SysReg::PMBSR_EL1).unwrap();
+            after = clear_and_run(env);
+        }),
+    );
+    for pmbsr in [first, after] {
+        assert!(pmbsr_el1::S.is_set(pmbsr), "{pmbsr:#x}");
+        assert_eq!(ec(pmbsr), Some(PmbsrEc::FAULT_S1));
+        assert_eq!(pmbsr_el1::MSS.get(pmbsr) & 0x3f, 0x07, "level 3");
+    }
+    let u = unit(&mut kvm);
+    assert_eq!((u.written, u.records_bytes), (0, 0), "{u:?}");
+    assert_eq!(kvm.pinned_bytes(vm), Some(0));
+}
