@@ -165,9 +165,11 @@ pub fn load(cpu: &mut impl Cpu, guest: &GuestSpe, f: Features) -> Result<HostSpe
         cpu.isb();
     }
     let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
-    if pmbsr_el1::S.is_set(pmbsr) {
+    if pmbsr != 0 {
         // The host's handler would find S clear and call it spurious: the
-        // event is kept in the saved value and re-raised at put.
+        // event is kept in the saved value and re-raised at put. Unlike
+        // the seed, a COLL flag without S is cleared too: the unit ORs it
+        // into the guest's next buffer management event otherwise.
         cpu.write(SysReg::PMBSR_EL1, 0)?;
         cpu.isb();
     }
@@ -214,13 +216,21 @@ pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<(), AccessFault>
     cpu.isb();
     guest.buffer.pmbptr_el1 = cpu.read(SysReg::PMBPTR_EL1)?;
     let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
+    let coll = pmbsr_el1::COLL.mask();
     if !pmbsr_el1::S.is_set(pmbsr) {
+        // A collision flag without an event is the guest's (the hardware
+        // PMBSR is clear when the vCPU is loaded): its copy keeps it. The
+        // hardware keeps it too while the vCPU is loaded (the hypervisor
+        // writes the guest's PMBSR writes through, and put writes the
+        // host's value back), so this costs no access.
+        guest.buffer.pmbsr_el1 |= pmbsr & coll;
         return Ok(());
     }
-    // Stop the unit asserting PMBIRQ; the guest sees the event in its copy.
+    // Stop the unit asserting PMBIRQ; the guest sees the event in its copy,
+    // with a collision flag it had not cleared yet.
     cpu.write(SysReg::PMBSR_EL1, 0)?;
     cpu.isb();
-    guest.buffer.pmbsr_el1 = pmbsr;
+    guest.buffer.pmbsr_el1 = pmbsr | guest.buffer.pmbsr_el1 & coll;
     Ok(())
 }
 
@@ -338,7 +348,8 @@ pub fn nvhe_restore_host(
         };
         restore_sampling(cpu, &regs, f)?;
         cpu.write(SysReg::PMSCR_EL2, pmscr_el2)?;
-        if !enabled && host.buffer.pmbsr_el1 != 0 {
+        if !enabled {
+            // The guest's collision flag may be on the hardware.
             cpu.write(SysReg::PMBSR_EL1, host.buffer.pmbsr_el1)?;
         }
     }

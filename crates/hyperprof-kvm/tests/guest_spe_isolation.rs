@@ -7,11 +7,13 @@ use hyperprof_arch::{pmbsr_el1, pmscr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::op::{Op, OpKind, Symbol};
 use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
-use hyperprof_sim::workload::by_name;
+use hyperprof_sim::workload::{by_name, Workload};
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -159,4 +161,105 @@ fn a_partly_mapped_buffer_never_reaches_the_hardware_and_the_guest_gets_fault_s1
     let u = unit(&mut kvm);
     assert_eq!((u.written, u.records_bytes), (0, 0), "{u:?}");
     assert_eq!(kvm.pinned_bytes(vm), Some(0));
+}
+
+/// Loads of the given total latency. A latency of 1000 cycles outlasts the
+/// sampling interval: every sample point after the first collides with
+/// the one in flight; a latency of 1 never collides.
+struct Loads(u16);
+impl Loads {
+    fn op(&self) -> Op {
+        Op {
+            pc: 0x1000,
+            kind: OpKind::Load,
+            data_va: BUF_VA,
+            target: 0,
+            issue_latency: 1,
+            total_latency: self.0,
+            translation_latency: 1,
+            outcome: 0,
+            data_source: 0,
+            cycles: 1,
+        }
+    }
+}
+impl Workload for Loads {
+    fn name(&self) -> &str {
+        "slow-loads"
+    }
+    fn symbols(&self) -> &[Symbol] {
+        &[]
+    }
+    fn skip(&mut self, n: u64, counts: &mut EventCounts) {
+        let mut one = EventCounts::default();
+        self.op().add_events(&mut one);
+        counts.add_scaled(&one, n);
+    }
+    fn step(&mut self) -> Op {
+        self.op()
+    }
+    fn ops_until(&self, event: Event, k: u64, limit: u64) -> u64 {
+        let mut one = EventCounts::default();
+        self.op().add_events(&mut one);
+        match one.get(event) {
+            0 => limit,
+            per => k.div_ceil(per).min(limit),
+        }
+    }
+}
+
+fn host_pmbsr(kvm: &mut Kvm) -> u64 {
+    let mut c = kvm.machine().cpu(0).unwrap();
+    c.read(SysReg::PMBSR_EL1).unwrap()
+}
+
+#[test]
+fn a_host_collision_flag_does_not_reach_the_guests_buffer_event() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+    // The host's last session lost a sample to a collision.
+    {
+        let mut c = kvm.machine().cpu(0).unwrap();
+        c.write(SysReg::PMBSR_EL1, pmbsr_el1::COLL.mask()).unwrap();
+        c.isb();
+    }
+    let mut seen = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 2 * 4096);
+            let (_, stop) = env.execute(&mut Loads(1), 200_000);
+            assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+            seen = env.read(SysReg::PMBSR_EL1).unwrap();
+        }),
+    );
+    assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
+    assert!(pmbsr_el1::S.is_set(seen));
+    assert_eq!(ec(seen), Some(PmbsrEc::BUF));
+    assert!(!pmbsr_el1::COLL.is_set(seen), "{seen:#x}: the host's COLL");
+    kvm.put(vcpu).unwrap();
+    assert_eq!(host_pmbsr(&mut kvm), pmbsr_el1::COLL.mask());
+}
+
+#[test]
+fn a_guest_collision_flag_stays_the_guests_and_never_reaches_the_host() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 64);
+    let mut seen = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 64 * 4096);
+            env.execute(&mut Loads(1000), 20_000);
+            seen = env.read(SysReg::PMBSR_EL1).unwrap();
+        }),
+    );
+    assert!(unit(&mut kvm).collided > 10);
+    assert_eq!(seen, pmbsr_el1::COLL.mask(), "the guest's own collisions");
+    kvm.put(vcpu).unwrap();
+    assert_eq!(host_pmbsr(&mut kvm), 0, "nothing of the guest's");
+    let g = kvm.guest_spe(vcpu).unwrap();
+    assert_eq!(g.buffer.pmbsr_el1, pmbsr_el1::COLL.mask());
 }
