@@ -41,6 +41,23 @@ pub struct SamplingRegs {
     pub pmsdsfr_el1: u64,
 }
 
+impl SamplingRegs {
+    /// The slot of `reg` (PMSCR_EL1 and the PMS* sampling registers).
+    pub fn slot(&mut self, reg: SysReg) -> Option<&mut u64> {
+        Some(match reg {
+            SysReg::PMSCR_EL1 => &mut self.pmscr_el1,
+            SysReg::PMSNEVFR_EL1 => &mut self.pmsnevfr_el1,
+            SysReg::PMSICR_EL1 => &mut self.pmsicr_el1,
+            SysReg::PMSIRR_EL1 => &mut self.pmsirr_el1,
+            SysReg::PMSFCR_EL1 => &mut self.pmsfcr_el1,
+            SysReg::PMSEVFR_EL1 => &mut self.pmsevfr_el1,
+            SysReg::PMSLATFR_EL1 => &mut self.pmslatfr_el1,
+            SysReg::PMSDSFR_EL1 => &mut self.pmsdsfr_el1,
+            _ => return None,
+        })
+    }
+}
+
 /// The buffer registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BufferRegs {
@@ -204,9 +221,11 @@ pub fn enter(cpu: &mut impl Cpu, guest: &GuestSpe) -> Result<(), AccessFault> {
 
 /// Guest exit: drains the guest's buffer and saves its registers; a buffer
 /// management event moves into the saved PMBSR (`__kvm_spe_save_guest_buffer`).
-pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<(), AccessFault> {
+/// Returns whether an event moved (the saved PMBSR is then the unit's, not
+/// one the guest wrote).
+pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<bool, AccessFault> {
     if !guest.buffer.enabled() {
-        return Ok(());
+        return Ok(false);
     }
     cpu.psb_csync();
     cpu.dsb_nsh();
@@ -224,14 +243,14 @@ pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<(), AccessFault>
         // writes the guest's PMBSR writes through, and put writes the
         // host's value back), so this costs no access.
         guest.buffer.pmbsr_el1 |= pmbsr & coll;
-        return Ok(());
+        return Ok(false);
     }
     // Stop the unit asserting PMBIRQ; the guest sees the event in its copy,
     // with a collision flag it had not cleared yet.
     cpu.write(SysReg::PMBSR_EL1, 0)?;
     cpu.isb();
     guest.buffer.pmbsr_el1 = pmbsr | guest.buffer.pmbsr_el1 & coll;
-    Ok(())
+    Ok(true)
 }
 
 /// vCPU put: saves the guest's sampling registers and resumes the host

@@ -3,7 +3,9 @@
 //! limit; PMBSR_EL1.COLL does not cross between host and guest; MDCR_EL2.TPMS
 //! traps PMSIDR_EL1; hidden FnE/FDS registers are UNDEFINED for the guest.
 
-use hyperprof_arch::{pmbsr_el1, pmscr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
+use hyperprof_arch::{
+    pmbsr_el1, pmscr_el1, pmsidr_el1, AccessFault, Cpu, PmbsrEc, PmsVer, PmuVer, SysReg,
+};
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
@@ -262,4 +264,200 @@ fn a_guest_collision_flag_stays_the_guests_and_never_reaches_the_host() {
     assert_eq!(host_pmbsr(&mut kvm), 0, "nothing of the guest's");
     let g = kvm.guest_spe(vcpu).unwrap();
     assert_eq!(g.buffer.pmbsr_el1, pmbsr_el1::COLL.mask());
+}
+
+/// A machine whose units are FEAT_SPEv1p4 (FnE and FDS), with or without
+/// FEAT_FGT, VHE or nVHE.
+fn v1p4_kvm(fgt: bool, nvhe: bool) -> Kvm {
+    let spe = SpeConfig {
+        pms_ver: PmsVer::V1p4,
+        ..SpeConfig::default()
+    };
+    let m = machine(spe, fgt);
+    if nvhe {
+        Kvm::new_nvhe(m)
+    } else {
+        Kvm::new(m)
+    }
+}
+
+#[test]
+fn without_fgt_tpms_traps_pmsidr_for_a_vcpu_without_spe() {
+    let mut kvm = v1p4_kvm(false, false);
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 16 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm.create_vcpu(vm, VcpuFeatures::default()).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    let mut seen = Ok(0);
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::PMSIDR_EL1)),
+    );
+    assert_eq!(
+        seen,
+        Err(AccessFault::Undefined),
+        "not the host's PMSIDR_EL1"
+    );
+}
+
+/// The host's PMSNEVFR_EL1 and PMSDSFR_EL1 on CPU 0 (from the host's EL).
+fn host_filters(kvm: &mut Kvm) -> (u64, u64) {
+    let mut c = kvm.machine().cpu(0).unwrap();
+    (
+        c.read(SysReg::PMSNEVFR_EL1).unwrap(),
+        c.read(SysReg::PMSDSFR_EL1).unwrap(),
+    )
+}
+
+/// A VM that advertises FEAT_SPEv1p1 on v1p4 hardware: FnE and FDS hidden.
+/// The guest finds PMSNEVFR_EL1 and PMSDSFR_EL1 UNDEFINED, PMSIDR_EL1 says
+/// so, PMSFCR_EL1.FnE/FDS stay clear, and the host's values of the hidden
+/// registers survive the guest.
+fn hidden_filters_are_undefined_and_never_reach_the_host(fgt: bool, nvhe: bool) {
+    let mut kvm = v1p4_kvm(fgt, nvhe);
+    let vm = kvm
+        .create_vm(VmConfig {
+            ram_bytes: 64 << 20,
+            memlock_limit: u64::MAX,
+        })
+        .unwrap();
+    let vcpu = kvm
+        .create_vcpu(
+            vm,
+            VcpuFeatures {
+                spe: true,
+                pmu_v3: false,
+            },
+        )
+        .unwrap();
+    kvm.configure_spe(vcpu, 0, 21, 0).unwrap();
+    kvm.set_guest_pmsver(vm, PmsVer::V1p1).unwrap();
+    {
+        let mut c = kvm.machine().cpu(0).unwrap();
+        c.write(SysReg::PMSNEVFR_EL1, 0xABCD).unwrap();
+        c.write(SysReg::PMSDSFR_EL1, 0x1234).unwrap();
+        c.isb();
+    }
+    let host_before = host_filters(&mut kvm);
+    assert_ne!(host_before, (0, 0));
+    kvm.load(vcpu, 0).unwrap();
+    let mut seen = Vec::new();
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            seen = vec![
+                env.read(SysReg::PMSIDR_EL1),
+                env.write(SysReg::PMSNEVFR_EL1, 0x77).map(|()| 0),
+                env.read(SysReg::PMSNEVFR_EL1),
+                env.write(SysReg::PMSDSFR_EL1, 0x77).map(|()| 0),
+                env.read(SysReg::PMSDSFR_EL1),
+                env.write(SysReg::PMSFCR_EL1, 0x1F).map(|()| 0),
+                env.read(SysReg::PMSFCR_EL1),
+                env.write(SysReg::PMSIRR_EL1, 0x300).map(|()| 0),
+                env.read(SysReg::PMSIRR_EL1),
+            ];
+        }),
+    );
+    let pmsidr = seen[0].unwrap();
+    assert!(!pmsidr_el1::FnE.is_set(pmsidr) && !pmsidr_el1::FDS.is_set(pmsidr));
+    for r in &seen[1..5] {
+        assert_eq!(*r, Err(AccessFault::Undefined));
+    }
+    assert_eq!(seen[6], Ok(0x7), "FE, FT, FL kept; FnE, FDS clear");
+    assert_eq!(seen[8], Ok(0x300), "the other registers are the guest's");
+    if !nvhe {
+        kvm.put(vcpu).unwrap();
+    }
+    assert_eq!(host_filters(&mut kvm), host_before);
+}
+
+#[test]
+fn hidden_fne_and_fds_registers_are_undefined_for_the_guest_with_fgt() {
+    hidden_filters_are_undefined_and_never_reach_the_host(true, false);
+}
+
+#[test]
+fn hidden_fne_and_fds_registers_are_undefined_for_the_guest_without_fgt() {
+    hidden_filters_are_undefined_and_never_reach_the_host(false, false);
+}
+
+#[test]
+fn hidden_fne_and_fds_registers_are_undefined_for_an_nvhe_guest() {
+    hidden_filters_are_undefined_and_never_reach_the_host(true, true);
+}
+
+#[test]
+fn a_stage2_fault_of_the_unit_reaches_the_guest_as_an_external_abort() {
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (vm, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 64);
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| enable(env, ttbr, 64 * 4096)),
+        );
+        // The host write-protects the buffer's first page behind the pin.
+        kvm.set_guest_page_writable(vm, BUF_IPA, false).unwrap();
+        let mut seen = 0;
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                let (_, stop) = env.execute(&mut Loads(1), 100_000);
+                assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+                seen = env.read(SysReg::PMBSR_EL1).unwrap();
+            }),
+        );
+        assert!(
+            unit(&mut kvm).fault_events >= 1,
+            "the unit faulted at stage 2"
+        );
+        assert!(pmbsr_el1::S.is_set(seen), "{seen:#x}");
+        assert!(pmbsr_el1::EA.is_set(seen), "{seen:#x}: an External abort");
+        assert_ne!(
+            ec(seen),
+            Some(PmbsrEc::FAULT_S2),
+            "stage 2 is not the guest's"
+        );
+        assert_eq!(kvm.vcpu_stats(vcpu).unwrap().stage2_aborts, 1);
+    }
+}
+
+#[test]
+fn a_fault_s2_value_the_guest_writes_itself_is_not_rewritten() {
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 64);
+        let mut w = pmbsr_el1::S.set(0, 1);
+        w = pmbsr_el1::EC.set(w, PmbsrEc::FAULT_S2.bits());
+        w = pmbsr_el1::MSS.set(w, 0x0F);
+        let mut seen = 0;
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                enable(env, ttbr, 64 * 4096);
+                env.write(SysReg::PMBSR_EL1, w).unwrap();
+                let mut l = Loads(1);
+                env.execute(&mut l, 1_000);
+                seen = env.read(SysReg::PMBSR_EL1).unwrap();
+            }),
+        );
+        assert_eq!(seen, w, "nVHE: {nvhe}");
+        assert_eq!(kvm.vcpu_stats(vcpu).unwrap().stage2_aborts, 0);
+    }
 }

@@ -317,11 +317,14 @@ impl Pe {
                 if self.spe.is_none() || el == ExceptionLevel::EL0 {
                     return undefined();
                 }
-                // The coarse traps cover the control registers, never the
-                // ID registers PMBIDR_EL1 and PMSIDR_EL1.
+                // The coarse traps: E2PB covers the buffer registers, TPMS
+                // the sampling registers and PMSIDR_EL1; PMBIDR_EL1 is
+                // trapped by nothing coarse (Linux's emulate-nested.c lists
+                // PMSIDR_EL1 under MDCR_EL2.TPMS and PMBIDR_EL1 nowhere).
                 let trapped = match r.unit() {
                     Unit::SpeBuffer => mdcr_el2::e2pb_traps_el1(mdcr),
                     Unit::SpeSampling => mdcr_el2::TPMS.is_set(mdcr),
+                    Unit::SpeId => r == SysReg::PMSIDR_EL1 && mdcr_el2::TPMS.is_set(mdcr),
                     _ => false,
                 };
                 if el == ExceptionLevel::EL1 && trapped {

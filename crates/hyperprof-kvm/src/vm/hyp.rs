@@ -62,11 +62,12 @@ impl GuestCpu<'_> {
         let mut guest = self.kvm.vcpus[self.vcpu].spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
-        if live {
-            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
-        }
+        let moved =
+            live && switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         let after = c.pe().access_stats();
-        if stage2_fault_as_external_abort(&mut guest.buffer) {
+        // Only an event the unit raised is rewritten, never a PMBSR value
+        // the guest wrote itself.
+        if moved && stage2_fault_as_external_abort(&mut guest.buffer) {
             self.kvm.vcpus[self.vcpu].stats.stage2_aborts += 1;
         }
         let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
@@ -100,6 +101,7 @@ impl GuestCpu<'_> {
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let (g_ttbr, g_ctx) = (v.ttbr0_el1, v.contextidr_el1);
         let hw_f = self.kvm.hw_spe_features(self.cpu);
+        let tpms = u64::from(self.kvm.sampling_trapped(vcpu));
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
@@ -131,7 +133,7 @@ impl GuestCpu<'_> {
         }
         let t1 = c.pe().access_stats();
         let mdcr = if spe_state {
-            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0)
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL1_TRAP), tpms)
         } else {
             // Lazy or without SPE: EL2 owns the buffer, EL1 accesses trap.
             mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL2), 1)
@@ -207,9 +209,8 @@ impl GuestCpu<'_> {
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
-        if live {
-            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
-        }
+        let moved =
+            live && switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         if spe_state {
             guest.sampling =
                 switch::save_sampling(&mut c, f).map_err(|e| format!("sampling save: {e}"))?;
@@ -241,7 +242,7 @@ impl GuestCpu<'_> {
             .map_err(|e| format!("nVHE host restore: {e}"))?;
         add_stats(&mut cost, diff(c.pe().access_stats(), t1));
         let v = &mut self.kvm.vcpus[vcpu];
-        if stage2_fault_as_external_abort(&mut guest.buffer) {
+        if moved && stage2_fault_as_external_abort(&mut guest.buffer) {
             v.stats.stage2_aborts += 1;
         }
         v.spe = guest;

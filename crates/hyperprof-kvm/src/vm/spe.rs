@@ -36,7 +36,123 @@ impl Kvm {
     }
 }
 
+impl Kvm {
+    /// Sets the SPE level VM `vm` advertises in ID_AA64DFR0_EL1.PMSVer (a
+    /// VMM writing the ID register before the VM runs): below the SPU's,
+    /// FEAT_SPE_FnE and FEAT_SPE_FDS may be hidden from the guest.
+    pub fn set_guest_pmsver(
+        &mut self,
+        vm: usize,
+        version: hyperprof_arch::PmsVer,
+    ) -> Result<(), Errno> {
+        self.vms
+            .get_mut(vm)
+            .ok_or(Errno::ENODEV)?
+            .spe
+            .set_guest_pmsver(version)
+    }
+
+    /// Write-protects (or unprotects) the stage-2 mapping of the guest page
+    /// at `ipa` of VM `vm`, as the host's dirty-page logging or a read-only
+    /// memslot would, also while vCPUs are loaded and without dropping any
+    /// pin: a guest buffer on that page then takes a stage-2 permission
+    /// fault in the unit, which the guest sees as an External abort.
+    pub fn set_guest_page_writable(
+        &mut self,
+        vm: usize,
+        ipa: u64,
+        writable: bool,
+    ) -> Result<(), Errno> {
+        use hyperprof_sim::mmu::S2Perm;
+        let v = self.vms.get(vm).ok_or(Errno::ENODEV)?;
+        let perm = if writable {
+            S2Perm::RW
+        } else {
+            S2Perm {
+                read: true,
+                write: false,
+            }
+        };
+        v.s2.set_perm(
+            &mut self.machine.mem,
+            ipa & !(PAGE_SIZE - 1),
+            PAGE_SIZE,
+            perm,
+        )
+        .map_err(|_| Errno::EFAULT)
+    }
+
+    /// Whether the guest's sampling registers must trap (MDCR_EL2.TPMS)
+    /// while its SPE state is live: when its PMSIDR_EL1 differs from the
+    /// hardware's (TPMS is the only trap of PMSIDR_EL1 without FEAT_FGT),
+    /// which is when it hides FEAT_SPE_FnE or FEAT_SPE_FDS, whose registers
+    /// must then be UNDEFINED for it and no trap but TPMS reaches.
+    pub(super) fn sampling_trapped(&self, vcpu: usize) -> bool {
+        let vm = &self.vms[self.vcpus[vcpu].vm].spe;
+        vm.spu_in(&self.spus)
+            .is_some_and(|spu| vm.guest_pmsidr(spu) != spu.pmsidr)
+    }
+}
+
 impl GuestCpu<'_> {
+    /// A trapped access to a sampling register of a live vCPU (TPMS set,
+    /// see [`Kvm::sampling_trapped`]): the registers of features the VM
+    /// hides are UNDEFINED, their PMSFCR_EL1 enables stay clear; the rest
+    /// are the guest's own: on the hardware under VHE (switched at load),
+    /// in the vCPU under nVHE (the host's are on the hardware while the
+    /// hypervisor emulates).
+    pub(super) fn emulate_sampling(
+        &mut self,
+        reg: SysReg,
+        write: Option<u64>,
+    ) -> Result<u64, AccessFault> {
+        use hyperprof_arch::pmsfcr_el1;
+        let f = self.kvm.spe_features(self.vcpu);
+        let hidden =
+            (reg == SysReg::PMSNEVFR_EL1 && !f.fne) || (reg == SysReg::PMSDSFR_EL1 && !f.fds);
+        if hidden {
+            return Err(AccessFault::Undefined);
+        }
+        let write = match (reg, write) {
+            (SysReg::PMSFCR_EL1, Some(v)) => {
+                let mut v = v;
+                if !f.fne {
+                    v = pmsfcr_el1::FnE.clear(v);
+                }
+                if !f.fds {
+                    v = pmsfcr_el1::FDS.clear(v);
+                }
+                Some(v)
+            }
+            (_, w) => w,
+        };
+        if self.kvm.mode == HostMode::Nvhe {
+            let regs = &mut self.kvm.vcpus[self.vcpu].spe.sampling;
+            let slot = regs.slot(reg).ok_or(AccessFault::Undefined)?;
+            return Ok(match write {
+                Some(v) => {
+                    *slot = v;
+                    0
+                }
+                None => *slot,
+            });
+        }
+        let hw = if reg == SysReg::PMSCR_EL1 {
+            SysReg::PMSCR_EL12
+        } else {
+            reg
+        };
+        let mut c = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .ok_or(AccessFault::Undefined)?;
+        match write {
+            Some(v) => c.write(hw, v).map(|()| 0),
+            None => c.read(hw),
+        }
+    }
+
     /// After an MMU-notifier event the buffer goes back to the hardware
     /// only once it is pinned again (the entry halves call this, then put
     /// the buffer on the hardware only if it is pinned).

@@ -114,6 +114,9 @@ impl GuestCpu<'_> {
                 b.pmblimitr_el1 = next.pmblimitr_el1;
                 Ok(0)
             }
+            (r, w) if r.unit() == Unit::SpeSampling && self.kvm.vcpus[vcpu].spe_live => {
+                self.emulate_sampling(r, w)
+            }
             _ => undef,
         }
     }
