@@ -4,9 +4,11 @@
 //!
 //! Strict mode: a system register write is visible to reads at once but
 //! reaches the profiling units only at the next context synchronization
-//! event ([`Cpu::isb`], exception entry, exception return). Profiling buffer
-//! writes that `PSB CSYNC` (or a full record queue) releases complete only at
-//! the next `DSB`; until then memory does not hold them.
+//! event ([`Cpu::isb`], exception entry, exception return); the SPE unit's
+//! own updates of PMBPTR_EL1 and PMBSR_EL1 reach software's reads only at
+//! the next one too. Profiling buffer writes that `PSB CSYNC` (or a full
+//! record queue) releases complete only at the next `DSB`; until then
+//! memory does not hold them.
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
@@ -122,6 +124,10 @@ pub struct Pe {
     cycles: u64,
     pending: Vec<PendingWrite>,
     events: EventCounts,
+    /// PMBPTR_EL1 and PMBSR_EL1 as the last context synchronization left
+    /// them: what software reads of the unit's own updates.
+    synced_pmbptr: u64,
+    synced_pmbsr: u64,
 }
 
 fn undefined<T>() -> Result<T, AccessFault> {
@@ -156,6 +162,8 @@ impl Pe {
             cycles: 0,
             pending: Vec::new(),
             events: EventCounts::default(),
+            synced_pmbptr: 0,
+            synced_pmbsr: 0,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -231,6 +239,8 @@ impl Pe {
         };
         if let Some(spe) = self.spe.as_mut() {
             spe.sync(&ctl);
+            self.synced_pmbptr = spe.read(SysReg::PMBPTR_EL1);
+            self.synced_pmbsr = spe.read(SysReg::PMBSR_EL1);
         }
         self.pmu.sync(self.synced_mdcr);
     }
@@ -408,6 +418,18 @@ impl Pe {
                     mdcr_el2: self.regs.mdcr_el2,
                 },
             )?,
+            // The unit's own updates of PMBPTR_EL1 and PMBSR_EL1 (the
+            // pointer advancing, buffer management events) are visible to
+            // software only after a context synchronization event: Linux
+            // issues an ISB after the drain "to ensure hardware updates to
+            // PMBPTR_EL1 are visible", and seed 000 before reading them. A
+            // register software wrote since reads back as written.
+            r @ (SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1) => match self.spe.as_ref() {
+                Some(spe) if spe.written_since_sync(r) => spe.read(r),
+                Some(_) if r == SysReg::PMBPTR_EL1 => self.synced_pmbptr,
+                Some(_) => self.synced_pmbsr,
+                None => return undefined(),
+            },
             // PMBIDR_EL1.P depends on who asks.
             r => match self.spe.as_ref() {
                 Some(spe) => spe.read_at(r, self.el),
