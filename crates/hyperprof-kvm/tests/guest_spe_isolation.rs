@@ -461,3 +461,52 @@ fn a_fault_s2_value_the_guest_writes_itself_is_not_rewritten() {
         assert_eq!(kvm.vcpu_stats(vcpu).unwrap().stage2_aborts, 0);
     }
 }
+
+/// A guest that masks IRQs with its buffer event pending (in a critical
+/// section, or in its handler before it reads PMBSR_EL1) keeps running; the
+/// hypervisor must not put its buffer back on the hardware while the saved
+/// PMBSR_EL1.S is set, or the unit writes on past the event.
+#[test]
+fn a_buffer_with_its_event_pending_stays_off_the_hardware_while_the_guest_masks_irqs() {
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                enable(env, ttbr, 2 * 4096);
+                let (_, stop) = env.execute(&mut Loads(1), 1_000_000);
+                assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+            }),
+        );
+        let written = unit(&mut kvm).written;
+        let event = kvm.guest_spe(vcpu).unwrap().buffer;
+        assert!(pmbsr_el1::S.is_set(event.pmbsr_el1));
+        let mut seen = (0, 0);
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                env.mask_irqs(true);
+                for _ in 0..4 {
+                    // Trapped: an exit and an entry each.
+                    env.read(SysReg::PMSIDR_EL1).unwrap();
+                    let (n, _) = env.execute(&mut Loads(1), 20_000);
+                    assert_eq!(n, 20_000, "masked: the virtual IRQ does not stop it");
+                }
+                seen = (
+                    env.read(SysReg::PMBPTR_EL1).unwrap(),
+                    env.read(SysReg::PMBSR_EL1).unwrap(),
+                );
+                env.mask_irqs(false);
+            }),
+        );
+        assert_eq!(unit(&mut kvm).written, written, "nVHE: {nvhe}");
+        assert_eq!(seen, (event.pmbptr_el1, event.pmbsr_el1));
+    }
+}

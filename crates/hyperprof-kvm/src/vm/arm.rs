@@ -282,6 +282,7 @@ impl Kvm {
             cpu,
             exit: None,
             buffer_live: false,
+            irqs_masked: false,
         };
         if let Err(e) = g.enter(ExceptionLevel::EL1) {
             return Exit::FailEntry(e);

@@ -13,6 +13,8 @@ pub struct GuestCpu<'a> {
     /// The guest's buffer registers are on the hardware (entry restored
     /// them), so the exit half must drain and save them.
     pub(super) buffer_live: bool,
+    /// The guest's PSTATE.I: virtual interrupts are not taken.
+    pub(super) irqs_masked: bool,
 }
 
 impl GuestCpu<'_> {
@@ -42,7 +44,7 @@ impl GuestEnv for GuestCpu<'_> {
         }
         let mut total = 0;
         while total < budget {
-            if self.virq_pending() || self.pmu_level() {
+            if !self.irqs_masked && (self.virq_pending() || self.pmu_level()) {
                 return (total, ExecStop::VirtualIrq);
             }
             let mut done = 0;
@@ -90,6 +92,10 @@ impl GuestEnv for GuestCpu<'_> {
 
     fn pmu_virq_pending(&self) -> bool {
         self.pmu_level()
+    }
+
+    fn mask_irqs(&mut self, masked: bool) {
+        self.irqs_masked = masked;
     }
 
     fn take_virq(&mut self) {
