@@ -510,3 +510,53 @@ fn a_buffer_with_its_event_pending_stays_off_the_hardware_while_the_guest_masks_
         assert_eq!(seen, (event.pmbptr_el1, event.pmbsr_el1));
     }
 }
+
+/// With the host profiling EL2 and the hypervisor's own instructions
+/// sampled (as on silicon), load stops host sampling with PMSCR_EL2 = 0 and
+/// an ISB before draining: no record of the hypervisor's is taken once the
+/// buffer is being handed over, so none is lost when it changes owner.
+#[test]
+fn no_host_record_of_the_world_switch_is_lost_while_the_buffer_changes_hands() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    kvm.machine()
+        .pe_mut(0)
+        .unwrap()
+        .set_instruction_sampling(true);
+    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 16);
+    let mut host = hyperprof_guest::host::start_session(
+        kvm.machine(),
+        0,
+        SysReg::TTBR0_EL2,
+        0x0000_7000_0000_0000,
+        256 * 4096,
+        hyperprof_guest::drivers::spe::SpeSessionConfig {
+            interval: 256,
+            jitter: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The guest's SPE state goes live at its first access.
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| enable(env, ttbr, 16 * 4096)),
+    );
+    kvm.put(vcpu).unwrap();
+    let before = unit(&mut kvm);
+    let mut host_work = by_name("kernel-mix", 1).unwrap();
+    for _ in 0..1500 {
+        let mut done = 0;
+        kvm.machine()
+            .run(0, host_work.as_mut(), 600, &mut done)
+            .unwrap();
+        kvm.load(vcpu, 0).unwrap();
+        kvm.put(vcpu).unwrap();
+    }
+    let after = unit(&mut kvm);
+    assert!(after.sampled - before.sampled > 1500, "{after:?}");
+    assert_eq!(after.lost, before.lost, "records lost: {after:?}");
+    let mut c = kvm.machine().cpu(0).unwrap();
+    host.stop(&mut c).unwrap();
+    assert!(!host.take_data().is_empty());
+}

@@ -128,7 +128,15 @@ pub struct Pe {
     /// them: what software reads of the unit's own updates.
     synced_pmbptr: u64,
     synced_pmbsr: u64,
+    /// The instructions software runs through [`Cpu`] are operations the
+    /// SPE unit samples ([`Pe::set_instruction_sampling`]).
+    instruction_sampling: bool,
 }
+
+/// Where the instructions software runs through [`Cpu`] (register
+/// accesses and barriers) sit when they are sampled: a 16 KiB text range
+/// of the kernel's (hypervisor) image.
+pub const SYSTEM_TEXT: std::ops::Range<u64> = 0xffff_8000_0001_0000..0xffff_8000_0001_4000;
 
 fn undefined<T>() -> Result<T, AccessFault> {
     Err(AccessFault::Undefined)
@@ -164,6 +172,7 @@ impl Pe {
             events: EventCounts::default(),
             synced_pmbptr: 0,
             synced_pmbsr: 0,
+            instruction_sampling: false,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -215,6 +224,44 @@ impl Pe {
     pub fn events(&self) -> &EventCounts {
         &self.events
     }
+    /// Makes every register access and barrier software runs through
+    /// [`Cpu`] an operation at the current Exception level that the SPE
+    /// unit counts and may sample (PCs in [`SYSTEM_TEXT`]), as on silicon,
+    /// where the hypervisor's and the host kernel's own instructions are
+    /// sampled while PMSCR_EL2.E2SPE (or E1SPE) is in effect. Off by
+    /// default: workloads alone then drive the unit. The PMU does not count
+    /// these operations.
+    pub fn set_instruction_sampling(&mut self, on: bool) {
+        self.instruction_sampling = on;
+    }
+
+    /// One instruction of software's, sampled when instruction sampling is
+    /// on and profiling is enabled at the current Exception level.
+    fn system_instruction(&mut self, mem: &mut PhysMem) {
+        if !self.instruction_sampling {
+            return;
+        }
+        let el = self.el;
+        if !self.spe.as_ref().is_some_and(|s| s.sampling_at(el)) {
+            return;
+        }
+        let len = SYSTEM_TEXT.end - SYSTEM_TEXT.start;
+        let op = Op {
+            pc: SYSTEM_TEXT.start + (self.stats.total() * 4) % len,
+            kind: OpKind::Other,
+            data_va: 0,
+            target: 0,
+            issue_latency: 1,
+            total_latency: 1,
+            translation_latency: 0,
+            outcome: 0,
+            data_source: 0,
+            cycles: 1,
+        };
+        self.ops += 1;
+        self.sample(mem, &op);
+    }
+
     /// Buffer writes waiting for a DSB.
     pub fn pending_buffer_writes(&self) -> usize {
         self.pending.len()
@@ -660,22 +707,27 @@ impl PeCpu<'_> {
 
 impl Cpu for PeCpu<'_> {
     fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        self.pe.system_instruction(self.mem);
         self.pe.stats.reads += 1;
         self.pe.read_reg(reg)
     }
     fn write(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        self.pe.system_instruction(self.mem);
         self.pe.stats.writes += 1;
         self.pe.write_reg(reg, val)
     }
     fn isb(&mut self) {
+        self.pe.system_instruction(self.mem);
         self.pe.stats.isb += 1;
         self.pe.context_sync();
     }
     fn dsb_nsh(&mut self) {
+        self.pe.system_instruction(self.mem);
         self.pe.stats.dsb += 1;
         self.pe.dsb_now(self.mem);
     }
     fn psb_csync(&mut self) {
+        self.pe.system_instruction(self.mem);
         self.pe.stats.psb += 1;
         self.pe.psb_csync_now(self.mem);
     }
