@@ -7,8 +7,8 @@
 //! event ([`Cpu::isb`], exception entry, exception return); the SPE unit's
 //! own updates of PMBPTR_EL1 and PMBSR_EL1 reach software's reads only at
 //! the next one too. Profiling buffer writes that `PSB CSYNC` (or a full
-//! record queue) releases complete only at the next `DSB`; until then
-//! memory does not hold them.
+//! record queue) releases complete only at the next `DSB`, translated by
+//! the owning regime of that moment; until then memory does not hold them.
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
@@ -102,7 +102,8 @@ struct Regs {
 /// A buffer write released by the SPE unit, waiting for a DSB.
 #[derive(Clone, Debug)]
 struct PendingWrite {
-    pa: u64,
+    /// The buffer address: the write is translated when it completes.
+    va: u64,
     bytes: Vec<u8>,
 }
 
@@ -657,10 +658,26 @@ impl Pe {
         self.with_spe_port(mem, |spe, port| spe.psb_csync(port));
     }
 
+    /// A DSB: the buffer writes the unit released complete now, translated
+    /// by the owning regime in effect now. The seeds drain with PSB CSYNC
+    /// and DSB before the owner or its tables change; a write left pending
+    /// across such a change lands where the new regime maps its address,
+    /// or nowhere (one way of the UNPREDICTABLE outcome the architecture
+    /// allows there).
     fn dsb_now(&mut self, mem: &mut PhysMem) {
-        for w in self.pending.drain(..) {
-            // The port checked the whole range is RAM when it accepted the write.
-            let _ = mem.write(w.pa, &w.bytes);
+        if self.pending.is_empty() {
+            return;
+        }
+        let regime = self.buffer_regime();
+        let mut segments = Vec::new();
+        for w in std::mem::take(&mut self.pending) {
+            if buffer_segments(mem, &regime, w.va, w.bytes.len(), &mut segments).is_err() {
+                continue;
+            }
+            for seg in &segments {
+                // buffer_segments checked every piece is RAM.
+                let _ = mem.write(seg.pa, &w.bytes[seg.offset..seg.offset + seg.len]);
+            }
         }
     }
 
@@ -681,13 +698,12 @@ struct Port<'a> {
 
 impl BufferPort for Port<'_> {
     fn write(&mut self, va: u64, bytes: &[u8]) -> Result<(), BufferFault> {
+        // A fault is reported now; the write itself completes at a DSB.
         buffer_segments(self.mem, &self.regime, va, bytes.len(), &mut self.segments)?;
-        for seg in &self.segments {
-            self.pending.push(PendingWrite {
-                pa: seg.pa,
-                bytes: bytes[seg.offset..seg.offset + seg.len].to_vec(),
-            });
-        }
+        self.pending.push(PendingWrite {
+            va,
+            bytes: bytes.to_vec(),
+        });
         Ok(())
     }
 }
