@@ -560,3 +560,78 @@ fn no_host_record_of_the_world_switch_is_lost_while_the_buffer_changes_hands() {
     host.stop(&mut c).unwrap();
     assert!(!host.take_data().is_empty());
 }
+
+/// A guest that turns sampling on without a buffer of its own samples
+/// nothing: the host's buffer, still enabled when the vCPU is loaded or
+/// entered, must be disabled before the guest's context is in, or the
+/// guest's records go through the guest's tables to the host's pointer.
+#[test]
+fn a_guest_sampling_without_a_buffer_never_uses_the_hosts() {
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 16);
+        let mut host = hyperprof_guest::host::start_session(
+            kvm.machine(),
+            0,
+            if nvhe {
+                SysReg::TTBR0_EL1
+            } else {
+                SysReg::TTBR0_EL2
+            },
+            0x0000_7000_0000_0000,
+            64 * 4096,
+            hyperprof_guest::drivers::spe::SpeSessionConfig {
+                interval: 4096,
+                jitter: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        if !nvhe {
+            // The first SPE access made the state live; load it again live.
+            run_to_halt(
+                &mut kvm,
+                vcpu,
+                &mut Once(|env: &mut dyn GuestEnv| {
+                    env.read(SysReg::PMSIRR_EL1).unwrap();
+                }),
+            );
+            kvm.put(vcpu).unwrap();
+            kvm.load(vcpu, 0).unwrap();
+        }
+        let before = unit(&mut kvm);
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                env.write(SysReg::TTBR0_EL1, ttbr).unwrap();
+                env.write(SysReg::PMSIRR_EL1, 0x100).unwrap();
+                env.write(
+                    SysReg::PMSCR_EL1,
+                    pmscr_el1::E0SPE.mask() | pmscr_el1::E1SPE.mask(),
+                )
+                .unwrap();
+                env.isb();
+                env.execute(&mut Loads(1), 50_000);
+            }),
+        );
+        let after = unit(&mut kvm);
+        assert_eq!(after.sampled, before.sampled, "nVHE {nvhe}: {after:?}");
+        assert_eq!(after.fault_events, before.fault_events);
+        if !nvhe {
+            kvm.put(vcpu).unwrap();
+        }
+        let mut c = kvm.machine().cpu(0).unwrap();
+        host.stop(&mut c).unwrap();
+        let recs: Vec<_> = hyperprof_spe::RecordDecoder::new(&host.take_data())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(recs
+            .iter()
+            .all(|(_, r)| r.pc.is_some_and(|pc| pc.addr != 0x1000)));
+    }
+}
