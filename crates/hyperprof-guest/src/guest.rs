@@ -40,6 +40,11 @@ pub trait GuestEnv: Cpu {
     fn to_el0(&mut self);
     /// Exception entry to EL1 (the kernel).
     fn to_el1(&mut self);
+    /// Masks (`MSR DAIFSet, #2`) or unmasks (`MSR DAIFClr, #2`) IRQs at
+    /// the guest's PSTATE.I: while masked, a pending virtual interrupt does
+    /// not stop [`GuestEnv::execute`] (physical interrupts still exit to
+    /// the hypervisor, which routes them with HCR_EL2.IMO).
+    fn mask_irqs(&mut self, masked: bool);
 }
 
 /// What a guest program's run ended with.
@@ -83,6 +88,8 @@ pub struct GuestKernel {
     done: u64,
     slice: u64,
     yield_each_slice: bool,
+    /// Kernel work run at EL1 with IRQs masked after each user slice.
+    masked_work: Option<(Box<dyn Workload>, u64)>,
     driver: Option<SpeDriver>,
     phase: Phase,
     faults: Vec<IrqOutcome>,
@@ -112,6 +119,7 @@ impl GuestKernel {
             done: 0,
             slice: 100_000,
             yield_each_slice: false,
+            masked_work: None,
             driver: None,
             phase: Phase::Boot,
             faults: Vec::new(),
@@ -170,6 +178,14 @@ impl GuestKernel {
     pub fn with_slices(mut self, ops: u64) -> Self {
         self.slice = ops.max(1);
         self.yield_each_slice = true;
+        self
+    }
+
+    /// After each user slice, runs `ops` operations of `work` at EL1 with
+    /// IRQs masked (a critical section of the kernel's): a virtual
+    /// interrupt raised meanwhile is taken only after it.
+    pub fn with_masked_kernel_work(mut self, work: Box<dyn Workload>, ops: u64) -> Self {
+        self.masked_work = Some((work, ops));
         self
     }
 
@@ -294,6 +310,16 @@ impl GuestProgram for GuestKernel {
                     let (n, stop) = env.execute(self.workload.as_mut(), budget);
                     self.done += n;
                     env.to_el1();
+                    if let Some((work, ops)) = self.masked_work.as_mut() {
+                        if stop != ExecStop::Exit {
+                            env.mask_irqs(true);
+                            let (_, masked_stop) = env.execute(work.as_mut(), *ops);
+                            env.mask_irqs(false);
+                            if masked_stop == ExecStop::Exit {
+                                return GuestStep::More;
+                            }
+                        }
+                    }
                     if stop == ExecStop::Exit
                         || (self.yield_each_slice && stop == ExecStop::Completed)
                     {

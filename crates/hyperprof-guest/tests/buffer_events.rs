@@ -27,11 +27,19 @@ fn session(
     common::el2_session(m, pages, mapped, bad_pa, cfg, Mistakes::default())
 }
 
-/// Runs kernel work at EL2 until PMBIRQ or `budget` operations.
+/// Runs kernel work at EL2 until PMBIRQ or `budget` operations; an
+/// interrupt is taken (exception entry to EL2, a context synchronization
+/// event: from then the unit's PMBPTR_EL1 and PMBSR_EL1 updates are visible).
 fn run_until_irq(m: &mut Machine, budget: u64) -> RunExit {
     let mut w = by_name("kernel-pointer-chase", 5).unwrap();
     let mut done = 0;
-    m.run(0, w.as_mut(), budget, &mut done).unwrap()
+    let exit = m.run(0, w.as_mut(), budget, &mut done).unwrap();
+    if matches!(exit, RunExit::Interrupt(_)) {
+        m.pe_mut(0)
+            .unwrap()
+            .exception_entry(hyperprof_arch::ExceptionLevel::EL2);
+    }
+    exit
 }
 
 fn read(m: &mut Machine, reg: SysReg) -> u64 {

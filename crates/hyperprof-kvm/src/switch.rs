@@ -41,6 +41,23 @@ pub struct SamplingRegs {
     pub pmsdsfr_el1: u64,
 }
 
+impl SamplingRegs {
+    /// The slot of `reg` (PMSCR_EL1 and the PMS* sampling registers).
+    pub fn slot(&mut self, reg: SysReg) -> Option<&mut u64> {
+        Some(match reg {
+            SysReg::PMSCR_EL1 => &mut self.pmscr_el1,
+            SysReg::PMSNEVFR_EL1 => &mut self.pmsnevfr_el1,
+            SysReg::PMSICR_EL1 => &mut self.pmsicr_el1,
+            SysReg::PMSIRR_EL1 => &mut self.pmsirr_el1,
+            SysReg::PMSFCR_EL1 => &mut self.pmsfcr_el1,
+            SysReg::PMSEVFR_EL1 => &mut self.pmsevfr_el1,
+            SysReg::PMSLATFR_EL1 => &mut self.pmslatfr_el1,
+            SysReg::PMSDSFR_EL1 => &mut self.pmsdsfr_el1,
+            _ => return None,
+        })
+    }
+}
+
 /// The buffer registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BufferRegs {
@@ -165,9 +182,11 @@ pub fn load(cpu: &mut impl Cpu, guest: &GuestSpe, f: Features) -> Result<HostSpe
         cpu.isb();
     }
     let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
-    if pmbsr_el1::S.is_set(pmbsr) {
+    if pmbsr != 0 {
         // The host's handler would find S clear and call it spurious: the
-        // event is kept in the saved value and re-raised at put.
+        // event is kept in the saved value and re-raised at put. Unlike
+        // the seed, a COLL flag without S is cleared too: the unit ORs it
+        // into the guest's next buffer management event otherwise.
         cpu.write(SysReg::PMBSR_EL1, 0)?;
         cpu.isb();
     }
@@ -202,9 +221,11 @@ pub fn enter(cpu: &mut impl Cpu, guest: &GuestSpe) -> Result<(), AccessFault> {
 
 /// Guest exit: drains the guest's buffer and saves its registers; a buffer
 /// management event moves into the saved PMBSR (`__kvm_spe_save_guest_buffer`).
-pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<(), AccessFault> {
+/// Returns whether an event moved (the saved PMBSR is then the unit's, not
+/// one the guest wrote).
+pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<bool, AccessFault> {
     if !guest.buffer.enabled() {
-        return Ok(());
+        return Ok(false);
     }
     cpu.psb_csync();
     cpu.dsb_nsh();
@@ -214,14 +235,22 @@ pub fn exit(cpu: &mut impl Cpu, guest: &mut GuestSpe) -> Result<(), AccessFault>
     cpu.isb();
     guest.buffer.pmbptr_el1 = cpu.read(SysReg::PMBPTR_EL1)?;
     let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
+    let coll = pmbsr_el1::COLL.mask();
     if !pmbsr_el1::S.is_set(pmbsr) {
-        return Ok(());
+        // A collision flag without an event is the guest's (the hardware
+        // PMBSR is clear when the vCPU is loaded): its copy keeps it. The
+        // hardware keeps it too while the vCPU is loaded (the hypervisor
+        // writes the guest's PMBSR writes through, and put writes the
+        // host's value back), so this costs no access.
+        guest.buffer.pmbsr_el1 |= pmbsr & coll;
+        return Ok(false);
     }
-    // Stop the unit asserting PMBIRQ; the guest sees the event in its copy.
+    // Stop the unit asserting PMBIRQ; the guest sees the event in its copy,
+    // with a collision flag it had not cleared yet.
     cpu.write(SysReg::PMBSR_EL1, 0)?;
     cpu.isb();
-    guest.buffer.pmbsr_el1 = pmbsr;
-    Ok(())
+    guest.buffer.pmbsr_el1 = pmbsr | guest.buffer.pmbsr_el1 & coll;
+    Ok(true)
 }
 
 /// vCPU put: saves the guest's sampling registers and resumes the host
@@ -251,49 +280,99 @@ pub fn put(
 /// What an nVHE guest entry saved of the host's EL1 profiling session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostSpeNvhe {
-    /// The host's PMSCR_EL1 (0 when the host was not profiling).
+    /// The host's PMSCR_EL1 as it was before the entry.
     pub pmscr_el1: u64,
-    /// The host's buffer registers.
+    /// The host's buffer registers (PMBPTR_EL1 only when its buffer was
+    /// enabled; PMBSR_EL1 when enabled or when the guest's SPE state went in).
     pub buffer: BufferRegs,
+    /// The host's PMSCR_EL2 and sampling registers, saved when the guest's
+    /// were switched in (the guest's would otherwise replace them).
+    pub sampling: Option<(u64, SamplingRegs)>,
+}
+
+impl HostSpeNvhe {
+    fn buffer_enabled(&self) -> bool {
+        pmblimitr_el1::E.is_set(self.buffer.pmblimitr_el1)
+    }
 }
 
 /// nVHE guest entry, host half (seed 003 `__debug_save_spe_nvhe`, and what
 /// the series noted nVHE still needed): when the host's EL1 buffer is in
 /// use, stop sampling, drain, and disable the buffer so that no host record
 /// is written through the guest's EL1&0 tables once they are installed.
-pub fn nvhe_save_host(cpu: &mut impl Cpu) -> Result<HostSpeNvhe, AccessFault> {
+/// With `sampling` (the hardware's optional registers) the guest's SPE state
+/// is about to be switched in: the host's PMSCR_EL2 and sampling registers
+/// are saved, and its PMBSR_EL1 is cleared so that neither a pending event
+/// nor a collision flag of the host's reaches the guest.
+pub fn nvhe_save_host(
+    cpu: &mut impl Cpu,
+    sampling: Option<Features>,
+) -> Result<HostSpeNvhe, AccessFault> {
     let pmblimitr = cpu.read(SysReg::PMBLIMITR_EL1)?;
-    if !pmblimitr_el1::E.is_set(pmblimitr) {
-        return Ok(HostSpeNvhe::default());
-    }
-    let pmscr_el1 = cpu.read(SysReg::PMSCR_EL1)?;
-    cpu.write(SysReg::PMSCR_EL1, 0)?;
-    cpu.isb();
-    cpu.psb_csync();
-    cpu.dsb_nsh();
-    cpu.write(SysReg::PMBLIMITR_EL1, 0)?;
-    cpu.isb();
-    let pmbptr = cpu.read(SysReg::PMBPTR_EL1)?;
-    let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
-    if pmbsr_el1::S.is_set(pmbsr) {
-        // Kept in the saved value; the host sees it again after the exit.
-        cpu.write(SysReg::PMBSR_EL1, 0)?;
-    }
-    Ok(HostSpeNvhe {
-        pmscr_el1,
+    let mut host = HostSpeNvhe {
         buffer: BufferRegs {
             pmblimitr_el1: pmblimitr,
-            pmbptr_el1: pmbptr,
-            pmbsr_el1: pmbsr,
+            ..BufferRegs::default()
         },
-    })
+        ..HostSpeNvhe::default()
+    };
+    let enabled = host.buffer_enabled();
+    if enabled {
+        host.pmscr_el1 = cpu.read(SysReg::PMSCR_EL1)?;
+        cpu.write(SysReg::PMSCR_EL1, 0)?;
+        cpu.isb();
+        cpu.psb_csync();
+        cpu.dsb_nsh();
+        cpu.write(SysReg::PMBLIMITR_EL1, 0)?;
+        cpu.isb();
+        host.buffer.pmbptr_el1 = cpu.read(SysReg::PMBPTR_EL1)?;
+    }
+    if enabled || sampling.is_some() {
+        let pmbsr = cpu.read(SysReg::PMBSR_EL1)?;
+        if pmbsr != 0 {
+            // Kept in the saved value; the host sees it again after the exit.
+            cpu.write(SysReg::PMBSR_EL1, 0)?;
+        }
+        host.buffer.pmbsr_el1 = pmbsr;
+    }
+    if let Some(f) = sampling {
+        let pmscr_el2 = cpu.read(SysReg::PMSCR_EL2)?;
+        let mut regs = save_sampling(cpu, f)?;
+        if enabled {
+            // PMSCR_EL1 was zeroed above: keep what the host had.
+            regs.pmscr_el1 = host.pmscr_el1;
+        } else {
+            host.pmscr_el1 = regs.pmscr_el1;
+        }
+        host.sampling = Some((pmscr_el2, regs));
+    }
+    Ok(host)
 }
 
-/// nVHE guest exit, host half: the host's buffer and sampling back, after
-/// its EL1 tables are (the ISB makes them and the buffer registers take
-/// effect before sampling resumes).
-pub fn nvhe_restore_host(cpu: &mut impl Cpu, host: &HostSpeNvhe) -> Result<(), AccessFault> {
-    if !pmblimitr_el1::E.is_set(host.buffer.pmblimitr_el1) {
+/// nVHE guest exit, host half: the host's sampling registers and
+/// PMSCR_EL2 (when the entry saved them), then its buffer and sampling
+/// back, after its EL1 tables are (the ISB makes them and the buffer
+/// registers take effect before sampling resumes).
+pub fn nvhe_restore_host(
+    cpu: &mut impl Cpu,
+    host: &HostSpeNvhe,
+    f: Features,
+) -> Result<(), AccessFault> {
+    let enabled = host.buffer_enabled();
+    if let Some((pmscr_el2, regs)) = host.sampling {
+        // With the host's buffer enabled its PMSCR_EL1 goes back last.
+        let regs = SamplingRegs {
+            pmscr_el1: if enabled { 0 } else { regs.pmscr_el1 },
+            ..regs
+        };
+        restore_sampling(cpu, &regs, f)?;
+        cpu.write(SysReg::PMSCR_EL2, pmscr_el2)?;
+        if !enabled {
+            // The guest's collision flag may be on the hardware.
+            cpu.write(SysReg::PMBSR_EL1, host.buffer.pmbsr_el1)?;
+        }
+    }
+    if !enabled {
         return Ok(());
     }
     cpu.write(SysReg::PMBPTR_EL1, host.buffer.pmbptr_el1)?;

@@ -158,7 +158,9 @@ fn the_buffer_fills_and_pmbptr_advances_with_pmbsr_clear() {
     // One sample every 257 operations (the interval reload takes one).
     assert!((700..=790).contains(&records.len()), "{}", records.len());
     let g = kvm.guest_spe(vcpu).unwrap();
-    assert_eq!(g.buffer.pmbsr_el1, 0);
+    // No buffer management event; COLL may be set by the guest's own
+    // collisions (the mix workload has long latencies).
+    assert_eq!(g.buffer.pmbsr_el1 & !pmbsr_el1::COLL.mask(), 0);
     let stats = kvm.vcpu_stats(vcpu).unwrap();
     assert_eq!(stats.virqs, 0);
     // Every record is the guest's: EL0 PCs of its workload.
@@ -728,7 +730,9 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
         assert_eq!(a.run(vcpu_a, &mut k), Exit::Yield);
     }
     a.put(vcpu_a).unwrap();
-    assert_eq!(a.get_one_reg(vcpu_a, SysReg::PMBSR_EL1), Ok(0));
+    // No event pending (COLL is the guest's own collisions).
+    let pmbsr = a.get_one_reg(vcpu_a, SysReg::PMBSR_EL1).unwrap();
+    assert_eq!(pmbsr & !pmbsr_el1::COLL.mask(), 0);
     let regs = a.spe_reg_list(vcpu_a).unwrap();
     let values: Vec<(SysReg, u64)> = regs
         .iter()

@@ -2,7 +2,7 @@
 //! owns an EL1&0 profiling buffer, so every guest entry drains and disables
 //! it and every exit restores it.
 
-use hyperprof_arch::{PmuVer, SysReg};
+use hyperprof_arch::{Cpu, PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
@@ -70,6 +70,10 @@ fn vm(kvm: &mut Kvm, spe: bool, pages: u64) -> (usize, u64) {
 
 /// The host kernel's own session at EL1 on CPU 0, through its EL1&0 tables.
 fn host_session(kvm: &mut Kvm) -> SpeDriver {
+    host_session_with(kvm, session())
+}
+
+fn host_session_with(kvm: &mut Kvm, cfg: SpeSessionConfig) -> SpeDriver {
     let el = kvm.machine().pe(0).unwrap().el();
     assert_eq!(
         el,
@@ -82,7 +86,7 @@ fn host_session(kvm: &mut Kvm) -> SpeDriver {
         SysReg::TTBR0_EL1,
         HOST_VA,
         64 * PAGE_SIZE,
-        session(),
+        cfg,
     )
     .unwrap()
 }
@@ -207,4 +211,79 @@ fn a_guest_without_spe_stops_the_nvhe_host_session_at_the_boundary_too() {
     );
     let unit = kvm.machine().pe(0).unwrap().spe().unwrap().stats();
     assert_eq!(unit.sampled, 0);
+}
+
+/// The host's EL1&0 tables on CPU 0 also map the data of the user
+/// workloads (their first 40 MiB), so that its loads have physical addresses.
+fn map_host_workload_data(kvm: &mut Kvm) {
+    use hyperprof_sim::mmu::{Perm, Stage1Tables};
+    let root = {
+        let mut c = kvm.machine().cpu(0).unwrap();
+        c.read(SysReg::TTBR0_EL1).unwrap()
+    };
+    let size = 40 << 20;
+    let m = kvm.machine();
+    let pa = m
+        .alloc
+        .alloc_contiguous(&mut m.mem, size / PAGE_SIZE)
+        .unwrap();
+    let va = hyperprof_sim::workload::Space::User.data_base();
+    Stage1Tables { root }
+        .map(&mut m.mem, &mut m.alloc, va, pa, size, Perm::RW)
+        .unwrap();
+}
+
+#[test]
+fn an_nvhe_guest_session_leaves_the_hosts_sampling_registers_and_physical_addresses_alone() {
+    let mut kvm = kvm_nvhe();
+    let (vcpu, ttbr) = vm(&mut kvm, true, 64);
+    // The host samples every 4096 operations (PMSIRR_EL1 = 0x1000) with
+    // physical addresses; the guest every 256 (0x100).
+    let mut host = host_session_with(
+        &mut kvm,
+        SpeSessionConfig {
+            interval: 4096,
+            ..session()
+        },
+    );
+    map_host_workload_data(&mut kvm);
+    let pmsirr = |kvm: &mut Kvm| {
+        let mut c = kvm.machine().cpu(0).unwrap();
+        c.read(SysReg::PMSIRR_EL1).unwrap()
+    };
+    assert_eq!(pmsirr(&mut kvm), 0x1000);
+    let mut host_work = by_name("array-sum", 4).unwrap();
+    let mut done = 0;
+    kvm.machine()
+        .run(0, host_work.as_mut(), 200_000, &mut done)
+        .unwrap();
+    let buf = Buffer {
+        va: BUF_VA,
+        size: 64 * 4096,
+    };
+    let mut k = GuestKernel::new(ttbr, session(), buf, by_name("mix", 3).unwrap(), 60_000)
+        .with_slices(20_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    assert!(k.error().is_none() && !k.data().is_empty());
+    assert_eq!(
+        pmsirr(&mut kvm),
+        0x1000,
+        "the guest's interval stayed behind"
+    );
+    kvm.machine()
+        .run(0, host_work.as_mut(), 200_000, &mut done)
+        .unwrap();
+    let mut c = kvm.machine().cpu(0).unwrap();
+    host.stop(&mut c).unwrap();
+    let host_recs: Vec<_> = RecordDecoder::new(&host.take_data())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // 400 000 host operations at one sample per 4097: the host's interval.
+    assert!((90..=100).contains(&host_recs.len()), "{}", host_recs.len());
+    let loads = host_recs.iter().filter(|(_, r)| r.data_va.is_some());
+    let (n, with_pa) = loads.fold((0, 0), |(n, p), (_, r)| {
+        (n + 1, p + usize::from(r.data_pa.is_some()))
+    });
+    assert!(n >= 10, "{n}");
+    assert_eq!(with_pa, n, "every host load carries its physical address");
 }

@@ -296,6 +296,9 @@ impl GuestEnv for Counting<'_> {
     fn to_el1(&mut self) {
         self.inner.to_el1();
     }
+    fn mask_irqs(&mut self, masked: bool) {
+        self.inner.mask_irqs(masked);
+    }
 }
 
 /// A guest's first SPE access, alone in a run.

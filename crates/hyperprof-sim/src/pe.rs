@@ -4,9 +4,11 @@
 //!
 //! Strict mode: a system register write is visible to reads at once but
 //! reaches the profiling units only at the next context synchronization
-//! event ([`Cpu::isb`], exception entry, exception return). Profiling buffer
-//! writes that `PSB CSYNC` (or a full record queue) releases complete only at
-//! the next `DSB`; until then memory does not hold them.
+//! event ([`Cpu::isb`], exception entry, exception return); the SPE unit's
+//! own updates of PMBPTR_EL1 and PMBSR_EL1 reach software's reads only at
+//! the next one too. Profiling buffer writes that `PSB CSYNC` (or a full
+//! record queue) releases complete only at the next `DSB`, translated by
+//! the owning regime of that moment; until then memory does not hold them.
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
@@ -107,7 +109,8 @@ struct Regs {
 /// A buffer write released by the SPE unit, waiting for a DSB.
 #[derive(Clone, Debug)]
 struct PendingWrite {
-    pa: u64,
+    /// The buffer address: the write is translated when it completes.
+    va: u64,
     bytes: Vec<u8>,
 }
 
@@ -130,7 +133,19 @@ pub struct Pe {
     pending: Vec<PendingWrite>,
     events: EventCounts,
     probe: Option<crate::probe::ProbeHandle>,
+    /// PMBPTR_EL1 and PMBSR_EL1 as the last context synchronization left
+    /// them: what software reads of the unit's own updates.
+    synced_pmbptr: u64,
+    synced_pmbsr: u64,
+    /// The instructions software runs through [`Cpu`] are operations the
+    /// SPE unit samples ([`Pe::set_instruction_sampling`]).
+    instruction_sampling: bool,
 }
+
+/// Where the instructions software runs through [`Cpu`] (register
+/// accesses and barriers) sit when they are sampled: a 16 KiB text range
+/// of the kernel's (hypervisor) image.
+pub const SYSTEM_TEXT: std::ops::Range<u64> = 0xffff_8000_0001_0000..0xffff_8000_0001_4000;
 
 fn undefined<T>() -> Result<T, AccessFault> {
     Err(AccessFault::Undefined)
@@ -165,6 +180,9 @@ impl Pe {
             pending: Vec::new(),
             events: EventCounts::default(),
             probe: None,
+            synced_pmbptr: 0,
+            synced_pmbsr: 0,
+            instruction_sampling: false,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -216,6 +234,33 @@ impl Pe {
     pub fn events(&self) -> &EventCounts {
         &self.events
     }
+    /// Makes every register access and barrier software runs through
+    /// [`Cpu`] an operation at the current Exception level that the SPE
+    /// unit counts and may sample (PCs in [`SYSTEM_TEXT`]), as on silicon,
+    /// where the hypervisor's and the host kernel's own instructions are
+    /// sampled while PMSCR_EL2.E2SPE (or E1SPE) is in effect. Off by
+    /// default: workloads alone then drive the unit. The PMU does not count
+    /// these operations.
+    pub fn set_instruction_sampling(&mut self, on: bool) {
+        self.instruction_sampling = on;
+    }
+
+    /// One instruction of software's, sampled when instruction sampling is
+    /// on and profiling is enabled at the current Exception level.
+    fn system_instruction(&mut self, mem: &mut PhysMem) {
+        if !self.instruction_sampling {
+            return;
+        }
+        let el = self.el;
+        if !self.spe.as_ref().is_some_and(|s| s.sampling_at(el)) {
+            return;
+        }
+        let len = SYSTEM_TEXT.end - SYSTEM_TEXT.start;
+        let op = Op::other(SYSTEM_TEXT.start + (self.stats.total() * 4) % len);
+        self.ops += 1;
+        self.sample(mem, &op);
+    }
+
     /// Buffer writes waiting for a DSB.
     pub fn pending_buffer_writes(&self) -> usize {
         self.pending.len()
@@ -240,6 +285,8 @@ impl Pe {
         };
         if let Some(spe) = self.spe.as_mut() {
             spe.sync(&ctl);
+            self.synced_pmbptr = spe.read(SysReg::PMBPTR_EL1);
+            self.synced_pmbsr = spe.read(SysReg::PMBSR_EL1);
         }
         self.pmu.sync(self.synced_mdcr);
     }
@@ -326,11 +373,14 @@ impl Pe {
                 if self.spe.is_none() || el == ExceptionLevel::EL0 {
                     return undefined();
                 }
-                // The coarse traps cover the control registers, never the
-                // ID registers PMBIDR_EL1 and PMSIDR_EL1.
+                // The coarse traps: E2PB covers the buffer registers, TPMS
+                // the sampling registers and PMSIDR_EL1; PMBIDR_EL1 is
+                // trapped by nothing coarse (Linux's emulate-nested.c lists
+                // PMSIDR_EL1 under MDCR_EL2.TPMS and PMBIDR_EL1 nowhere).
                 let trapped = match r.unit() {
                     Unit::SpeBuffer => mdcr_el2::e2pb_traps_el1(mdcr),
                     Unit::SpeSampling => mdcr_el2::TPMS.is_set(mdcr),
+                    Unit::SpeId => r == SysReg::PMSIDR_EL1 && mdcr_el2::TPMS.is_set(mdcr),
                     _ => false,
                 };
                 if el == ExceptionLevel::EL1 && trapped {
@@ -414,6 +464,18 @@ impl Pe {
                     mdcr_el2: self.regs.mdcr_el2,
                 },
             )?,
+            // The unit's own updates of PMBPTR_EL1 and PMBSR_EL1 (the
+            // pointer advancing, buffer management events) are visible to
+            // software only after a context synchronization event: Linux
+            // issues an ISB after the drain "to ensure hardware updates to
+            // PMBPTR_EL1 are visible", and seed 000 before reading them. A
+            // register software wrote since reads back as written.
+            r @ (SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1) => match self.spe.as_ref() {
+                Some(spe) if spe.written_since_sync(r) => spe.read(r),
+                Some(_) if r == SysReg::PMBPTR_EL1 => self.synced_pmbptr,
+                Some(_) => self.synced_pmbsr,
+                None => return undefined(),
+            },
             // PMBIDR_EL1.P depends on who asks.
             r => match self.spe.as_ref() {
                 Some(spe) => spe.read_at(r, self.el),
@@ -594,10 +656,26 @@ impl Pe {
         self.with_spe_port(mem, |spe, port| spe.psb_csync(port));
     }
 
+    /// A DSB: the buffer writes the unit released complete now, translated
+    /// by the owning regime in effect now. The seeds drain with PSB CSYNC
+    /// and DSB before the owner or its tables change; a write left pending
+    /// across such a change lands where the new regime maps its address,
+    /// or nowhere (one way of the UNPREDICTABLE outcome the architecture
+    /// allows there).
     fn dsb_now(&mut self, mem: &mut PhysMem) {
-        for w in self.pending.drain(..) {
-            // The port checked the whole range is RAM when it accepted the write.
-            let _ = mem.write(w.pa, &w.bytes);
+        if self.pending.is_empty() {
+            return;
+        }
+        let regime = self.buffer_regime();
+        let mut segments = Vec::new();
+        for w in std::mem::take(&mut self.pending) {
+            if buffer_segments(mem, &regime, w.va, w.bytes.len(), &mut segments).is_err() {
+                continue;
+            }
+            for seg in &segments {
+                // buffer_segments checked every piece is RAM.
+                let _ = mem.write(seg.pa, &w.bytes[seg.offset..seg.offset + seg.len]);
+            }
         }
     }
 
@@ -624,13 +702,12 @@ struct Port<'a> {
 
 impl BufferPort for Port<'_> {
     fn write(&mut self, va: u64, bytes: &[u8]) -> Result<(), BufferFault> {
+        // A fault is reported now; the write itself completes at a DSB.
         buffer_segments(self.mem, &self.regime, va, bytes.len(), &mut self.segments)?;
-        for seg in &self.segments {
-            self.pending.push(PendingWrite {
-                pa: seg.pa,
-                bytes: bytes[seg.offset..seg.offset + seg.len].to_vec(),
-            });
-        }
+        self.pending.push(PendingWrite {
+            va,
+            bytes: bytes.to_vec(),
+        });
         Ok(())
     }
 }
@@ -668,6 +745,7 @@ impl PeCpu<'_> {
 impl Cpu for PeCpu<'_> {
     fn read(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
         let v = self.probe_verdict(crate::probe::ProbeAccess::Read(reg));
+        self.pe.system_instruction(self.mem);
         self.pe.stats.reads += 1;
         match v {
             crate::probe::ProbeVerdict::ReadAs(value) => Ok(value),
@@ -678,23 +756,27 @@ impl Cpu for PeCpu<'_> {
         if !self.probed(crate::probe::ProbeAccess::Write(reg, val)) {
             return Ok(());
         }
+        self.pe.system_instruction(self.mem);
         self.pe.stats.writes += 1;
         self.pe.write_reg(reg, val)
     }
     fn isb(&mut self) {
         if self.probed(crate::probe::ProbeAccess::Isb) {
+            self.pe.system_instruction(self.mem);
             self.pe.stats.isb += 1;
             self.pe.context_sync();
         }
     }
     fn dsb_nsh(&mut self) {
         if self.probed(crate::probe::ProbeAccess::DsbNsh) {
+            self.pe.system_instruction(self.mem);
             self.pe.stats.dsb += 1;
             self.pe.dsb_now(self.mem);
         }
     }
     fn psb_csync(&mut self) {
         if self.probed(crate::probe::ProbeAccess::PsbCsync) {
+            self.pe.system_instruction(self.mem);
             self.pe.stats.psb += 1;
             self.pe.psb_csync_now(self.mem);
         }

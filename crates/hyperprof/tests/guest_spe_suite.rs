@@ -142,7 +142,7 @@ fn spe_events() {
             "stage-1 fault: PMBIRQ with PMBSR_EL1 S=1 EC=FAULT_S1",
             "stage-1 fault: FSC is a level 2 translation fault",
             "stage-1 fault: PMBPTR_EL1 holds the faulting address",
-            "stage-1 fault after a mapped page: at the first address of the hole",
+            "stage-1 fault after a mapped page: reported at enable, PMBPTR_EL1 unmoved",
             "buffer outside RAM: PMBIRQ with PMBSR_EL1 S=1 EA=1",
             "buffer outside RAM: nothing written",
             "software-set PMBSR_EL1.S reads back",

@@ -309,11 +309,13 @@ impl SpeDriver {
     }
 
     /// Makes every record the unit holds architecturally written and
-    /// visible: `PSB CSYNC; DSB NSH`.
+    /// visible, and the unit's update of PMBPTR_EL1 and PMBSR_EL1 too:
+    /// `PSB CSYNC; DSB NSH; ISB` (Linux's `arm_spe_pmu_buf_get_fault_act`).
     fn drain(&self, cpu: &mut impl Cpu) {
         if !self.mistakes.no_drain_before_read {
             cpu.psb_csync();
             cpu.dsb_nsh();
+            cpu.isb();
         }
     }
 

@@ -104,10 +104,11 @@ impl Kvm {
         Ok(())
     }
 
-    /// Without FEAT_FGT PMBIDR_EL1 and PMSIDR_EL1 cannot be trapped: the
-    /// guest reads the hardware's values. Guest SPE is then allowed only
-    /// when those are already what the guest must see (seed 002's review:
-    /// an unlimited MaxBuffSize is a valid value that needs no trap).
+    /// Without FEAT_FGT PMBIDR_EL1 cannot be trapped: the guest reads the
+    /// hardware's value. Guest SPE is then allowed only when it is already
+    /// what the guest must see (seed 002's review: an unlimited MaxBuffSize
+    /// is a valid value that needs no trap). PMSIDR_EL1 traps with
+    /// MDCR_EL2.TPMS.
     pub(super) fn ids_visible_without_fgt(&self, vcpu: usize, cpu: usize) -> Result<(), String> {
         let v = &self.vcpus[vcpu];
         if !v.features.spe || self.machine.pe(cpu).is_none_or(Pe::has_fgt) {
@@ -117,15 +118,17 @@ impl Kvm {
         let Some(spu) = vm.spu_in(&self.spus) else {
             return Ok(());
         };
-        let (pmbidr, pmsidr) = (vm.guest_pmbidr(spu), vm.guest_pmsidr(spu));
-        if pmbidr == spu.pmbidr && pmsidr == spu.pmsidr {
+        // PMSIDR_EL1 can still be trapped, by MDCR_EL2.TPMS (with every
+        // sampling register: see `sampling_trapped`); PMBIDR_EL1 cannot.
+        let pmbidr = vm.guest_pmbidr(spu);
+        if pmbidr == spu.pmbidr {
             return Ok(());
         }
         Err(format!(
-            "CPU {cpu} has no FEAT_FGT, so PMBIDR_EL1/PMSIDR_EL1 cannot be trapped, and the hardware's \
-             {:#x}/{:#x} differ from what the VM must see, {pmbidr:#x}/{pmsidr:#x} \
+            "CPU {cpu} has no FEAT_FGT, so PMBIDR_EL1 cannot be trapped, and the hardware's \
+             {:#x} differs from what the VM must see, {pmbidr:#x} \
              (set SPE_MAX_BUFFER_SIZE to the SPU's own maximum)",
-            spu.pmbidr, spu.pmsidr
+            spu.pmbidr
         ))
     }
 
@@ -144,8 +147,9 @@ impl Kvm {
         let v = &self.vcpus[vcpu];
         let (guest, host_mdcr, vm) = (v.spe, v.host_mdcr, v.vm);
         let perfmon = self.vms[vm].perfmon;
+        let tpms = u64::from(self.sampling_trapped(vcpu));
         let spe_bits =
-            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0);
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(host_mdcr, mdcr_el2::E2PB_EL1_TRAP), tpms);
         let mdcr = self.pmu_mdcr(vcpu, cpu, spe_bits);
         let mut c = self.machine.cpu(cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
@@ -305,6 +309,7 @@ impl Kvm {
             cpu,
             exit: None,
             buffer_live: false,
+            irqs_masked: false,
         };
         if let Err(e) = g.enter(ExceptionLevel::EL1) {
             return Exit::FailEntry(e);

@@ -74,6 +74,8 @@ impl Kvm {
             cpu,
             exit: None,
             buffer_live: false,
+            // A code guest masks its interrupts itself, in PSTATE.
+            irqs_masked: false,
         };
         let el = if code.cpu.el() == 0 {
             ExceptionLevel::EL0

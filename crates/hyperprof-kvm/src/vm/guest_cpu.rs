@@ -13,6 +13,8 @@ pub struct GuestCpu<'a> {
     /// The guest's buffer registers are on the hardware (entry restored
     /// them), so the exit half must drain and save them.
     pub(super) buffer_live: bool,
+    /// The guest's PSTATE.I: virtual interrupts are not taken.
+    pub(super) irqs_masked: bool,
 }
 
 impl GuestCpu<'_> {
@@ -65,12 +67,12 @@ impl GuestEnv for GuestCpu<'_> {
     }
 
     fn execute(&mut self, workload: &mut dyn Workload, budget: u64) -> (u64, ExecStop) {
-        if self.exit.is_some() {
+        if self.exit.is_some() || !self.recheck_unpinned_buffer() {
             return (0, ExecStop::Exit);
         }
         let mut total = 0;
         while total < budget {
-            if self.virq_pending() || self.pmu_level() {
+            if !self.irqs_masked && (self.virq_pending() || self.pmu_level()) {
                 return (total, ExecStop::VirtualIrq);
             }
             let mut done = 0;
@@ -104,6 +106,10 @@ impl GuestEnv for GuestCpu<'_> {
         self.pmu_level()
     }
 
+    fn mask_irqs(&mut self, masked: bool) {
+        self.irqs_masked = masked;
+    }
+
     fn take_virq(&mut self) {
         let (spe, pmu) = (self.virq_pending(), self.pmu_level());
         let stats = &mut self.kvm.vcpus[self.vcpu].stats;
@@ -118,11 +124,22 @@ impl Kvm {
     /// hypervisor would at EL2; under nVHE the value the last exit saved
     /// (the host's own is on the hardware while the host emulates).
     pub(super) fn guest_ttbr0_el1(&mut self, vcpu: usize, cpu: usize) -> u64 {
+        // While the guest runs (a check made on its behalf between two of
+        // its operations) the EL1 register is the guest's own.
+        let at_el2 = self
+            .machine
+            .pe(cpu)
+            .is_some_and(|pe| pe.el() == ExceptionLevel::EL2);
+        let reg = if at_el2 {
+            SysReg::TTBR0_EL12
+        } else {
+            SysReg::TTBR0_EL1
+        };
         let v = match self.mode {
             HostMode::Vhe => self
                 .machine
                 .cpu(cpu)
-                .and_then(|mut c| c.read(SysReg::TTBR0_EL12).ok())
+                .and_then(|mut c| c.read(reg).ok())
                 .unwrap_or(0),
             HostMode::Nvhe => self.vcpus[vcpu].ttbr0_el1,
         };

@@ -31,7 +31,7 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[self.vcpu];
-        let live = spe && !v.needs_repin && v.spe.buffer.enabled();
+        let live = spe && !v.needs_repin && v.spe.buffer.enabled() && v.pins.is_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
@@ -62,11 +62,12 @@ impl GuestCpu<'_> {
         let mut guest = self.kvm.vcpus[self.vcpu].spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
-        if live {
-            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
-        }
+        let moved =
+            live && switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         let after = c.pe().access_stats();
-        if stage2_fault_as_external_abort(&mut guest.buffer) {
+        // Only an event the unit raised is rewritten, never a PMBSR value
+        // the guest wrote itself.
+        if moved && stage2_fault_as_external_abort(&mut guest.buffer) {
             self.kvm.vcpus[self.vcpu].stats.stage2_aborts += 1;
         }
         let hcr = hcr_el2::E2H.set(hcr_el2::TGE.set(0, 1), 1);
@@ -99,13 +100,16 @@ impl GuestCpu<'_> {
         let v = &self.kvm.vcpus[vcpu];
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let (g_ttbr, g_ctx) = (v.ttbr0_el1, v.contextidr_el1);
+        let hw_f = self.kvm.hw_spe_features(self.cpu);
+        let tpms = u64::from(self.kvm.sampling_trapped(vcpu));
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
         // A CPU without SPE has no host session to stop (its SPE registers
         // are UNDEFINED): a PMU-only nVHE host.
         let host_spe = if c.pe().has_spe() {
-            switch::nvhe_save_host(&mut c).map_err(|e| format!("nVHE host save: {e}"))?
+            switch::nvhe_save_host(&mut c, spe_state.then_some(hw_f))
+                .map_err(|e| format!("nVHE host save: {e}"))?
         } else {
             switch::HostSpeNvhe::default()
         };
@@ -135,7 +139,7 @@ impl GuestCpu<'_> {
         }
         let t1 = c.pe().access_stats();
         let mdcr = if spe_state {
-            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL1_TRAP), 0)
+            mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL1_TRAP), tpms)
         } else {
             // Lazy or without SPE: EL2 owns the buffer, EL1 accesses trap.
             mdcr_el2::TPMS.set(mdcr_el2::E2PB.set(h_mdcr, mdcr_el2::E2PB_EL2), 1)
@@ -176,7 +180,7 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[vcpu];
-        let live = spe_state && !v.needs_repin && v.spe.buffer.enabled();
+        let live = spe_state && !v.needs_repin && v.spe.buffer.enabled() && v.pins.is_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t2 = c.pe().access_stats();
@@ -210,12 +214,12 @@ impl GuestCpu<'_> {
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let host = v.nvhe_host.ok_or("exit without a saved host")?;
         let mut guest = v.spe;
+        let hw_f = self.kvm.hw_spe_features(self.cpu);
         let mut cost = AccessStats::default();
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t0 = c.pe().access_stats();
-        if live {
-            switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
-        }
+        let moved =
+            live && switch::exit(&mut c, &mut guest).map_err(|e| format!("SPE exit: {e}"))?;
         if spe_state {
             guest.sampling =
                 switch::save_sampling(&mut c, f).map_err(|e| format!("sampling save: {e}"))?;
@@ -243,11 +247,11 @@ impl GuestCpu<'_> {
         c.write(SysReg::MDCR_EL2, host.mdcr_el2)
             .map_err(access(SysReg::MDCR_EL2))?;
         c.isb();
-        switch::nvhe_restore_host(&mut c, &host.spe)
+        switch::nvhe_restore_host(&mut c, &host.spe, hw_f)
             .map_err(|e| format!("nVHE host restore: {e}"))?;
         add_stats(&mut cost, diff(c.pe().access_stats(), t1));
         let v = &mut self.kvm.vcpus[vcpu];
-        if stage2_fault_as_external_abort(&mut guest.buffer) {
+        if moved && stage2_fault_as_external_abort(&mut guest.buffer) {
             v.stats.stage2_aborts += 1;
         }
         v.spe = guest;

@@ -292,6 +292,7 @@ impl Kvm {
     fn with_mode(mut machine: Machine, mode: HostMode) -> Kvm {
         let mut cpu_pmu = vec![CpuPmu::default(); machine.pes().len()];
         for (cpu, hw) in cpu_pmu.iter_mut().enumerate() {
+            let has_spe = machine.pe(cpu).is_some_and(Pe::has_spe);
             if let Some(mut c) = machine.cpu(cpu) {
                 hw.host_pmuserenr = c.read(SysReg::PMUSERENR_EL0).unwrap_or(0);
                 let (hcr, e2pb) = match mode {
@@ -302,9 +303,18 @@ impl Kvm {
                     HostMode::Nvhe => (0, mdcr_el2::E2PB_EL1),
                 };
                 let mdcr = c.read(SysReg::MDCR_EL2).unwrap_or(0);
-                let ok = c.write(SysReg::HCR_EL2, hcr).is_ok()
+                let mut ok = c.write(SysReg::HCR_EL2, hcr).is_ok()
                     && c.write(SysReg::MDCR_EL2, mdcr_el2::E2PB.set(mdcr, e2pb))
                         .is_ok();
+                if mode == HostMode::Nvhe && has_spe {
+                    // Linux's EL2 init: an EL1 host may collect physical
+                    // addresses and physical timestamps (PMSCR_EL2.PA, PCT).
+                    let pmscr_el2 = hyperprof_arch::pmscr_el2::PA.set(
+                        hyperprof_arch::pmscr_el2::PCT.set(0, hyperprof_arch::pct::PHYS),
+                        1,
+                    );
+                    ok &= c.write(SysReg::PMSCR_EL2, pmscr_el2).is_ok();
+                }
                 debug_assert!(ok, "a PE boots at EL2");
                 c.isb();
             }

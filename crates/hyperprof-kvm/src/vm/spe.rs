@@ -17,9 +17,145 @@ pub(super) fn stage2_fault_as_external_abort(buffer: &mut switch::BufferRegs) ->
     s2_fault
 }
 
+impl Kvm {
+    /// The optional sampling registers physical CPU `cpu` implements (its
+    /// SPU's PMSIDR_EL1.FnE and FDS): what the host's state holds, whatever
+    /// a VM is shown.
+    pub(super) fn hw_spe_features(&self, cpu: usize) -> Features {
+        use hyperprof_arch::pmsidr_el1;
+        let pmsidr = self
+            .spus
+            .iter()
+            .find(|s| s.cpus.contains(&cpu))
+            .map_or(0, |s| s.pmsidr);
+        Features {
+            fne: pmsidr_el1::FnE.is_set(pmsidr),
+            fds: pmsidr_el1::FDS.is_set(pmsidr),
+            nvhe: self.mode == HostMode::Nvhe,
+        }
+    }
+}
+
+impl Kvm {
+    /// Sets the SPE level VM `vm` advertises in ID_AA64DFR0_EL1.PMSVer (a
+    /// VMM writing the ID register before the VM runs): below the SPU's,
+    /// FEAT_SPE_FnE and FEAT_SPE_FDS may be hidden from the guest.
+    pub fn set_guest_pmsver(
+        &mut self,
+        vm: usize,
+        version: hyperprof_arch::PmsVer,
+    ) -> Result<(), Errno> {
+        self.vms
+            .get_mut(vm)
+            .ok_or(Errno::ENODEV)?
+            .spe
+            .set_guest_pmsver(version)
+    }
+
+    /// Write-protects (or unprotects) the stage-2 mapping of the guest page
+    /// at `ipa` of VM `vm`, as the host's dirty-page logging or a read-only
+    /// memslot would, also while vCPUs are loaded and without dropping any
+    /// pin: a guest buffer on that page then takes a stage-2 permission
+    /// fault in the unit, which the guest sees as an External abort.
+    pub fn set_guest_page_writable(
+        &mut self,
+        vm: usize,
+        ipa: u64,
+        writable: bool,
+    ) -> Result<(), Errno> {
+        use hyperprof_sim::mmu::S2Perm;
+        let v = self.vms.get(vm).ok_or(Errno::ENODEV)?;
+        let perm = if writable {
+            S2Perm::RW
+        } else {
+            S2Perm {
+                read: true,
+                write: false,
+            }
+        };
+        v.s2.set_perm(
+            &mut self.machine.mem,
+            ipa & !(PAGE_SIZE - 1),
+            PAGE_SIZE,
+            perm,
+        )
+        .map_err(|_| Errno::EFAULT)
+    }
+
+    /// Whether the guest's sampling registers must trap (MDCR_EL2.TPMS)
+    /// while its SPE state is live: when its PMSIDR_EL1 differs from the
+    /// hardware's (TPMS is the only trap of PMSIDR_EL1 without FEAT_FGT),
+    /// which is when it hides FEAT_SPE_FnE or FEAT_SPE_FDS, whose registers
+    /// must then be UNDEFINED for it and no trap but TPMS reaches.
+    pub(super) fn sampling_trapped(&self, vcpu: usize) -> bool {
+        let vm = &self.vms[self.vcpus[vcpu].vm].spe;
+        vm.spu_in(&self.spus)
+            .is_some_and(|spu| vm.guest_pmsidr(spu) != spu.pmsidr)
+    }
+}
+
 impl GuestCpu<'_> {
+    /// A trapped access to a sampling register of a live vCPU (TPMS set,
+    /// see [`Kvm::sampling_trapped`]): the registers of features the VM
+    /// hides are UNDEFINED, their PMSFCR_EL1 enables stay clear; the rest
+    /// are the guest's own: on the hardware under VHE (switched at load),
+    /// in the vCPU under nVHE (the host's are on the hardware while the
+    /// hypervisor emulates).
+    pub(super) fn emulate_sampling(
+        &mut self,
+        reg: SysReg,
+        write: Option<u64>,
+    ) -> Result<u64, AccessFault> {
+        use hyperprof_arch::pmsfcr_el1;
+        let f = self.kvm.spe_features(self.vcpu);
+        let hidden =
+            (reg == SysReg::PMSNEVFR_EL1 && !f.fne) || (reg == SysReg::PMSDSFR_EL1 && !f.fds);
+        if hidden {
+            return Err(AccessFault::Undefined);
+        }
+        let write = match (reg, write) {
+            (SysReg::PMSFCR_EL1, Some(v)) => {
+                let mut v = v;
+                if !f.fne {
+                    v = pmsfcr_el1::FnE.clear(v);
+                }
+                if !f.fds {
+                    v = pmsfcr_el1::FDS.clear(v);
+                }
+                Some(v)
+            }
+            (_, w) => w,
+        };
+        if self.kvm.mode == HostMode::Nvhe {
+            let regs = &mut self.kvm.vcpus[self.vcpu].spe.sampling;
+            let slot = regs.slot(reg).ok_or(AccessFault::Undefined)?;
+            return Ok(match write {
+                Some(v) => {
+                    *slot = v;
+                    0
+                }
+                None => *slot,
+            });
+        }
+        let hw = if reg == SysReg::PMSCR_EL1 {
+            SysReg::PMSCR_EL12
+        } else {
+            reg
+        };
+        let mut c = self
+            .kvm
+            .machine
+            .cpu(self.cpu)
+            .ok_or(AccessFault::Undefined)?;
+        match write {
+            Some(v) => c.write(hw, v).map(|()| 0),
+            None => c.read(hw),
+        }
+    }
+
     /// After an MMU-notifier event the buffer goes back to the hardware
-    /// only once it is pinned again (the entry halves call this).
+    /// only once it is pinned again (the entry halves call this, then put
+    /// the buffer on the hardware only if it is pinned).
     pub(super) fn repin_if_needed(&mut self) {
         if !self.kvm.vcpus[self.vcpu].needs_repin {
             return;
@@ -28,6 +164,33 @@ impl GuestCpu<'_> {
         if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
             self.kvm.vcpus[self.vcpu].needs_repin = false;
         }
+    }
+
+    /// The guest's buffer goes to the hardware only while it is fully
+    /// pinned and within its limit, whatever the guest wrote. An enabled
+    /// buffer that is not pinned (a guest that cleared PMBSR_EL1 after a
+    /// size or fault event, or a buffer with no room left) stays off the
+    /// hardware, and when the guest runs again the event the unit would
+    /// raise at its first record is raised again. Returns false when an
+    /// exit to the VMM is pending instead (Rlimit).
+    pub(super) fn recheck_unpinned_buffer(&mut self) -> bool {
+        let v = &self.kvm.vcpus[self.vcpu];
+        let buffer = v.spe.buffer;
+        if !v.features.spe || v.needs_repin || !buffer.enabled() || v.pins.is_pinned() {
+            return true;
+        }
+        if self.repin(buffer).is_err() {
+            return false;
+        }
+        let v = &mut self.kvm.vcpus[self.vcpu];
+        if v.spe.buffer.enabled() && !v.pins.is_pinned() {
+            // No room left: the unit raises buffer full before writing.
+            let b = &mut v.spe.buffer;
+            let mut pmbsr = pmbsr_el1::S.set(b.pmbsr_el1, 1);
+            pmbsr = pmbsr_el1::EC.set(pmbsr, hyperprof_arch::PmbsrEc::BUF.bits());
+            b.pmbsr_el1 = pmbsr_el1::MSS.set(pmbsr, pmbsr_el1::BSC_FULL);
+        }
+        true
     }
 
     /// Pins what the guest's buffer needs when it is (still) enabled, or
@@ -80,10 +243,15 @@ impl GuestCpu<'_> {
                 v.spe.buffer.pmbsr_el1 = ev;
                 Ok(())
             }
-            // The guest's own tables do not map the buffer: the unit will
-            // report the stage-1 fault to the guest when it writes there.
+            // The guest's own tables do not map all of the buffer: it cannot
+            // be pinned, so it never reaches the hardware; the guest gets
+            // the stage-1 Data Abort event the unit would have raised, before
+            // any record is written.
             Err(PinError::Fault(f)) if f.stage == 1 => {
                 pinning.release(vcpu, &mut v.pins, memlock);
+                let mut pmbsr = pmbsr_el1::S.set(v.spe.buffer.pmbsr_el1, 1);
+                pmbsr = pmbsr_el1::EC.set(pmbsr, hyperprof_arch::PmbsrEc::FAULT_S1.bits());
+                v.spe.buffer.pmbsr_el1 = pmbsr_el1::MSS.set(pmbsr, u64::from(f.fsc()));
                 Ok(())
             }
             // The buffer is not in guest RAM: an external abort, and a warning.

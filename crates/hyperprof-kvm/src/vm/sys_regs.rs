@@ -85,6 +85,19 @@ impl GuestCpu<'_> {
             (SysReg::PMBSR_EL1, None) => Ok(self.kvm.vcpus[vcpu].spe.buffer.pmbsr_el1),
             (SysReg::PMBSR_EL1, Some(v)) => {
                 self.kvm.vcpus[vcpu].spe.buffer.pmbsr_el1 = v & !pmbsr_el1::RES0;
+                // Under VHE the hardware holds the guest's collision flag
+                // while the vCPU is loaded (see `switch::exit`): a guest
+                // that clears it clears the hardware's too. Never S: the
+                // virtual PMBIRQ is the copy's S, not the physical line.
+                if self.kvm.mode == HostMode::Vhe && self.kvm.vcpus[vcpu].spe_live {
+                    let coll = v & pmbsr_el1::COLL.mask();
+                    let mut c = self
+                        .kvm
+                        .machine
+                        .cpu(self.cpu)
+                        .ok_or(AccessFault::Undefined)?;
+                    c.write(SysReg::PMBSR_EL1, coll)?;
+                }
                 Ok(0)
             }
             (SysReg::PMBPTR_EL1 | SysReg::PMBLIMITR_EL1, Some(v)) => {
@@ -100,6 +113,9 @@ impl GuestCpu<'_> {
                 b.pmbptr_el1 = next.pmbptr_el1;
                 b.pmblimitr_el1 = next.pmblimitr_el1;
                 Ok(0)
+            }
+            (r, w) if r.unit() == Unit::SpeSampling && self.kvm.vcpus[vcpu].spe_live => {
+                self.emulate_sampling(r, w)
             }
             _ => undef,
         }

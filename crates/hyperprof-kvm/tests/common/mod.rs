@@ -99,9 +99,26 @@ pub const HOST_REGS: [SysReg; 18] = [
 /// How many of [`HOST_REGS`], at its end, the unit updates.
 pub const HOST_DYNAMIC: usize = 3;
 
-/// The values of [`HOST_REGS`] on `cpu`, read at EL2 where the host runs.
+/// The values of [`HOST_REGS`] on `cpu`, read at EL2 where the host runs;
+/// PMBPTR_EL1 and PMBSR_EL1 as the unit holds them (software sees the
+/// unit's updates of them only after an ISB, which the harness must not
+/// issue on the host's behalf).
 pub fn host_regs(kvm: &mut Kvm, cpu: usize) -> Vec<u64> {
+    let unit_view: Vec<u64> = {
+        let spe = kvm.machine().pe(cpu).unwrap().spe();
+        [SysReg::PMBPTR_EL1, SysReg::PMBSR_EL1]
+            .iter()
+            .map(|&r| spe.map_or(0, |s| s.read(r)))
+            .collect()
+    };
     let mut c = kvm.machine().cpu(cpu).unwrap();
     assert_eq!(c.current_el(), ExceptionLevel::EL2, "the host runs at EL2");
-    HOST_REGS.iter().map(|&r| c.read(r).unwrap()).collect()
+    HOST_REGS
+        .iter()
+        .map(|&r| match r {
+            SysReg::PMBPTR_EL1 => unit_view[0],
+            SysReg::PMBSR_EL1 => unit_view[1],
+            r => c.read(r).unwrap(),
+        })
+        .collect()
 }

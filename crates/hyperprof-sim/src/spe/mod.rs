@@ -246,6 +246,11 @@ impl Spe {
         }
     }
 
+    /// Whether software wrote `reg` since the last [`Spe::sync`].
+    pub fn written_since_sync(&self, reg: SysReg) -> bool {
+        Reg::from_sysreg(reg).is_some_and(|r| self.bank.written(r))
+    }
+
     /// The value of `reg` the unit is acting on (the last synchronized
     /// write, updated by the unit since). ID registers as in [`Spe::read`].
     pub fn effective(&self, reg: SysReg) -> u64 {

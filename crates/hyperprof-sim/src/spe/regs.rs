@@ -114,6 +114,11 @@ impl Bank {
         self.effective[r.index()]
     }
 
+    /// Whether software wrote `r` since the last synchronization.
+    pub(crate) fn written(&self, r: Reg) -> bool {
+        self.dirty & r.bit() != 0
+    }
+
     /// A direct (software) write: visible now, effective at the next sync.
     pub(crate) fn write(&mut self, r: Reg, v: u64) {
         self.visible[r.index()] = v;
