@@ -217,31 +217,40 @@ fn host_pmbsr(kvm: &mut Kvm) -> u64 {
 
 #[test]
 fn a_host_collision_flag_does_not_reach_the_guests_buffer_event() {
-    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
-    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
-    // The host's last session lost a sample to a collision.
-    {
-        let mut c = kvm.machine().cpu(0).unwrap();
-        c.write(SysReg::PMBSR_EL1, pmbsr_el1::COLL.mask()).unwrap();
-        c.isb();
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+        // The host's last session lost a sample to a collision.
+        {
+            let mut c = kvm.machine().cpu(0).unwrap();
+            c.write(SysReg::PMBSR_EL1, pmbsr_el1::COLL.mask()).unwrap();
+            c.isb();
+        }
+        let mut seen = 0;
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                enable(env, ttbr, 2 * 4096);
+                let (_, stop) = env.execute(&mut Loads(1), 200_000);
+                assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+                seen = env.read(SysReg::PMBSR_EL1).unwrap();
+            }),
+        );
+        assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
+        assert!(pmbsr_el1::S.is_set(seen));
+        assert_eq!(ec(seen), Some(PmbsrEc::BUF));
+        assert!(
+            !pmbsr_el1::COLL.is_set(seen),
+            "nVHE {nvhe}: {seen:#x}: the host's COLL"
+        );
+        kvm.put(vcpu).unwrap();
+        assert_eq!(host_pmbsr(&mut kvm), pmbsr_el1::COLL.mask());
     }
-    let mut seen = 0;
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| {
-            enable(env, ttbr, 2 * 4096);
-            let (_, stop) = env.execute(&mut Loads(1), 200_000);
-            assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
-            seen = env.read(SysReg::PMBSR_EL1).unwrap();
-        }),
-    );
-    assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
-    assert!(pmbsr_el1::S.is_set(seen));
-    assert_eq!(ec(seen), Some(PmbsrEc::BUF));
-    assert!(!pmbsr_el1::COLL.is_set(seen), "{seen:#x}: the host's COLL");
-    kvm.put(vcpu).unwrap();
-    assert_eq!(host_pmbsr(&mut kvm), pmbsr_el1::COLL.mask());
 }
 
 #[test]
