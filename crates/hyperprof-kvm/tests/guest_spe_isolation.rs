@@ -217,31 +217,40 @@ fn host_pmbsr(kvm: &mut Kvm) -> u64 {
 
 #[test]
 fn a_host_collision_flag_does_not_reach_the_guests_buffer_event() {
-    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
-    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
-    // The host's last session lost a sample to a collision.
-    {
-        let mut c = kvm.machine().cpu(0).unwrap();
-        c.write(SysReg::PMBSR_EL1, pmbsr_el1::COLL.mask()).unwrap();
-        c.isb();
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+        // The host's last session lost a sample to a collision.
+        {
+            let mut c = kvm.machine().cpu(0).unwrap();
+            c.write(SysReg::PMBSR_EL1, pmbsr_el1::COLL.mask()).unwrap();
+            c.isb();
+        }
+        let mut seen = 0;
+        run_to_halt(
+            &mut kvm,
+            vcpu,
+            &mut Once(|env: &mut dyn GuestEnv| {
+                enable(env, ttbr, 2 * 4096);
+                let (_, stop) = env.execute(&mut Loads(1), 200_000);
+                assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+                seen = env.read(SysReg::PMBSR_EL1).unwrap();
+            }),
+        );
+        assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
+        assert!(pmbsr_el1::S.is_set(seen));
+        assert_eq!(ec(seen), Some(PmbsrEc::BUF));
+        assert!(
+            !pmbsr_el1::COLL.is_set(seen),
+            "nVHE {nvhe}: {seen:#x}: the host's COLL"
+        );
+        kvm.put(vcpu).unwrap();
+        assert_eq!(host_pmbsr(&mut kvm), pmbsr_el1::COLL.mask());
     }
-    let mut seen = 0;
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| {
-            enable(env, ttbr, 2 * 4096);
-            let (_, stop) = env.execute(&mut Loads(1), 200_000);
-            assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
-            seen = env.read(SysReg::PMBSR_EL1).unwrap();
-        }),
-    );
-    assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
-    assert!(pmbsr_el1::S.is_set(seen));
-    assert_eq!(ec(seen), Some(PmbsrEc::BUF));
-    assert!(!pmbsr_el1::COLL.is_set(seen), "{seen:#x}: the host's COLL");
-    kvm.put(vcpu).unwrap();
-    assert_eq!(host_pmbsr(&mut kvm), pmbsr_el1::COLL.mask());
 }
 
 #[test]
@@ -633,5 +642,51 @@ fn a_guest_sampling_without_a_buffer_never_uses_the_hosts() {
         assert!(recs
             .iter()
             .all(|(_, r)| r.pc.is_some_and(|pc| pc.addr != 0x1000)));
+    }
+}
+
+/// A guest kernel that runs critical sections with IRQs masked after each
+/// user slice takes its buffer events late but loses none: every virtual
+/// PMBIRQ reaches its driver, and nothing is written while one is pending.
+#[test]
+fn a_guest_kernel_with_masked_sections_takes_every_buffer_event_late_and_loses_none() {
+    for nvhe in [false, true] {
+        let mut kvm = if nvhe {
+            Kvm::new_nvhe(machine(SpeConfig::default(), true))
+        } else {
+            Kvm::new(machine(SpeConfig::default(), true))
+        };
+        let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 4);
+        let buf = hyperprof_guest::drivers::spe::Buffer {
+            va: BUF_VA,
+            size: 4 * 4096,
+        };
+        let session = hyperprof_guest::drivers::spe::SpeSessionConfig {
+            interval: 256,
+            jitter: false,
+            ..Default::default()
+        };
+        let mut k = hyperprof_guest::guest::GuestKernel::new(
+            ttbr,
+            session,
+            buf,
+            by_name("mix", 3).unwrap(),
+            300_000,
+        )
+        .with_slices(10_000)
+        .with_masked_kernel_work(by_name("kernel-array-sum", 2).unwrap(), 5_000);
+        run_to_halt(&mut kvm, vcpu, &mut k);
+        assert_eq!(k.error(), None);
+        let d = k.driver_stats().unwrap();
+        assert!(d.buffer_full >= 2, "nVHE {nvhe}: {d:?}");
+        assert_eq!(kvm.vcpu_stats(vcpu).unwrap().virqs, d.irqs);
+        let recs: Vec<_> = hyperprof_spe::RecordDecoder::new(k.data())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // User slices at EL0 and the masked kernel sections at EL1.
+        assert!(recs.iter().any(|(_, r)| r.pc.is_some_and(|pc| pc.el == 1)));
+        assert!(recs.iter().any(|(_, r)| r.pc.is_some_and(|pc| pc.el == 0)));
+        let u = unit(&mut kvm);
+        assert_eq!(u.written as usize, recs.len(), "{u:?}");
     }
 }
