@@ -186,6 +186,7 @@ proptest! {
             pmu: PmuConfig { counters: 6, version: PmuVer::V3p5, hpmn0: false, el2_implemented: true },
             spe: Some(SpeConfig::default()),
             fgt,
+            uarch: Default::default(),
         };
         let machine = Machine::new(&MachineConfig { pes: vec![pe; 2], ram_base: 0x8000_0000, ram_size: 256 << 20 }).unwrap();
         let mut kvm = Kvm::new_nvhe(machine);

@@ -30,6 +30,7 @@ fn machine(spe: SpeConfig, fgt: bool) -> Machine {
         },
         spe: Some(spe),
         fgt,
+        uarch: Default::default(),
     };
     Machine::new(&MachineConfig {
         pes: vec![pe; 2],
@@ -181,6 +182,7 @@ impl Loads {
             translation_latency: 1,
             outcome: 0,
             data_source: 0,
+            ldst_subclass: 0,
             cycles: 1,
         }
     }
