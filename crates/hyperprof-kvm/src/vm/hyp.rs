@@ -31,7 +31,7 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[self.vcpu];
-        let live = spe && !v.needs_repin && v.spe.buffer.enabled() && v.pins.is_pinned();
+        let live = spe && !v.needs_repin && v.spe.buffer.enabled() && self.buffer_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
@@ -180,7 +180,7 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[vcpu];
-        let live = spe_state && !v.needs_repin && v.spe.buffer.enabled() && v.pins.is_pinned();
+        let live = spe_state && !v.needs_repin && v.spe.buffer.enabled() && self.buffer_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
         let t2 = c.pe().access_stats();

@@ -160,6 +160,12 @@ impl Pinning {
         }
     }
 
+    /// Pin-all, and guest RAM is pinned: every buffer the guest's tables
+    /// map in RAM is covered without a pin of its own.
+    pub(super) fn all_pinned(&self) -> bool {
+        self.all_pinned
+    }
+
     /// Pin-all before the first run: every guest page, once.
     pub(super) fn before_run(&mut self, memlock: &mut Memlock) -> Result<(), Rlimit> {
         if self.policy != PinPolicy::PinAll || self.all_pinned {

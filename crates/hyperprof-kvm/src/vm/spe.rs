@@ -95,6 +95,13 @@ impl Kvm {
 }
 
 impl GuestCpu<'_> {
+    /// Whether the guest's buffer is pinned: by its own pin, or by the VM's
+    /// pin of all its RAM (pin-all). A buffer the pin could not cover has
+    /// its event pending instead (PMBSR_EL1.S), so it is not enabled.
+    pub(super) fn buffer_pinned(&self) -> bool {
+        self.kvm.vcpus[self.vcpu].pins.is_pinned() || self.kvm.vms[self.vm].pinning.all_pinned()
+    }
+
     /// A trapped access to a sampling register of a live vCPU (TPMS set,
     /// see [`Kvm::sampling_trapped`]): the registers of features the VM
     /// hides are UNDEFINED, their PMSFCR_EL1 enables stay clear; the rest
@@ -161,7 +168,7 @@ impl GuestCpu<'_> {
             return;
         }
         let buffer = self.kvm.vcpus[self.vcpu].spe.buffer;
-        if self.repin(buffer).is_ok() && self.kvm.vcpus[self.vcpu].pins.is_pinned() {
+        if self.repin(buffer).is_ok() && self.buffer_pinned() {
             self.kvm.vcpus[self.vcpu].needs_repin = false;
         }
     }
@@ -176,14 +183,15 @@ impl GuestCpu<'_> {
     pub(super) fn recheck_unpinned_buffer(&mut self) -> bool {
         let v = &self.kvm.vcpus[self.vcpu];
         let buffer = v.spe.buffer;
-        if !v.features.spe || v.needs_repin || !buffer.enabled() || v.pins.is_pinned() {
+        if !v.features.spe || v.needs_repin || !buffer.enabled() || self.buffer_pinned() {
             return true;
         }
         if self.repin(buffer).is_err() {
             return false;
         }
+        let pinned = self.buffer_pinned();
         let v = &mut self.kvm.vcpus[self.vcpu];
-        if v.spe.buffer.enabled() && !v.pins.is_pinned() {
+        if v.spe.buffer.enabled() && !pinned {
             // No room left: the unit raises buffer full before writing.
             let b = &mut v.spe.buffer;
             let mut pmbsr = pmbsr_el1::S.set(b.pmbsr_el1, 1);
