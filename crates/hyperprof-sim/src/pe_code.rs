@@ -144,18 +144,17 @@ const TLB_SIZE: usize = 512;
 
 /// The engine's translation cache: VA page to PA page and frame, with the
 /// permissions walks have shown. Flushed by TLBI, by writes of the
-/// registers that define the regime, and at every run's start.
+/// registers that define the regime, and at every run's start (so its
+/// frame handles never outlive a run: within one, no page is released).
 #[derive(Clone, Debug)]
 struct SoftTlb {
     entries: Vec<Option<TlbEntry>>,
-    generation: u64,
 }
 
 impl SoftTlb {
     fn new() -> SoftTlb {
         SoftTlb {
             entries: vec![None; TLB_SIZE],
-            generation: u64::MAX,
         }
     }
 
@@ -366,10 +365,6 @@ impl PeBus<'_> {
         Ok((self.walk(va, el, kind)?, off))
     }
 
-    fn el_of_access(&self, access: &a64::Access) -> u8 {
-        access.el
-    }
-
     #[inline]
     fn read_bytes(&mut self, va: u64, size: u8, el: u8) -> Result<(u64, u64), a64::MemFault> {
         let n = usize::from(size);
@@ -542,7 +537,7 @@ impl PeBus<'_> {
 impl a64::Bus for PeBus<'_> {
     #[inline]
     fn fetch(&mut self, va: u64, access: a64::Access) -> Result<a64::Fetched, a64::MemFault> {
-        let el = self.el_of_access(&access);
+        let el = access.el;
         let (e, off) = self.lookup(va, el, Kind::Fetch)?;
         let b = &self.mem.frame_bytes(e.frame)[off..off + 4];
         Ok(a64::Fetched {
@@ -553,7 +548,7 @@ impl a64::Bus for PeBus<'_> {
 
     #[inline]
     fn read(&mut self, va: u64, size: u8, access: a64::Access) -> Result<u64, a64::MemFault> {
-        let el = self.el_of_access(&access);
+        let el = access.el;
         let (v, pa) = self.read_bytes(va, size, el)?;
         if access.kind == a64::AccessKind::ReadModifyWrite {
             // An atomic needs write permission too.
@@ -576,7 +571,7 @@ impl a64::Bus for PeBus<'_> {
         value: u64,
         access: a64::Access,
     ) -> Result<u64, a64::MemFault> {
-        let el = self.el_of_access(&access);
+        let el = access.el;
         let pa = self.write_bytes(va, size, value, el)?;
         match &mut self.access {
             Some(a) => a.write = true,
@@ -793,12 +788,9 @@ impl Pe {
         done: &mut u64,
     ) -> CodeStop {
         *done = 0;
-        if ctx.tlb.generation != mem.generation() {
-            ctx.tlb.flush();
-            ctx.tlb.generation = mem.generation();
-        }
-        // The context may have moved here from another PE, or the
-        // hypervisor changed the regime while it was away.
+        // The context may have moved here from another PE, the hypervisor
+        // may have changed the regime, or a page may have been released
+        // while it was away.
         ctx.tlb.flush();
         let hcr = self.regs.hcr_el2;
         ctx.cpu.el2 = a64::El2Controls {
