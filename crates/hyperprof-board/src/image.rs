@@ -225,7 +225,7 @@ fn load_elf(bytes: &[u8], ram: Region) -> Result<Image, ImageError> {
         return Err(ImageError::Truncated {
             what: "a program header",
             start: phoff,
-            end: phoff + PHDR_SIZE,
+            end: phoff.saturating_add(PHDR_SIZE),
             len: bytes.len() as u64,
         });
     }

@@ -140,6 +140,16 @@ fn malformed_images_say_what_is_wrong() {
         })
     ));
     assert_eq!(load(&elf(0, &[]), RAM), Err(ImageError::NoSegments));
+    // Program headers smaller than ELF64's at an offset near the end of the
+    // address space (found by the guest_image fuzz target: the error's own
+    // arithmetic overflowed).
+    let mut b = good.clone();
+    b[32..40].copy_from_slice(&0xffff_ffff_ffff_ffd8u64.to_le_bytes());
+    b[54..56].copy_from_slice(&48u16.to_le_bytes());
+    assert!(matches!(
+        load(&b, RAM),
+        Err(ImageError::Truncated { what: "a program header", end: u64::MAX, .. })
+    ));
     assert!(matches!(
         load(&elf(0x1000, &[(0x1000, 0x1000, vec![0; 4], 4)]), RAM),
         Err(ImageError::OutsideRam { start: 0x1000, .. })
