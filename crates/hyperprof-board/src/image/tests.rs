@@ -148,7 +148,11 @@ fn malformed_images_say_what_is_wrong() {
     b[54..56].copy_from_slice(&48u16.to_le_bytes());
     assert!(matches!(
         load(&b, RAM),
-        Err(ImageError::Truncated { what: "a program header", end: u64::MAX, .. })
+        Err(ImageError::Truncated {
+            what: "a program header",
+            end: u64::MAX,
+            ..
+        })
     ));
     assert!(matches!(
         load(&elf(0x1000, &[(0x1000, 0x1000, vec![0; 4], 4)]), RAM),
