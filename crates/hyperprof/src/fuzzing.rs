@@ -172,7 +172,7 @@ pub fn a64_insn(data: &[u8]) {
     }
     cpu.set_sp(0x8000);
     cpu.set_pc(0x1000);
-    let mut left = 4096u64;
+    let mut left = 512u64;
     while left > 0 {
         let before = cpu.retired();
         match cpu.run(&mut ram, left.min(256)) {
