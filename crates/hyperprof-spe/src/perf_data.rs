@@ -493,25 +493,8 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Writes a perf.data file holding `buffers` as per-CPU SPE AUXTRACE records
-/// of an SPE PMU with dynamic type `pmu_type`, through `out`.
-///
-/// The file has one attr (type `pmu_type`, one id), an AUXTRACE_INFO record
-/// for ARM SPE in the v1 layout perf 6.1 reads, and one AUXTRACE record per
-/// buffer, each padded with zero bytes to 8 bytes as perf record does.
-pub fn write<E>(
-    buffers: &[AuxBuffer<'_>],
-    pmu_type: u32,
-    out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
-) -> Result<(), E> {
-    write_pieces(buffers, pmu_type, &mut |piece| match piece {
-        Piece::Bytes(b) => out(b),
-        Piece::Buffer(i) => out(buffers[i].data),
-    })
-}
-
 /// What the writer needs of a buffer before its bytes: so that a caller can
-/// stream the bytes of buffers it does not hold ([`write_pieces`]).
+/// stream the bytes of buffers it does not hold ([`write_profile_pieces`]).
 pub trait AuxSlot {
     /// CPU.
     fn cpu(&self) -> u32;
@@ -533,7 +516,7 @@ impl AuxSlot for AuxBuffer<'_> {
     }
 }
 
-/// A piece of the file [`write_pieces`] writes.
+/// A piece of the file [`write_profile_pieces`] writes.
 #[derive(Copy, Clone, Debug)]
 pub enum Piece<'a> {
     /// These bytes.
@@ -542,75 +525,99 @@ pub enum Piece<'a> {
     Buffer(usize),
 }
 
-/// [`write`] for buffers whose bytes the caller supplies when asked (a
-/// [`Piece::Buffer`]), so that files of any size are written in bounded
-/// memory.
-pub fn write_pieces<B: AuxSlot, E>(
-    buffers: &[B],
-    pmu_type: u32,
-    out_piece: &mut dyn FnMut(Piece<'_>) -> Result<(), E>,
-) -> Result<(), E> {
-    let attrs_offset = FILE_HEADER_LEN;
-    let ids_offset = attrs_offset + FILE_ATTR_LEN;
-    let data_offset = ids_offset + 8;
-    let data_size: usize = SPE_INFO_LEN
-        + buffers
-            .iter()
-            .map(|b| AUXTRACE_LEN + b.data_len() + aux_padding(b.data_len()))
-            .sum::<usize>();
-
-    let mut h = [0u8; FILE_HEADER_LEN];
-    h[..8].copy_from_slice(&MAGIC);
-    put64(&mut h, 8, FILE_HEADER_LEN as u64);
-    put64(&mut h, 16, FILE_ATTR_LEN as u64);
-    put64(&mut h, 24, attrs_offset as u64);
-    put64(&mut h, 32, FILE_ATTR_LEN as u64);
-    put64(&mut h, 40, data_offset as u64);
-    put64(&mut h, 48, data_size as u64);
-    out_piece(Piece::Bytes(&h))?;
-
-    let mut a = [0u8; FILE_ATTR_LEN + 8];
-    put32(&mut a, 0, pmu_type);
-    put32(&mut a, 4, ATTR_LEN as u32);
-    put64(&mut a, 24, 1); // sample_period
-    put64(&mut a, ATTR_LEN, ids_offset as u64);
-    put64(&mut a, ATTR_LEN + 8, 8);
-    put64(&mut a, FILE_ATTR_LEN, 1); // the one id
-    out_piece(Piece::Bytes(&a))?;
-
-    let mut info = [0u8; SPE_INFO_LEN];
-    put32(&mut info, 0, RECORD_AUXTRACE_INFO);
-    info[6..8].copy_from_slice(&(SPE_INFO_LEN as u16).to_le_bytes());
-    put32(&mut info, 8, AUXTRACE_TYPE_ARM_SPE);
-    put64(&mut info, 16, pmu_type as u64);
-    put64(&mut info, 24, 1); // per-cpu mmaps
-    out_piece(Piece::Bytes(&info))?;
-
-    for (reference, b) in buffers.iter().enumerate() {
-        let padded = b.data_len() + aux_padding(b.data_len());
-        let mut r = [0u8; AUXTRACE_LEN];
-        put32(&mut r, 0, RECORD_AUXTRACE);
-        r[6..8].copy_from_slice(&(AUXTRACE_LEN as u16).to_le_bytes());
-        put64(&mut r, 8, padded as u64);
-        put64(&mut r, 16, b.aux_offset());
-        put64(&mut r, 24, reference as u64);
-        put32(&mut r, 32, b.cpu());
-        put32(&mut r, 36, u32::MAX);
-        put32(&mut r, 40, b.cpu());
-        out_piece(Piece::Bytes(&r))?;
-        out_piece(Piece::Buffer(reference))?;
-        out_piece(Piece::Bytes(&[0u8; 8][..aux_padding(b.data_len())]))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The smallest file perf reads (one attr, AUXTRACE_INFO, AUXTRACE
+    /// records): the reader's tests damage it at known offsets. Files the
+    /// tools write are complete profiles ([`write_profile`]).
+    mod minimal {
+        use super::super::*;
+
+        /// Writes a perf.data file holding `buffers` as per-CPU SPE AUXTRACE records
+        /// of an SPE PMU with dynamic type `pmu_type`, through `out`.
+        ///
+        /// The file has one attr (type `pmu_type`, one id), an AUXTRACE_INFO record
+        /// for ARM SPE in the v1 layout perf 6.1 reads, and one AUXTRACE record per
+        /// buffer, each padded with zero bytes to 8 bytes as perf record does.
+        pub(super) fn write<E>(
+            buffers: &[AuxBuffer<'_>],
+            pmu_type: u32,
+            out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+        ) -> Result<(), E> {
+            write_pieces(buffers, pmu_type, &mut |piece| match piece {
+                Piece::Bytes(b) => out(b),
+                Piece::Buffer(i) => out(buffers[i].data),
+            })
+        }
+
+        /// `write` for buffers whose bytes the caller supplies when asked (a
+        /// [`Piece::Buffer`]), so that files of any size are written in bounded
+        /// memory.
+        pub(super) fn write_pieces<B: AuxSlot, E>(
+            buffers: &[B],
+            pmu_type: u32,
+            out_piece: &mut dyn FnMut(Piece<'_>) -> Result<(), E>,
+        ) -> Result<(), E> {
+            let attrs_offset = FILE_HEADER_LEN;
+            let ids_offset = attrs_offset + FILE_ATTR_LEN;
+            let data_offset = ids_offset + 8;
+            let data_size: usize = SPE_INFO_LEN
+                + buffers
+                    .iter()
+                    .map(|b| AUXTRACE_LEN + b.data_len() + aux_padding(b.data_len()))
+                    .sum::<usize>();
+
+            let mut h = [0u8; FILE_HEADER_LEN];
+            h[..8].copy_from_slice(&MAGIC);
+            put64(&mut h, 8, FILE_HEADER_LEN as u64);
+            put64(&mut h, 16, FILE_ATTR_LEN as u64);
+            put64(&mut h, 24, attrs_offset as u64);
+            put64(&mut h, 32, FILE_ATTR_LEN as u64);
+            put64(&mut h, 40, data_offset as u64);
+            put64(&mut h, 48, data_size as u64);
+            out_piece(Piece::Bytes(&h))?;
+
+            let mut a = [0u8; FILE_ATTR_LEN + 8];
+            put32(&mut a, 0, pmu_type);
+            put32(&mut a, 4, ATTR_LEN as u32);
+            put64(&mut a, 24, 1); // sample_period
+            put64(&mut a, ATTR_LEN, ids_offset as u64);
+            put64(&mut a, ATTR_LEN + 8, 8);
+            put64(&mut a, FILE_ATTR_LEN, 1); // the one id
+            out_piece(Piece::Bytes(&a))?;
+
+            let mut info = [0u8; SPE_INFO_LEN];
+            put32(&mut info, 0, RECORD_AUXTRACE_INFO);
+            info[6..8].copy_from_slice(&(SPE_INFO_LEN as u16).to_le_bytes());
+            put32(&mut info, 8, AUXTRACE_TYPE_ARM_SPE);
+            put64(&mut info, 16, pmu_type as u64);
+            put64(&mut info, 24, 1); // per-cpu mmaps
+            out_piece(Piece::Bytes(&info))?;
+
+            for (reference, b) in buffers.iter().enumerate() {
+                let padded = b.data_len() + aux_padding(b.data_len());
+                let mut r = [0u8; AUXTRACE_LEN];
+                put32(&mut r, 0, RECORD_AUXTRACE);
+                r[6..8].copy_from_slice(&(AUXTRACE_LEN as u16).to_le_bytes());
+                put64(&mut r, 8, padded as u64);
+                put64(&mut r, 16, b.aux_offset());
+                put64(&mut r, 24, reference as u64);
+                put32(&mut r, 32, b.cpu());
+                put32(&mut r, 36, u32::MAX);
+                put32(&mut r, 40, b.cpu());
+                out_piece(Piece::Bytes(&r))?;
+                out_piece(Piece::Buffer(reference))?;
+                out_piece(Piece::Bytes(&[0u8; 8][..aux_padding(b.data_len())]))?;
+            }
+            Ok(())
+        }
+    }
+
     fn written(buffers: &[AuxBuffer<'_>]) -> Vec<u8> {
         let mut v = Vec::new();
-        write::<()>(buffers, 8, &mut |b| {
+        minimal::write::<()>(buffers, 8, &mut |b| {
             v.extend_from_slice(b);
             Ok(())
         })

@@ -163,7 +163,7 @@ proptest! {
     ) {
         let mut file = Vec::new();
         let buffers = [AuxBuffer { cpu: 1, aux_offset: 0, data: &data }];
-        perf_data::write::<()>(&buffers, 8, &mut |b| { file.extend_from_slice(b); Ok(()) }).unwrap();
+        perf_data::write_profile::<()>(&perf_data::Profile::bare(&buffers, 8), &mut |b| { file.extend_from_slice(b); Ok(()) }).unwrap();
         for (at, x) in flips {
             let at = at % file.len();
             file[at] ^= x;

@@ -283,7 +283,7 @@ fn undecodable_bytes_print_as_perf_prints_them_with_keep_going() {
             aux_offset: 0,
             data: &raw,
         }];
-        perf_data::write::<()>(&buffers, 8, &mut |b| {
+        perf_data::write_profile::<()>(&perf_data::Profile::bare(&buffers, 8), &mut |b| {
             v.extend_from_slice(b);
             Ok(())
         })

@@ -153,6 +153,36 @@ pub struct Profile<'a, B = AuxBuffer<'a>> {
     pub buffers: &'a [B],
 }
 
+impl<'a> Profile<'a> {
+    /// The profile of raw `buffers` alone: the SPE event of PMU type
+    /// `pmu_type`, no process or mapping, a machine with a CPU for every
+    /// buffer's (what a trace of unknown origin can say of itself).
+    pub fn bare(buffers: &'a [AuxBuffer<'a>], pmu_type: u32) -> Profile<'a> {
+        Profile {
+            event: SpeEvent {
+                pmu_type,
+                config: SPE_CONFIG_TS_ENABLE,
+                period: 1,
+                exclude_user: false,
+                exclude_kernel: false,
+                name: "arm_spe_0//",
+            },
+            machine: MachineInfo {
+                hostname: "hyperprof",
+                osrelease: "unknown",
+                version: "unknown",
+                arch: "aarch64",
+                midr: 0,
+                nr_cpus: buffers.iter().map(|b| b.cpu + 1).max().unwrap_or(1),
+                mem_bytes: 1 << 30,
+            },
+            comms: &[],
+            maps: &[],
+            buffers,
+        }
+    }
+}
+
 /// A byte sink: the caller's output, or a counter.
 pub(super) type Sink<'s, E> = dyn FnMut(&[u8]) -> Result<(), E> + 's;
 
