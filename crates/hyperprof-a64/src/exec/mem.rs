@@ -331,6 +331,32 @@ impl Cpu {
         Ok(())
     }
 
+    /// The address, total size and access shape of an exclusive access: the
+    /// base register is checked for SP alignment and the whole (pair) access
+    /// must be aligned to its total size.
+    #[inline(always)]
+    fn excl_access(
+        &self,
+        kind: AccessKind,
+        ordered: bool,
+        size: u8,
+        pair: bool,
+        rn: u8,
+        pc: u64,
+    ) -> Result<(u64, u8, Shape), Stop> {
+        let addr = self.xsp(rn);
+        self.check_sp(rn, addr, pc)?;
+        let total = if pair { 2u8 << size } else { 1u8 << size };
+        let s = Shape {
+            ordered,
+            atomic: true,
+            align: 1 << size,
+            ..Shape::plain(kind, 0)
+        };
+        self.check_align(addr, total as u64, &Shape { align: total, ..s }, pc)?;
+        Ok((addr, total, s))
+    }
+
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exec_load_excl<B: Bus>(
@@ -344,16 +370,7 @@ impl Cpu {
         rn: u8,
         pc: u64,
     ) -> Result<(), Stop> {
-        let addr = self.xsp(rn);
-        self.check_sp(rn, addr, pc)?;
-        let total = if pair { 2u8 << size } else { 1u8 << size };
-        let s = Shape {
-            ordered: acquire,
-            atomic: true,
-            align: 1 << size,
-            ..Shape::plain(AccessKind::Read, 0)
-        };
-        self.check_align(addr, total as u64, &Shape { align: total, ..s }, pc)?;
+        let (addr, total, s) = self.excl_access(AccessKind::Read, acquire, size, pair, rn, pc)?;
         self.observe_mem::<B>(addr, total);
         let a = self.load(bus, addr, size, &s, pc)?;
         if pair {
@@ -383,16 +400,7 @@ impl Cpu {
         rn: u8,
         pc: u64,
     ) -> Result<(), Stop> {
-        let addr = self.xsp(rn);
-        self.check_sp(rn, addr, pc)?;
-        let total = if pair { 2u8 << size } else { 1u8 << size };
-        let s = Shape {
-            ordered: release,
-            atomic: true,
-            align: 1 << size,
-            ..Shape::plain(AccessKind::Write, 0)
-        };
-        self.check_align(addr, total as u64, &Shape { align: total, ..s }, pc)?;
+        let (addr, total, s) = self.excl_access(AccessKind::Write, release, size, pair, rn, pc)?;
         let m = self.monitor;
         self.monitor.armed = false;
         if m.armed && m.va == addr && m.size == total {
