@@ -38,7 +38,7 @@ use hyperprof_arch::{
 use hyperprof_guest::drivers::spe::{IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::*;
-use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_kvm::vm::{Exit, Kvm, GUEST_RAM_IPA};
 use hyperprof_sim::memory::PAGE_SIZE;
 use hyperprof_sim::op::Symbol;
 use hyperprof_sim::pe::RunExit;
@@ -49,6 +49,7 @@ use proptest::prelude::*;
 
 mod common;
 use common::*;
+mod spe_vcpu;
 
 // ---------------------------------------------------------------------------
 // The machine, the host and the VM
@@ -95,22 +96,7 @@ fn in_host_window(v: u64) -> bool {
 /// The VM (one SPE vCPU, fully configured, not loaded) and the guest's
 /// TTBR0_EL1.
 fn vm(kvm: &mut Kvm, memlock: u64) -> (usize, usize, u64) {
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: GUEST_RAM,
-            memlock_limit: memlock,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_spe(vcpu, 0, 21, MAX_BUFFER).unwrap();
+    let (vm, vcpu) = spe_vcpu::spe_vcpu(kvm, GUEST_RAM, memlock, MAX_BUFFER);
     kvm.guest_map(vm, BUF_VA, BUF_IPA, BUF_PAGES * PAGE_SIZE)
         .unwrap();
     kvm.guest_map(vm, TBL_VA, TBL_IPA, TBL_PAGES * PAGE_SIZE)

@@ -14,6 +14,7 @@ use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
+mod spe_vcpu;
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -46,22 +47,7 @@ fn vm(memlock: u64, pages: u64, ipa: u64) -> (Kvm, usize, usize, u64) {
 
 fn vm_with(memlock: u64, max_buffer: u64, pages: u64, ipa: u64) -> (Kvm, usize, usize, u64) {
     let mut kvm = Kvm::new(machine());
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 64 << 20,
-            memlock_limit: memlock,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_spe(vcpu, 0, 21, max_buffer).unwrap();
+    let (vm, vcpu) = spe_vcpu::spe_vcpu(&mut kvm, 64 << 20, memlock, max_buffer);
     let ttbr = kvm.guest_map(vm, BUF_VA, ipa, pages * 4096).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (kvm, vm, vcpu, ttbr)
@@ -749,22 +735,7 @@ fn a_guest_migrated_mid_session_continues_with_nothing_lost_or_duplicated() {
 
     // ...restored on host B, on another CPU, and finished there.
     let mut b = Kvm::new(machine());
-    let vm_b = b
-        .create_vm(VmConfig {
-            ram_bytes: 64 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu_b = b
-        .create_vcpu(
-            vm_b,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    b.configure_spe(vcpu_b, 0, 21, 1 << 20).unwrap();
+    let (vm_b, vcpu_b) = spe_vcpu::spe_vcpu(&mut b, 64 << 20, u64::MAX, 1 << 20);
     b.write_guest(vm_b, GUEST_RAM_IPA, &ram).unwrap();
     for &(r, v) in &values {
         b.set_one_reg(vcpu_b, r, v).unwrap();

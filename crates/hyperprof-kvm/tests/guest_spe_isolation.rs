@@ -16,6 +16,7 @@ use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::{by_name, Workload};
+mod spe_vcpu;
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -43,22 +44,7 @@ fn machine(spe: SpeConfig, fgt: bool) -> Machine {
 /// One SPE vCPU with MaxBuffSize `max_buffer`, its guest tables mapping
 /// `pages` pages at BUF_VA, loaded on CPU 0. Returns (vm, vcpu, guest TTBR).
 fn spe_vm(kvm: &mut Kvm, max_buffer: u64, pages: u64) -> (usize, usize, u64) {
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 64 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_spe(vcpu, 0, 21, max_buffer).unwrap();
+    let (vm, vcpu) = spe_vcpu::spe_vcpu(kvm, 64 << 20, u64::MAX, max_buffer);
     let ttbr = kvm.guest_map(vm, BUF_VA, BUF_IPA, pages * 4096).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (vm, vcpu, ttbr)
@@ -331,22 +317,7 @@ fn host_filters(kvm: &mut Kvm) -> (u64, u64) {
 /// registers survive the guest.
 fn hidden_filters_are_undefined_and_never_reach_the_host(fgt: bool, nvhe: bool) {
     let mut kvm = v1p4_kvm(fgt, nvhe);
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 64 << 20,
-            memlock_limit: u64::MAX,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_spe(vcpu, 0, 21, 0).unwrap();
+    let (vm, vcpu) = spe_vcpu::spe_vcpu(&mut kvm, 64 << 20, u64::MAX, 0);
     kvm.set_guest_pmsver(vm, PmsVer::V1p1).unwrap();
     {
         let mut c = kvm.machine().cpu(0).unwrap();

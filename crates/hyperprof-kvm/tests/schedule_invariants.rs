@@ -39,8 +39,7 @@
 use hyperprof_arch::{pmbsr_el1, AccessFault, Cpu, ExceptionLevel, MemoryFault, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::{ExecStop, GuestEnv, GuestKernel, GuestProgram, GuestStep};
-use hyperprof_kvm::uapi::*;
-use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_kvm::vm::{Exit, Kvm, GUEST_RAM_IPA};
 use hyperprof_sim::memory::PAGE_SIZE;
 use hyperprof_sim::op::Symbol;
 use hyperprof_sim::pe::RunExit;
@@ -52,6 +51,7 @@ use proptest::prelude::*;
 
 mod common;
 use common::*;
+mod spe_vcpu;
 
 const VMS: usize = 2;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
@@ -985,22 +985,7 @@ impl World {
 
 fn new_guest(kvm: &mut Kvm, i: usize, cfg: &GuestCfg) -> Guest {
     let limit = if cfg.tight { MAX_BUFFER } else { 8 << 20 };
-    let vm = kvm
-        .create_vm(VmConfig {
-            ram_bytes: 64 << 20,
-            memlock_limit: limit,
-        })
-        .unwrap();
-    let vcpu = kvm
-        .create_vcpu(
-            vm,
-            VcpuFeatures {
-                spe: true,
-                pmu_v3: false,
-            },
-        )
-        .unwrap();
-    kvm.configure_spe(vcpu, 0, 21, MAX_BUFFER).unwrap();
+    let (vm, vcpu) = spe_vcpu::spe_vcpu(kvm, 64 << 20, limit, MAX_BUFFER);
     let size = cfg.pages * PAGE_SIZE;
     let ttbr = kvm
         .guest_map(vm, GUEST_BUF_VA, GUEST_BUF_IPA, size)
