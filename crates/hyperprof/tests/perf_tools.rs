@@ -250,13 +250,17 @@ fn check_profile(home: &Path, data: &Path, expect: &Expect<'_>) {
     assert_eq!(perf_lines, ours, "{what}: packet lines differ");
 }
 
-/// Runs `perf-setup` on `dir` with the cache under `home`.
-fn perf_setup(dir: &Path, home: &Path) {
+/// Runs `perf-setup` on `dir` with the build-id cache under a fresh
+/// `dir/home`, and returns that home for the perf commands.
+fn perf_setup(dir: &Path) -> PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
     let text = stdout_of(
-        hyperprof().env("HOME", home).arg("perf-setup").arg(dir),
+        hyperprof().env("HOME", &home).arg("perf-setup").arg(dir),
         "perf-setup",
     );
     assert!(text.starts_with("added "), "{text}");
+    home
 }
 
 /// Every perf.data of a system run in `dir`, checked against its report.
@@ -270,9 +274,7 @@ fn check_system_run(dir: &Path, report: &Value) -> usize {
     if files == 0 {
         return 0;
     }
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    perf_setup(dir, &home);
+    let home = perf_setup(dir);
     let shares = |spe: &Value| -> Vec<(String, f64)> {
         spe["top_functions"]
             .as_array()
@@ -426,9 +428,7 @@ fn the_bare_metal_host_opens_in_perf_with_every_process_named() {
             .unwrap(),
         "bare-metal",
     );
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    perf_setup(&dir, &home);
+    let home = perf_setup(&dir);
     // The shares are the processes' own (the report gives none): here
     // every process and the kernel must be named.
     let expect = Expect {
@@ -563,9 +563,7 @@ fn the_demo_profile_names_its_synthetic_functions() {
             .unwrap(),
         "demo",
     );
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    perf_setup(&dir, &home);
+    let home = perf_setup(&dir);
     let expect = Expect {
         functions: ["parse_request", "hash_insert", "memcpy", "copy_to_user"]
             .iter()
