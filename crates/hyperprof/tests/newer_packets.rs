@@ -3,36 +3,16 @@
 //! DEFINED event bits) reach `spe stats` and the table export, while `spe
 //! dump` keeps printing what perf 6.1's `perf report -D` prints for them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use hyperprof_spe::packet::{event, OpClass};
 use hyperprof_spe::record::{CodeAddress, OpType};
 use hyperprof_spe::Record;
 use serde_json::Value;
 
-fn hyperprof() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("newer_packets")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+#[allow(dead_code)] // the perf helpers serve the perf tests
+mod common;
+use common::{hyperprof, ok, scratch};
 
 fn pc(addr: u64) -> Option<CodeAddress> {
     Some(CodeAddress {

@@ -9,36 +9,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;
 use serde_json::Value;
 
-fn hyperprof() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hyperprof"))
-}
-
-/// An empty folder `name` of this test's own.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("table_export")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `out`, which must be a success; else its status and stderr.
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+#[allow(dead_code)] // the perf helpers serve the perf tests
+mod common;
+use common::{hyperprof, ok, scratch};
 
 const LDST: [&str; 18] = [
     "cpu",
