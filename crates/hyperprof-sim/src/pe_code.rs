@@ -804,7 +804,6 @@ impl Pe {
         if self.el != el_of(start_el) {
             self.exception_entry(el_of(start_el));
         }
-        let sctlr = ctx.cpu.read_sysreg(a64::cpu::regs::SCTLR_EL1).unwrap_or(0);
         loop {
             let lines = self.irq_lines();
             if lines.any() {
@@ -833,6 +832,8 @@ impl Pe {
                 };
                 chunk = chunk.min(safe.max(1));
             });
+            // The code may have turned stage 1 on or off in the last chunk.
+            let sctlr = ctx.cpu.read_sysreg(a64::cpu::regs::SCTLR_EL1).unwrap_or(0);
             let mut bus = PeBus {
                 pe: self,
                 mem,

@@ -3,8 +3,10 @@
 //! repository's own guests (guests/), whose output under QEMU's virt board
 //! is the reference written here.
 
-use hyperprof_arch::PmuVer;
+use hyperprof_arch::{Cpu, PmuVer, SysReg};
 use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::memory::FrameAllocator;
+use hyperprof_sim::mmu::{Perm, Stage1Tables};
 use hyperprof_sim::pe::{CodeContext, CodeStop, PeConfig};
 use hyperprof_sim::pmu::PmuConfig;
 
@@ -17,10 +19,9 @@ fn image(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Boots a raw image at RAM + 0x80000 with x0 = `dtb` and runs it until it
-/// powers off; returns its console output and instructions retired.
-fn boot(name: &str, dtb: &[u8]) -> (String, u64) {
-    let mut m = Machine::new(&MachineConfig {
+/// One PE with a PMU and no SPE, 128 MiB of RAM at [`RAM`].
+fn machine() -> Machine {
+    Machine::new(&MachineConfig {
         pes: vec![PeConfig {
             pmu: PmuConfig {
                 counters: 6,
@@ -35,7 +36,13 @@ fn boot(name: &str, dtb: &[u8]) -> (String, u64) {
         ram_base: RAM,
         ram_size: 128 << 20,
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// Boots a raw image at RAM + 0x80000 with x0 = `dtb` and runs it until it
+/// powers off; returns its console output and instructions retired.
+fn boot(name: &str, dtb: &[u8]) -> (String, u64) {
+    let mut m = machine();
     m.mem.write(RAM + 0x8_0000, &image(name)).unwrap();
     m.mem.write(RAM, dtb).unwrap();
     let mut ctx = CodeContext::new(RAM + 0x8_0000, 0);
@@ -97,4 +104,62 @@ fn selftest_passes_every_line() {
         "{out}"
     );
     assert_eq!(out.matches("PASS: ").count(), 9, "{out}");
+}
+
+/// Stage 1 in running code: turning the MMU on (SCTLR_EL1.M, ISB) and
+/// moving TTBR0_EL1 to other tables (TLBI VMALLE1, DSB, ISB) take effect
+/// for the next load. The data VA is RAM whose own bytes differ from both
+/// pages the tables map it to, so an untranslated or stale access shows.
+#[test]
+fn loads_follow_sctlr_and_ttbr0_writes() {
+    const CODE: u64 = RAM + 0x8_0000;
+    const DATA_VA: u64 = RAM + 0x10_0000;
+    const PA_A: u64 = RAM + 0x20_0000;
+    const PA_B: u64 = RAM + 0x30_0000;
+    let mut m = machine();
+    let mut alloc = FrameAllocator::new(RAM + 0x100_0000, 1 << 20).unwrap();
+    let mut tables = [0u64; 2];
+    for (root, pa) in tables.iter_mut().zip([PA_A, PA_B]) {
+        let t = Stage1Tables::new(&mut m.mem, &mut alloc).unwrap();
+        t.map(&mut m.mem, &mut alloc, CODE, CODE, 4096, Perm::RO)
+            .unwrap();
+        t.map(&mut m.mem, &mut alloc, DATA_VA, pa, 4096, Perm::RW)
+            .unwrap();
+        *root = t.root;
+    }
+    m.mem.write_u64(DATA_VA, 0xAAAA).unwrap();
+    m.mem.write_u64(PA_A, 0x1111).unwrap();
+    m.mem.write_u64(PA_B, 0x2222).unwrap();
+    let code: [u32; 10] = [
+        0xD518_1004, // msr sctlr_el1, x4
+        0xD503_3FDF, // isb
+        0xF940_0001, // ldr x1, [x0]
+        0xD518_2002, // msr ttbr0_el1, x2
+        0xD508_871F, // tlbi vmalle1
+        0xD503_3B9F, // dsb ish
+        0xD503_3FDF, // isb
+        0xF940_0003, // ldr x3, [x0]
+        0xF940_0005, // ldr x5, [x0] (a second time, from the soft TLB)
+        0xD400_0002, // hvc #0
+    ];
+    let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+    m.mem.write(CODE, &bytes).unwrap();
+    m.cpu(0)
+        .unwrap()
+        .write(SysReg::TTBR0_EL1, tables[0])
+        .unwrap();
+    let mut ctx = CodeContext::new(CODE, 0);
+    ctx.cpu.set_x(0, DATA_VA);
+    ctx.cpu.set_x(2, tables[1]);
+    ctx.cpu.set_x(4, 1); // SCTLR_EL1.M
+    let mut done = 0;
+    let stop = m.run_code(0, &mut ctx, 1_000, &mut done).unwrap();
+    assert!(
+        matches!(&stop, CodeStop::El2(e) if e.ec() == 0x16),
+        "{stop:?}"
+    );
+    assert_eq!(done, code.len() as u64);
+    assert_eq!(ctx.cpu.x(1), 0x1111, "the load after the MMU went on");
+    assert_eq!(ctx.cpu.x(3), 0x2222, "the load after the TTBR0_EL1 switch");
+    assert_eq!(ctx.cpu.x(5), 0x2222);
 }
