@@ -639,14 +639,12 @@ impl a64::Bus for PeBus<'_> {
             return a64::SysRegWrite::Engine;
         }
         let el0_ok = Self::el0_may(reg, true);
-        let tcr = (reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()) == (3, 0, 2, 0, 2);
         match self.el1_slot(reg) {
             Some(_) if el == 0 && !el0_ok => a64::SysRegWrite::Undefined,
+            // TCR_EL1 among them: the walk is the fixed 48-bit, 4 KiB
+            // granule one, so no TCR_EL1 write changes a translation.
             Some(v) => {
                 *v = value;
-                if tcr {
-                    self.regime_changed();
-                }
                 a64::SysRegWrite::Done
             }
             None => a64::SysRegWrite::Engine,
