@@ -418,6 +418,28 @@ impl Cpu {
         Ok(())
     }
 
+    /// The address and shape of LDAR/STLR: SP alignment checked, the access
+    /// ordered and aligned to its size, and observed for the profilers.
+    #[inline(always)]
+    fn ordered_access<B: Bus>(
+        &mut self,
+        kind: AccessKind,
+        size: u8,
+        rt: u8,
+        rn: u8,
+        pc: u64,
+    ) -> Result<(u64, Shape), Stop> {
+        let addr = self.xsp(rn);
+        self.check_sp(rn, addr, pc)?;
+        let s = Shape {
+            ordered: true,
+            align: 1 << size,
+            ..Shape::plain(kind, isv(size, false, rt, size == 3, true))
+        };
+        self.observe_mem::<B>(addr, 1 << size);
+        Ok((addr, s))
+    }
+
     #[inline(always)]
     pub(crate) fn exec_load_acquire<B: Bus>(
         &mut self,
@@ -427,14 +449,7 @@ impl Cpu {
         rn: u8,
         pc: u64,
     ) -> Result<(), Stop> {
-        let addr = self.xsp(rn);
-        self.check_sp(rn, addr, pc)?;
-        let s = Shape {
-            ordered: true,
-            align: 1 << size,
-            ..Shape::plain(AccessKind::Read, isv(size, false, rt, size == 3, true))
-        };
-        self.observe_mem::<B>(addr, 1 << size);
+        let (addr, s) = self.ordered_access::<B>(AccessKind::Read, size, rt, rn, pc)?;
         let v = self.load(bus, addr, size, &s, pc)?;
         self.set_xr(rt, v);
         Ok(())
@@ -449,14 +464,7 @@ impl Cpu {
         rn: u8,
         pc: u64,
     ) -> Result<(), Stop> {
-        let addr = self.xsp(rn);
-        self.check_sp(rn, addr, pc)?;
-        let s = Shape {
-            ordered: true,
-            align: 1 << size,
-            ..Shape::plain(AccessKind::Write, isv(size, false, rt, size == 3, true))
-        };
-        self.observe_mem::<B>(addr, 1 << size);
+        let (addr, s) = self.ordered_access::<B>(AccessKind::Write, size, rt, rn, pc)?;
         let v = self.xr(rt);
         self.store(bus, addr, size, v, &s, pc)
     }
