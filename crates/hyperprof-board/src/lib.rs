@@ -4,7 +4,8 @@
 //! by the boot protocol bare-metal test images and Linux use ([`image`]),
 //! describe the machine in a device tree ([`fdt`]), emulate the PL011 UART
 //! behind MMIO exits ([`pl011`]), and serve PSCI calls made with HVC the
-//! way KVM does in the hypervisor ([`psci`]); and run a booted VM's vCPUs
+//! way KVM does in the hypervisor ([`psci`]); take the SPE records a
+//! guest profiler hands over ([`vendor`]); and run a booted VM's vCPUs
 //! through the hypervisor, serving their exits ([`vm`]).
 //!
 //! Addresses are those of QEMU's `virt` board ([`map`]), so an image built
@@ -16,4 +17,5 @@ pub mod image;
 pub mod map;
 pub mod pl011;
 pub mod psci;
+pub mod vendor;
 pub mod vm;

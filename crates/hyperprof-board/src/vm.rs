@@ -17,6 +17,7 @@ use crate::image::{self, Image, ImageError};
 use crate::map::{Region, UART};
 use crate::pl011::Pl011;
 use crate::psci::{self, Outcome, PowerState};
+use crate::vendor::{self, RecordStore, Request};
 
 /// Why a VM cannot boot or stopped working.
 #[derive(Debug, Error)]
@@ -86,6 +87,7 @@ pub struct BoardVm {
     stats: VmmStats,
     image: Image,
     dtb_addr: u64,
+    records: RecordStore,
 }
 
 impl std::fmt::Debug for BoardVm {
@@ -149,7 +151,7 @@ impl BoardVm {
             write(kvm, seg.addr, &seg.data)?;
         }
         write(kvm, dtb_addr, &dtb)?;
-        let vcpus = vcpus
+        let vcpus: Vec<BoardVcpu> = vcpus
             .iter()
             .enumerate()
             .map(|(i, &vcpu)| {
@@ -169,10 +171,11 @@ impl BoardVm {
             .collect();
         Ok(BoardVm {
             vm,
-            vcpus,
             uart: Pl011::new(),
             state: VmState::Running,
             stats: VmmStats::default(),
+            records: RecordStore::new(vcpus.len(), vendor::DEFAULT_STORE_LIMIT),
+            vcpus,
             image,
             dtb_addr,
         })
@@ -209,6 +212,22 @@ impl BoardVm {
     }
 
     /// The console bytes written so far, taken out.
+    /// Takes the SPE records vCPU `i` handed over ([`vendor::SPE_RECORDS`])
+    /// since the last take, in the order it handed them.
+    pub fn take_spe_records(&mut self, i: usize) -> Vec<u8> {
+        self.records.take(i)
+    }
+
+    /// The store of handed-over records (its truncation and refusal counts).
+    pub fn records(&self) -> &RecordStore {
+        &self.records
+    }
+
+    /// Bounds what the VM's vCPUs may hand over and the VMM has not taken.
+    pub fn set_records_limit(&mut self, limit: u64) {
+        self.records.set_limit(limit);
+    }
+
     pub fn take_console(&mut self) -> Vec<u8> {
         self.uart.take_output()
     }
@@ -257,7 +276,7 @@ impl BoardVm {
             match exit {
                 Exit::Yield => {}
                 Exit::Halt => {}
-                Exit::Hypercall { .. } => self.hypercall(i),
+                Exit::Hypercall { .. } => self.hypercall(kvm, i),
                 Exit::Mmio(m) => self.mmio(kvm, i, m)?,
                 Exit::Idle => {
                     self.stats.idle += 1;
@@ -286,8 +305,17 @@ impl BoardVm {
         Ok(self.vcpus[i].ctx.cpu.retired() - start)
     }
 
-    fn hypercall(&mut self, i: usize) {
+    fn hypercall(&mut self, kvm: &Kvm, i: usize) {
         self.stats.hypercalls += 1;
+        let x = {
+            let c = &self.vcpus[i].ctx.cpu;
+            [c.x(0), c.x(1), c.x(2), c.x(3)]
+        };
+        if vendor::is_vendor_call(x[0] as u32) {
+            let r = self.vendor_call(kvm, i, x);
+            self.vcpus[i].ctx.cpu.set_x(0, r);
+            return;
+        }
         let states: Vec<(u64, PowerState)> =
             self.vcpus.iter().map(|v| (v.ctx.mpidr, v.power)).collect();
         let x = {
@@ -321,6 +349,32 @@ impl BoardVm {
             }
             Outcome::SystemOff => self.state = VmState::PoweredOff,
             Outcome::SystemReset => self.state = VmState::Reset,
+        }
+    }
+
+    /// Serves a call of hyperprof's vendor hypervisor service ([`vendor`]).
+    fn vendor_call(&mut self, kvm: &Kvm, i: usize, x: [u64; 4]) -> u64 {
+        match vendor::decode(x) {
+            Request::Return(r) => r,
+            Request::Records {
+                ipa,
+                len,
+                truncated,
+            } => {
+                // Refused before the copy: a full store costs no memory.
+                if !self.records.has_room(len) {
+                    return vendor::NO_SPACE;
+                }
+                let mut buf = vec![0u8; len as usize];
+                if kvm.read_guest(self.vm, ipa, &mut buf).is_err() {
+                    return vendor::INVALID_PARAMETERS;
+                }
+                if self.records.push(i, &buf, truncated) {
+                    vendor::SUCCESS
+                } else {
+                    vendor::NO_SPACE
+                }
+            }
         }
     }
 
