@@ -123,6 +123,10 @@ pub enum CodeStop {
     El2(a64::El2Exit),
     /// WFI with no interrupt pending (not trapped): the context sleeps.
     Wfi,
+    /// The virtual timer's output fell while its PPI is disabled: the
+    /// hypervisor that disabled it to forward the interrupt to a guest
+    /// enables it again and lowers the guest's line.
+    TimerDeasserted,
 }
 
 /// A soft TLB entry: one 4 KiB page of one Exception level's view.
@@ -830,6 +834,9 @@ impl Pe {
             let lines = self.irq_lines();
             if lines.any() {
                 return CodeStop::Interrupt(lines);
+            }
+            if !self.vtimer_irq_enabled() && !self.vtimer_output() {
+                return CodeStop::TimerDeasserted;
             }
             if *done >= budget {
                 return CodeStop::Budget;
