@@ -422,12 +422,16 @@ impl BootOutcome {
             "boot: {:?} after {} instructions in {:.2} s ({:.1} MIPS), {} rounds\n",
             self.end, self.insns, self.seconds, mips, self.rounds
         );
+        if self.end == BootEnd::Wedged {
+            s += "boot: wedged: every vCPU waits in WFI with no interrupt pending and none that \
+                  can come (no timer armed and unmasked)\n";
+        }
         s += &format!(
             "exits: {} sysreg traps ({} PMU), {} hypercalls, {} MMIO, {} physical interrupts, {} idle\n",
             v.sysreg_exits, v.pmu_trap_exits, self.vmm.hypercalls, self.vmm.mmio, v.irq_exits, self.vmm.idle
         );
         s += &format!(
-            "timer: {:.1} accesses per {}, {} interrupts forwarded, {} wakes, {} idle ticks skipped\n",
+            "timer: {:.1} accesses per {}, {} interrupt exits, {} wakes, {} idle ticks skipped\n",
             per(v.timer_switch, self.timer_switches()),
             if self.nvhe { "entry/exit" } else { "load/put" },
             v.timer_irqs,

@@ -228,15 +228,12 @@ impl GuestCpu<'_> {
 
     /// Before the guest runs on: the timer PPI is disabled exactly while
     /// the guest's virtual timer interrupt is pending (KVM's nogic
-    /// forwarding); a PPI disabled here means the hypervisor forwarded one.
+    /// forwarding).
     pub(super) fn sync_vtimer_irq(&mut self) {
         let level = self.vtimer_level();
-        let Some(pe) = self.kvm.machine.pe_mut(self.cpu) else {
-            return;
-        };
-        let forwarded = level && pe.vtimer_irq_enabled();
-        pe.set_vtimer_irq_enabled(!level);
-        self.kvm.vcpus[self.vcpu].stats.timer_irqs += u64::from(forwarded);
+        if let Some(pe) = self.kvm.machine.pe_mut(self.cpu) {
+            pe.set_vtimer_irq_enabled(!level);
+        }
     }
 
     /// Physical counter ticks until the emulated physical timer fires

@@ -215,7 +215,8 @@ impl GuestCpu<'_> {
                 CodeStop::Budget if total < budget => {}
                 CodeStop::Budget => return Exit::Yield,
                 CodeStop::TimerDeasserted => {}
-                CodeStop::Interrupt(_) => {
+                CodeStop::Interrupt(lines) => {
+                    self.kvm.vcpus[self.vcpu].stats.timer_irqs += u64::from(lines.vtimer);
                     if !self.physical_interrupt_exit() {
                         return self.exit.take().unwrap_or(Exit::Yield);
                     }

@@ -166,7 +166,8 @@ pub struct VcpuStats {
     /// Register accesses of the timer's switch: its parts of load and put
     /// on a VHE host, of entry and exit on an nVHE host.
     pub timer_switch: AccessStats,
-    /// Virtual timer interrupts forwarded to the guest.
+    /// Code vCPUs: physical interrupt exits the guest's virtual timer
+    /// caused (each raised the guest's virtual timer line).
     pub timer_irqs: u64,
 }
 
