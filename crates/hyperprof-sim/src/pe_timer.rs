@@ -55,12 +55,22 @@ pub struct TimerRegs {
 }
 
 impl TimerRegs {
-    /// The physical count at which the timer's interrupt rises, with the
-    /// virtual count `offset` below the physical one; `None` when the
-    /// timer is disabled or masked (nothing would be signalled).
-    pub fn deadline(&self, offset: u64) -> Option<u64> {
+    /// The physical count at which the timer's interrupt is up, seen at
+    /// physical count `now` with the timer's count `offset` below the
+    /// physical one: `now` itself when it is up already; `None` when the
+    /// timer is disabled or masked, or its count reaches CVAL only after
+    /// the physical count wraps (never, in practice).
+    pub fn deadline(&self, offset: u64, now: u64) -> Option<u64> {
         let on = cnt_ctl::ENABLE.is_set(self.ctl) && !cnt_ctl::IMASK.is_set(self.ctl);
-        on.then(|| self.cval.wrapping_add(offset))
+        if !on {
+            return None;
+        }
+        let count = now.wrapping_sub(offset);
+        if count >= self.cval {
+            Some(now)
+        } else {
+            now.checked_add(self.cval - count)
+        }
     }
 }
 
@@ -237,8 +247,8 @@ impl Pe {
         if !self.vtimer_irq_enabled {
             return None;
         }
-        let deadline = self.vtimer.deadline(self.regs.cntvoff_el2)?;
-        Some(deadline.saturating_sub(self.cycles))
+        let deadline = self.vtimer.deadline(self.regs.cntvoff_el2, self.cycles)?;
+        Some(deadline - self.cycles)
     }
 
     /// Advances the system counter as this PE sees it by `ticks` (time the
@@ -270,12 +280,23 @@ mod tests {
             ctl: cnt_ctl::ENABLE.mask(),
             cval: 100,
         };
-        assert_eq!(on.deadline(50), Some(150));
+        assert_eq!(on.deadline(50, 70), Some(150));
+        // Up already.
+        assert_eq!(on.deadline(50, 170), Some(170));
+        // A virtual count wrapped below zero (an offset above the physical
+        // count) is a huge count: the condition holds.
+        assert_eq!(on.deadline(1 << 40, 10), Some(10));
+        // CVAL at the top of the range: not before the physical count wraps.
+        let never = TimerRegs {
+            cval: u64::MAX,
+            ..on
+        };
+        assert_eq!(never.deadline(1 << 40, (1 << 40) + 5), None);
         let masked = TimerRegs {
             ctl: on.ctl | cnt_ctl::IMASK.mask(),
             ..on
         };
-        assert_eq!(masked.deadline(0), None);
-        assert_eq!(TimerRegs::default().deadline(0), None);
+        assert_eq!(masked.deadline(0, 0), None);
+        assert_eq!(TimerRegs::default().deadline(0, 0), None);
     }
 }

@@ -148,10 +148,14 @@ impl Kvm {
     pub fn timer_deadline(&self, vcpu: usize) -> Option<u64> {
         let offset = self.vms[self.vcpus.get(vcpu)?.vm].cntvoff;
         let t = self.vcpu_timer(vcpu)?;
-        [t.vtimer.deadline(offset), t.ptimer.deadline(offset)]
-            .into_iter()
-            .flatten()
-            .min()
+        let now = self.now();
+        [
+            t.vtimer.deadline(offset, now),
+            t.ptimer.deadline(offset, now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether one of vCPU `vcpu`'s timers asserts its interrupt now.
@@ -239,11 +243,12 @@ impl GuestCpu<'_> {
     /// Physical counter ticks until the emulated physical timer fires
     /// (`None`: it cannot): a run longer than that would deliver it late.
     pub(super) fn ticks_to_ptimer(&self) -> Option<u64> {
+        let now = self.kvm.now();
         let d = self.kvm.vcpus[self.vcpu]
             .timer
             .ptimer
-            .deadline(self.vm_offset())?;
-        Some(d.saturating_sub(self.kvm.now()))
+            .deadline(self.vm_offset(), now)?;
+        Some(d - now)
     }
 
     /// A trapped access to the physical counter or timer, emulated with
