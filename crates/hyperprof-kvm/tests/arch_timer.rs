@@ -6,7 +6,7 @@
 #[allow(dead_code)] // the SPE helpers serve the other tests
 mod common;
 
-use hyperprof_arch::{cnt_ctl, AccessFault, Cpu, SysReg};
+use hyperprof_arch::{cnt_ctl, AccessFault, SysReg};
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig};
