@@ -26,26 +26,34 @@
 void run_el0(void (*fn)(void), u64 stack_top);
 extern char el0_exit[];
 
-static volatile u64 vtimer_irqs, other_irqs, irq_count, irq_cval;
+static volatile u64 vtimer_irqs, ptimer_irqs, other_irqs, irq_count, irq_cval;
 static volatile u64 el0_traps, el0_trap_esr, el0_value;
 static u64 el0_stack[512] __attribute__((aligned(16)));
 
-/* The virtual timer's interrupt: note when it came and disarm it with
+/* The timers' interrupts: note when one came and disarm its timer with
    IMASK, as Linux's timer handler does; anything else is unexpected. */
 static void on_irq(u64 kind, struct frame *f)
 {
     (void)kind;
     (void)f;
-    u64 ctl = vtimer_ctl();
     u64 firing = CNT_CTL_ENABLE | CNT_CTL_ISTATUS;
+    u64 ctl = vtimer_ctl();
     if ((ctl & (firing | CNT_CTL_IMASK)) == firing) {
         irq_count = read_sysreg(cntvct_el0);
         irq_cval = vtimer_cval();
         vtimer_set_ctl(ctl | CNT_CTL_IMASK);
         vtimer_irqs++;
-    } else {
-        other_irqs++;
+        return;
     }
+    ctl = ptimer_ctl();
+    if ((ctl & (firing | CNT_CTL_IMASK)) == firing) {
+        irq_count = read_sysreg(cntpct_el0);
+        irq_cval = read_sysreg(cntp_cval_el0);
+        ptimer_set_ctl(ctl | CNT_CTL_IMASK);
+        ptimer_irqs++;
+        return;
+    }
+    other_irqs++;
 }
 
 /* EL0's system register traps come back here (EC 0x18: skip the access);
@@ -279,6 +287,22 @@ static void test_imask(void)
     vtimer_set_ctl(0);
 }
 
+static void test_ptimer_irq(void)
+{
+    ptimer_irqs = vtimer_irqs = other_irqs = 0;
+    u64 cval = cntpct() + 20000;
+    ptimer_set_cval(cval);
+    ptimer_set_ctl(CNT_CTL_ENABLE);
+    local_irq_enable();
+    for (u64 n = 0; !ptimer_irqs && n < PATIENCE; n++)
+        ;
+    local_irq_disable();
+    report(ptimer_irqs == 1 && irq_count >= cval && irq_cval == cval && vtimer_irqs == 0 &&
+               other_irqs == 0,
+           "ptimer-irq: the physical timer's interrupt arrives after its deadline");
+    ptimer_set_ctl(0);
+}
+
 static void test_wfi(void)
 {
     /* IRQs stay masked: WFI wakes on a pending interrupt all the same. */
@@ -329,6 +353,7 @@ int main(u64 dtb)
     if (irq) {
         test_irq();
         test_imask();
+        test_ptimer_irq();
         test_wfi();
     }
     return report_summary();

@@ -25,9 +25,10 @@ const SETUPS: [&[&str]; 5] = [
 ];
 
 /// The subtests without bootargs (polled), and with `irq=1 cntfrq=N`: the
-/// frequency's value, the counter's rate, the interrupt, IMASK and WFI.
+/// frequency's value, the counter's rate, the virtual timer's interrupt,
+/// IMASK, the physical timer's interrupt and WFI.
 const POLLED: usize = 15;
-const WITH_IRQ: usize = POLLED + 1 + 1 + 3 + 2 + 1;
+const WITH_IRQ: usize = POLLED + 1 + 1 + 3 + 2 + 1 + 1;
 
 fn boot(args: &[&str], append: &str) -> Output {
     hyperprof()

@@ -241,14 +241,15 @@ impl GuestCpu<'_> {
     }
 
     /// Physical counter ticks until the emulated physical timer fires
-    /// (`None`: it cannot): a run longer than that would deliver it late.
+    /// (`None`: it cannot, or it is up already): a run longer than that
+    /// would deliver it late.
     pub(super) fn ticks_to_ptimer(&self) -> Option<u64> {
         let now = self.kvm.now();
         let d = self.kvm.vcpus[self.vcpu]
             .timer
             .ptimer
             .deadline(self.vm_offset(), now)?;
-        Some(d - now)
+        Some(d - now).filter(|&t| t > 0)
     }
 
     /// A trapped access to the physical counter or timer, emulated with

@@ -200,7 +200,7 @@ impl GuestCpu<'_> {
             // The emulated physical timer must not fire late: every
             // instruction takes at least a cycle.
             let slice = match self.ticks_to_ptimer() {
-                Some(t) => (budget - total).min(t.max(1)),
+                Some(t) => (budget - total).min(t),
                 None => budget - total,
             };
             let mut done = 0;
