@@ -56,7 +56,7 @@ pub enum VmState {
     /// PSCI SYSTEM_RESET (the board does not reboot: the run ends).
     Reset,
     /// Every vCPU that is on waits for an interrupt with none pending and
-    /// nothing can raise one: the guest can never wake.
+    /// nothing can raise one (no timer armed): the guest can never wake.
     Wedged,
 }
 
@@ -69,6 +69,8 @@ pub struct VmmStats {
     pub mmio: u64,
     /// Times a vCPU went idle (WFI with nothing pending).
     pub idle: u64,
+    /// Times an idle vCPU woke because one of its timers fired.
+    pub timer_wakes: u64,
 }
 
 struct BoardVcpu {
@@ -267,6 +269,7 @@ impl BoardVm {
             });
         };
         let start = v.ctx.cpu.retired();
+        self.wake_idle(kvm);
         let mut left = budget;
         while self.runnable(i) && left > 0 {
             let v = &mut self.vcpus[i];
@@ -281,7 +284,7 @@ impl BoardVm {
                 Exit::Idle => {
                     self.stats.idle += 1;
                     self.vcpus[i].idle = true;
-                    self.check_wedged();
+                    self.check_wedged(kvm);
                 }
                 Exit::Rlimit {
                     needed,
@@ -405,15 +408,44 @@ impl BoardVm {
         Ok(())
     }
 
-    /// Every vCPU that is on is idle, and the board has no source of
-    /// interrupts (no timer, no device interrupt): nothing can wake them.
-    fn check_wedged(&mut self) {
+    /// Wakes every idle vCPU whose timer asserts its interrupt now (the
+    /// VMM's side of KVM's background timer kicking a blocked vCPU).
+    pub fn wake_idle(&mut self, kvm: &Kvm) {
+        for v in &mut self.vcpus {
+            if v.idle && kvm.timer_pending(v.vcpu) {
+                v.idle = false;
+                self.stats.timer_wakes += 1;
+            }
+        }
+    }
+
+    /// When every vCPU that is on is idle: the physical count at which the
+    /// first of them wakes (its earliest timer deadline), or `None` when
+    /// some vCPU can run or none has a timer armed.
+    pub fn next_wake(&self, kvm: &Kvm) -> Option<u64> {
         let on: Vec<&BoardVcpu> = self
             .vcpus
             .iter()
             .filter(|v| v.power == PowerState::On)
             .collect();
-        if on.iter().all(|v| v.idle) {
+        if self.state != VmState::Running || !on.iter().all(|v| v.idle) {
+            return None;
+        }
+        on.iter().filter_map(|v| kvm.timer_deadline(v.vcpu)).min()
+    }
+
+    /// Every vCPU that is on is idle and none has a timer that can fire
+    /// (and the board has no device interrupt): nothing can wake them.
+    fn check_wedged(&mut self, kvm: &Kvm) {
+        let on: Vec<&BoardVcpu> = self
+            .vcpus
+            .iter()
+            .filter(|v| v.power == PowerState::On)
+            .collect();
+        if on
+            .iter()
+            .all(|v| v.idle && kvm.timer_deadline(v.vcpu).is_none())
+        {
             self.state = VmState::Wedged;
         }
     }

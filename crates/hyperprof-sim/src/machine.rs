@@ -1,4 +1,12 @@
-//! The machine: processing elements sharing physical memory.
+//! The machine: processing elements sharing physical memory and one
+//! clock.
+//!
+//! The machine runs its PEs one at a time, and its clock is one time line:
+//! the system counter (CNTPCT_EL0 on every PE) advances by every cycle any
+//! PE executes through [`Machine::run`] and [`Machine::run_code`], and by
+//! the idle time the machine skips ([`Machine::advance_clock`]). So a vCPU
+//! that moves between PEs never sees its counter go back, and SPE
+//! timestamps, CNTVCT_EL0 and the timers agree on every PE.
 
 use crate::memory::{FrameAllocator, MemError, PhysMem};
 use crate::pe::{CodeContext, CodeStop, Pe, PeConfig, PeCpu, RunExit};
@@ -112,9 +120,12 @@ impl Machine {
         done: &mut u64,
     ) -> Option<RunExit> {
         let mem = &mut self.mem;
-        self.pes
-            .get_mut(i)
-            .map(|pe| pe.run(mem, workload, budget, done))
+        let pe = self.pes.get_mut(i)?;
+        let before = pe.cycles();
+        let exit = pe.run(mem, workload, budget, done);
+        let spent = pe.cycles().wrapping_sub(before);
+        self.share_time(i, spent);
+        Some(exit)
     }
 
     /// Runs `ctx`'s machine code on PE `i` (see [`Pe::run_code`]); `None`
@@ -127,9 +138,36 @@ impl Machine {
         done: &mut u64,
     ) -> Option<CodeStop> {
         let (mem, uarch) = (&mut self.mem, &mut self.uarch);
-        self.pes
-            .get_mut(i)
-            .map(|pe| pe.run_code(mem, uarch, ctx, budget, done))
+        let pe = self.pes.get_mut(i)?;
+        let before = pe.cycles();
+        let stop = pe.run_code(mem, uarch, ctx, budget, done);
+        let spent = pe.cycles().wrapping_sub(before);
+        self.share_time(i, spent);
+        Some(stop)
+    }
+
+    /// The cycles PE `ran` spent pass on every other PE's counter too.
+    fn share_time(&mut self, ran: usize, ticks: u64) {
+        for (j, pe) in self.pes.iter_mut().enumerate() {
+            if j != ran {
+                pe.advance_counter(ticks);
+            }
+        }
+    }
+
+    /// The machine's clock: the system counter's count (the largest any PE
+    /// reads, should a caller have run a PE directly).
+    pub fn now(&self) -> u64 {
+        self.pes.iter().map(Pe::cycles).max().unwrap_or(0)
+    }
+
+    /// Skips `ticks` of time in which no PE executes (every PE waits for
+    /// an interrupt): the system counter advances on every PE, and no PMU
+    /// counts (a waiting PE's clock is gated).
+    pub fn advance_clock(&mut self, ticks: u64) {
+        for pe in &mut self.pes {
+            pe.advance_counter(ticks);
+        }
     }
 
     /// Replaces the microarchitecture model (cold caches), one

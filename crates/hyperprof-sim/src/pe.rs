@@ -27,7 +27,10 @@ use crate::workload::Workload;
 
 #[path = "pe_code.rs"]
 mod code;
-pub use code::{CodeContext, CodeStop, El1Regs, CNTFRQ, MIDR_NEOVERSE_N1};
+#[path = "pe_timer.rs"]
+mod timer;
+pub use code::{CodeContext, CodeStop, El1Regs, MIDR_NEOVERSE_N1};
+pub use timer::{TimerRegs, CNTFRQ, CNTHCTL_EL2_RESET};
 
 /// How a PE is built.
 #[derive(Clone, Debug)]
@@ -73,12 +76,15 @@ pub struct IrqLines {
     pub pmbirq: bool,
     /// The PMU overflow interrupt (PPI 23 by convention).
     pub pmuirq: bool,
+    /// The EL1 virtual timer's interrupt (PPI 27), where the interrupt
+    /// controller has it enabled ([`Pe::set_vtimer_irq_enabled`]).
+    pub vtimer: bool,
 }
 
 impl IrqLines {
     /// Whether any line is asserted.
     pub fn any(&self) -> bool {
-        self.pmbirq || self.pmuirq
+        self.pmbirq || self.pmuirq || self.vtimer
     }
 }
 
@@ -104,6 +110,7 @@ struct Regs {
     ttbr0_el2: u64,
     vttbr_el2: u64,
     cntvoff_el2: u64,
+    cnthctl_el2: u64,
 }
 
 /// A buffer write released by the SPE unit, waiting for a DSB.
@@ -129,7 +136,12 @@ pub struct Pe {
     fgt: bool,
     stats: AccessStats,
     ops: u64,
+    /// The system counter as this PE reads it (CNTPCT_EL0).
     cycles: u64,
+    /// The EL1 virtual timer.
+    vtimer: TimerRegs,
+    /// The interrupt controller's enable of the virtual timer's PPI.
+    vtimer_irq_enabled: bool,
     pending: Vec<PendingWrite>,
     events: EventCounts,
     probe: Option<crate::probe::ProbeHandle>,
@@ -177,6 +189,8 @@ impl Pe {
             stats: AccessStats::default(),
             ops: 0,
             cycles: 0,
+            vtimer: TimerRegs::default(),
+            vtimer_irq_enabled: true,
             pending: Vec::new(),
             events: EventCounts::default(),
             probe: None,
@@ -190,6 +204,7 @@ impl Pe {
         pe.regs.mdcr_el2 = mdcr_el2::HPMN.set(0, cfg.pmu.counters as u64);
         pe.regs.hdfgrtr_el2 = hdfgrtr_el2::TRAP_NOTHING;
         pe.regs.hdfgwtr_el2 = hdfgwtr_el2::TRAP_NOTHING;
+        pe.regs.cnthctl_el2 = CNTHCTL_EL2_RESET;
         pe.context_sync();
         pe
     }
@@ -226,7 +241,9 @@ impl Pe {
     pub fn ops(&self) -> u64 {
         self.ops
     }
-    /// Cycles so far (the generic counter's physical count, CNTPCT_EL0).
+    /// The system counter as this PE reads it (CNTPCT_EL0): the cycles the
+    /// machine's PEs executed and the idle time it skipped (see
+    /// [`crate::machine::Machine::now`]).
     pub fn cycles(&self) -> u64 {
         self.cycles
     }
@@ -271,6 +288,7 @@ impl Pe {
         IrqLines {
             pmbirq: self.spe.as_ref().is_some_and(|s| s.irq_level()),
             pmuirq: self.pmu.irq_level(self.synced_mdcr),
+            vtimer: self.vtimer_irq_enabled && self.vtimer_output(),
         }
     }
 
@@ -361,8 +379,7 @@ impl Pe {
             | SysReg::HDFGWTR_EL2
             | SysReg::CONTEXTIDR_EL2
             | SysReg::TTBR0_EL2
-            | SysReg::VTTBR_EL2
-            | SysReg::CNTVOFF_EL2 => {
+            | SysReg::VTTBR_EL2 => {
                 if at_el2 {
                     Ok(reg)
                 } else {
@@ -404,7 +421,6 @@ impl Pe {
                     Ok(reg)
                 }
             }
-            SysReg::CNTPCT_EL0 | SysReg::CNTVCT_EL0 => Ok(reg),
             _ => undefined(),
         }
     }
@@ -435,12 +451,10 @@ impl Pe {
         id::PMSVer.set(v, pms.to_field())
     }
 
-    /// The virtual count: CNTPCT_EL0 - CNTVOFF_EL2.
-    fn cntvct(&self) -> u64 {
-        self.cycles.wrapping_sub(self.regs.cntvoff_el2)
-    }
-
     fn read_reg(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        if Self::is_timer_reg(reg) {
+            return self.timer_access(reg, None);
+        }
         let reg = self.route(reg, false)?;
         let r = &self.regs;
         Ok(match reg {
@@ -453,9 +467,6 @@ impl Pe {
             SysReg::TTBR0_EL1 => r.ttbr0_el1,
             SysReg::TTBR0_EL2 => r.ttbr0_el2,
             SysReg::VTTBR_EL2 => r.vttbr_el2,
-            SysReg::CNTVOFF_EL2 => r.cntvoff_el2,
-            SysReg::CNTPCT_EL0 => self.cycles,
-            SysReg::CNTVCT_EL0 => self.cntvct(),
             SysReg::ID_AA64DFR0_EL1 => self.id_aa64dfr0(),
             r if is_pmu_reg(r) => self.pmu.read(
                 r,
@@ -485,6 +496,9 @@ impl Pe {
     }
 
     fn write_reg(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        if Self::is_timer_reg(reg) {
+            return self.timer_access(reg, Some(val)).map(|_| ());
+        }
         let reg = self.route(reg, true)?;
         let r = &mut self.regs;
         match reg {
@@ -497,13 +511,10 @@ impl Pe {
             SysReg::TTBR0_EL1 => r.ttbr0_el1 = val,
             SysReg::TTBR0_EL2 => r.ttbr0_el2 = val,
             SysReg::VTTBR_EL2 => r.vttbr_el2 = val,
-            SysReg::CNTVOFF_EL2 => r.cntvoff_el2 = val,
             // Read-only registers: an MSR to them is UNDEFINED.
-            SysReg::CNTPCT_EL0
-            | SysReg::CNTVCT_EL0
-            | SysReg::ID_AA64DFR0_EL1
-            | SysReg::PMBIDR_EL1
-            | SysReg::PMSIDR_EL1 => return undefined(),
+            SysReg::ID_AA64DFR0_EL1 | SysReg::PMBIDR_EL1 | SysReg::PMSIDR_EL1 => {
+                return undefined()
+            }
             r if is_pmu_reg(r) => self.pmu.write(
                 r,
                 val,

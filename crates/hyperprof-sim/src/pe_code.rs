@@ -28,9 +28,6 @@ use crate::uarch::{BranchInfo, Hierarchy, Tally};
 
 /// MIDR_EL1 of the modelled core: Arm Neoverse N1 r4p0.
 pub const MIDR_NEOVERSE_N1: u64 = 0x414F_D0C0;
-/// CNTFRQ_EL0: the generic counter ticks at 1 GHz (Armv8.6's fixed
-/// frequency), one tick per cycle of the machine's clock.
-pub const CNTFRQ: u64 = 1_000_000_000;
 
 /// EL1 and EL0 registers of a code context that the rest of the PE does not
 /// model: they travel with the vCPU (KVM saves and restores them at
@@ -126,6 +123,10 @@ pub enum CodeStop {
     El2(a64::El2Exit),
     /// WFI with no interrupt pending (not trapped): the context sleeps.
     Wfi,
+    /// The virtual timer's output fell while its PPI is disabled: the
+    /// hypervisor that disabled it to forward the interrupt to a guest
+    /// enables it again and lowers the guest's line.
+    TimerDeasserted,
 }
 
 /// A soft TLB entry: one 4 KiB page of one Exception level's view.
@@ -455,14 +456,35 @@ impl PeBus<'_> {
         }
     }
 
-    /// Fixed read-only registers: identification and the counter frequency.
+    /// Whether CNTKCTL_EL1 denies EL0 this Generic Timer access: the
+    /// frequency and the counters need EL0PCTEN/EL0VCTEN, the virtual and
+    /// physical timers EL0VTEN/EL0PTEN. A denied access traps to EL1 (EC
+    /// 0x18), before any EL2 trap is considered.
+    fn el0_timer_denied(&self, reg: a64::SysReg) -> bool {
+        use hyperprof_arch::cntkctl_el1 as k;
+        let ctl = self.el1.cntkctl_el1;
+        let allowed = match Self::arch_reg(reg) {
+            Some(SysReg::CNTFRQ_EL0) => k::EL0PCTEN.is_set(ctl) || k::EL0VCTEN.is_set(ctl),
+            Some(SysReg::CNTPCT_EL0) => k::EL0PCTEN.is_set(ctl),
+            Some(SysReg::CNTVCT_EL0) => k::EL0VCTEN.is_set(ctl),
+            Some(SysReg::CNTV_CTL_EL0 | SysReg::CNTV_CVAL_EL0 | SysReg::CNTV_TVAL_EL0) => {
+                k::EL0VTEN.is_set(ctl)
+            }
+            Some(SysReg::CNTP_CTL_EL0 | SysReg::CNTP_CVAL_EL0 | SysReg::CNTP_TVAL_EL0) => {
+                k::EL0PTEN.is_set(ctl)
+            }
+            _ => true,
+        };
+        !allowed
+    }
+
+    /// Fixed read-only registers: identification.
     fn fixed(&self, reg: a64::SysReg) -> Option<u64> {
         Some(
             match (reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()) {
                 (3, 0, 0, 0, 0) => self.midr,
                 (3, 0, 0, 0, 5) => self.mpidr,
                 (3, 0, 0, 0, 6) => 0,
-                (3, 3, 14, 0, 0) => CNTFRQ,
                 // CTR_EL0: 64-byte lines, PIPT I-cache, IDC/DIC clear.
                 (3, 3, 0, 0, 1) => 0x8444_c004,
                 // DCZID_EL0: DC ZVA zeroes 64 bytes.
@@ -582,6 +604,9 @@ impl a64::Bus for PeBus<'_> {
 
     fn sysreg_read(&mut self, reg: a64::SysReg, el: u8) -> a64::SysRegRead {
         self.sync_el(el);
+        if el == 0 && self.el0_timer_denied(reg) {
+            return a64::SysRegRead::TrapToEl1;
+        }
         if let Some(r) = Self::arch_reg(reg) {
             self.flush(false);
             self.pe.stats.reads += 1;
@@ -611,6 +636,9 @@ impl a64::Bus for PeBus<'_> {
 
     fn sysreg_write(&mut self, reg: a64::SysReg, value: u64, el: u8) -> a64::SysRegWrite {
         self.sync_el(el);
+        if el == 0 && self.el0_timer_denied(reg) {
+            return a64::SysRegWrite::TrapToEl1;
+        }
         if let Some(r) = Self::arch_reg(reg) {
             self.flush(false);
             self.pe.stats.writes += 1;
@@ -807,6 +835,9 @@ impl Pe {
             if lines.any() {
                 return CodeStop::Interrupt(lines);
             }
+            if !self.vtimer_irq_enabled() && !self.vtimer_output() {
+                return CodeStop::TimerDeasserted;
+            }
             if *done >= budget {
                 return CodeStop::Budget;
             }
@@ -830,6 +861,12 @@ impl Pe {
                 };
                 chunk = chunk.min(safe.max(1));
             });
+            // Every instruction takes at least one cycle: a run no longer
+            // than the ticks to the virtual timer's deadline stops at or
+            // before it, and the next round sees the line.
+            if let Some(ticks) = self.ticks_to_vtimer() {
+                chunk = chunk.min(ticks.max(1));
+            }
             // The code may have turned stage 1 on or off in the last chunk.
             let sctlr = ctx.cpu.read_sysreg(a64::cpu::regs::SCTLR_EL1).unwrap_or(0);
             let mut bus = PeBus {

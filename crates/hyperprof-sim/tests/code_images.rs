@@ -57,6 +57,7 @@ fn boot(name: &str, dtb: &[u8]) -> (String, u64) {
             CodeStop::Budget => panic!("{name} did not power off within its budget"),
             CodeStop::Interrupt(l) => panic!("unexpected interrupt {l:?}"),
             CodeStop::Wfi => panic!("{name} waits for an interrupt that never comes"),
+            CodeStop::TimerDeasserted => panic!("nothing here holds the timer's PPI off"),
             CodeStop::El2(e) => match e.ec() {
                 // HVC: PSCI.
                 0x16 => match ctx.cpu.x(0) as u32 {

@@ -112,6 +112,12 @@ pub struct BootOutcome {
     pub problems: Vec<(Invariant, String)>,
     /// Scheduling rounds.
     pub rounds: u64,
+    /// The host was nVHE (the timer moves at entry and exit there).
+    pub nvhe: bool,
+    /// Counter ticks (ns at CNTFRQ's 1 GHz) the machine skipped while
+    /// every vCPU waited in WFI for its timer: no CPU executed and no PMU
+    /// counted meanwhile.
+    pub idle_ticks: u64,
     /// The files `--out` wrote.
     pub wrote: Vec<std::path::PathBuf>,
 }
@@ -272,6 +278,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     let mut problems = Vec::new();
     let mut rounds = 0u64;
     let mut insns = 0u64;
+    let mut idle_ticks = 0u64;
     let end = loop {
         match board.state() {
             VmState::PoweredOff => break BootEnd::PowerOff,
@@ -281,6 +288,13 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         }
         if insns >= args.max_insns {
             break BootEnd::Budget;
+        }
+        // Every vCPU waits for its timer: the machine's clock jumps to the
+        // first deadline (deterministic; no CPU runs in between).
+        if let Some(wake) = board.next_wake(&kvm) {
+            let skip = wake.saturating_sub(kvm.now());
+            kvm.machine().advance_clock(skip);
+            idle_ticks += skip;
         }
         for (cpu, h) in host.iter_mut().enumerate() {
             host_slice(&mut kvm, cpu, h, HOST_SLICE, host_el)?;
@@ -375,6 +389,8 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         host: host_out,
         problems,
         rounds,
+        nvhe: args.nvhe,
+        idle_ticks,
         wrote,
     })
 }
@@ -388,6 +404,16 @@ fn per(a: AccessStats, n: u64) -> f64 {
 }
 
 impl BootOutcome {
+    /// How often the guest's timer moved to or from the hardware: at each
+    /// load (VHE) or each entry (nVHE).
+    fn timer_switches(&self) -> u64 {
+        if self.nvhe {
+            self.vcpu.entries
+        } else {
+            self.vcpu.loads
+        }
+    }
+
     /// The short summary `hyperprof boot` prints on stderr.
     pub fn summary(&self) -> String {
         let mips = self.insns as f64 / self.seconds.max(1e-9) / 1e6;
@@ -396,9 +422,21 @@ impl BootOutcome {
             "boot: {:?} after {} instructions in {:.2} s ({:.1} MIPS), {} rounds\n",
             self.end, self.insns, self.seconds, mips, self.rounds
         );
+        if self.end == BootEnd::Wedged {
+            s += "boot: wedged: every vCPU waits in WFI with no interrupt pending and none that \
+                  can come (no timer armed and unmasked)\n";
+        }
         s += &format!(
             "exits: {} sysreg traps ({} PMU), {} hypercalls, {} MMIO, {} physical interrupts, {} idle\n",
             v.sysreg_exits, v.pmu_trap_exits, self.vmm.hypercalls, self.vmm.mmio, v.irq_exits, self.vmm.idle
+        );
+        s += &format!(
+            "timer: {:.1} accesses per {}, {} interrupt exits, {} wakes, {} idle ticks skipped\n",
+            per(v.timer_switch, self.timer_switches()),
+            if self.nvhe { "entry/exit" } else { "load/put" },
+            v.timer_irqs,
+            self.vmm.timer_wakes,
+            self.idle_ticks
         );
         s += &format!(
             "switch: SPE {:.1} accesses+barriers per round trip ({} of {} entries live), PMU {:.1} per load/put\n",
@@ -444,6 +482,12 @@ impl BootOutcome {
                 "mmio": self.vmm.mmio,
                 "irq": v.irq_exits,
                 "idle": self.vmm.idle,
+            },
+            "timer": {
+                "per_switch": per(v.timer_switch, self.timer_switches()),
+                "irqs": v.timer_irqs,
+                "wakes": self.vmm.timer_wakes,
+                "idle_ticks": self.idle_ticks,
             },
             "switch": {
                 "entries": v.entries,

@@ -11,12 +11,14 @@ mod fgt;
 mod id;
 mod pmu;
 mod spe;
+mod timer;
 
 pub use el2::*;
 pub use fgt::*;
 pub use id::*;
 pub use pmu::*;
 pub use spe::*;
+pub use timer::*;
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -15,6 +15,9 @@
 //!   (`CRm = 0b10:n[4:3]` / `0b11:n[4:3]`, `op2 = n[2:0]`) (sysreg.h).
 //! - EL2 and others: HCR_EL2, MDCR_EL2, HDFGRTR_EL2, HDFGWTR_EL2,
 //!   CONTEXTIDR_EL2, CNTVOFF_EL2, CNTPCT_EL0, CNTVCT_EL0 (sysreg.h);
+//! - Generic Timer: CNTFRQ_EL0, CNTHCTL_EL2, CNTV_TVAL/CTL/CVAL_EL0,
+//!   CNTP_TVAL/CTL/CVAL_EL0 and the VHE aliases CNTV_CTL_EL02 and
+//!   CNTV_CVAL_EL02 (sysreg.h `SYS_CNT*`);
 //!   ID_AA64DFR0_EL1, CONTEXTIDR_EL1 (tools/sysreg).
 //! - Translation: TTBR0_EL1, TTBR0_EL2, VTTBR_EL2 (tools/sysreg); the VHE
 //!   aliases TTBR0_EL12 and CONTEXTIDR_EL12 (sysreg.h `SYS_TTBR0_EL12`,
@@ -239,6 +242,28 @@ sysregs! {
     CNTVCT_EL0 = (3, 3, 14, 0, 2);
     /// Counter-timer Virtual Offset register.
     CNTVOFF_EL2 = (3, 4, 14, 0, 3);
+    /// Counter-timer Frequency register (read-only below the highest EL).
+    CNTFRQ_EL0 = (3, 3, 14, 0, 0);
+    /// Counter-timer Hypervisor Control register.
+    CNTHCTL_EL2 = (3, 4, 14, 1, 0);
+    /// Counter-timer Virtual Timer TimerValue register (EL1 virtual timer).
+    CNTV_TVAL_EL0 = (3, 3, 14, 3, 0);
+    /// Counter-timer Virtual Timer Control register.
+    CNTV_CTL_EL0 = (3, 3, 14, 3, 1);
+    /// Counter-timer Virtual Timer CompareValue register.
+    CNTV_CVAL_EL0 = (3, 3, 14, 3, 2);
+    /// CNTV_CTL_EL0 of the EL1 virtual timer reached from EL2 with
+    /// `HCR_EL2.E2H == 1` (FEAT_VHE).
+    CNTV_CTL_EL02 = (3, 5, 14, 3, 1);
+    /// CNTV_CVAL_EL0 of the EL1 virtual timer reached from EL2 with
+    /// `HCR_EL2.E2H == 1` (FEAT_VHE).
+    CNTV_CVAL_EL02 = (3, 5, 14, 3, 2);
+    /// Counter-timer Physical Timer TimerValue register (EL1 physical timer).
+    CNTP_TVAL_EL0 = (3, 3, 14, 2, 0);
+    /// Counter-timer Physical Timer Control register.
+    CNTP_CTL_EL0 = (3, 3, 14, 2, 1);
+    /// Counter-timer Physical Timer CompareValue register.
+    CNTP_CVAL_EL0 = (3, 3, 14, 2, 2);
 
     // ---- Translation table bases (the regimes the profiling buffer is written through) ----
     /// Translation Table Base Register 0 (EL1): the EL1&0 stage-1 tables.
@@ -385,7 +410,7 @@ mod tests {
 
     #[test]
     fn all_has_every_register_once() {
-        assert_eq!(SysReg::ALL.len(), 47 + 31 + 31);
+        assert_eq!(SysReg::ALL.len(), 57 + 31 + 31);
         let set: BTreeSet<SysReg> = SysReg::iter().collect();
         assert_eq!(set.len(), SysReg::COUNT);
     }
@@ -438,6 +463,9 @@ mod tests {
             (SysReg::HDFGWTR_EL2, "S3_4_C3_C1_5"),
             (SysReg::ID_AA64DFR0_EL1, "S3_0_C0_C5_0"),
             (SysReg::CNTVOFF_EL2, "S3_4_C14_C0_3"),
+            (SysReg::CNTV_CTL_EL0, "S3_3_C14_C3_1"),
+            (SysReg::CNTV_CVAL_EL02, "S3_5_C14_C3_2"),
+            (SysReg::CNTHCTL_EL2, "S3_4_C14_C1_0"),
         ];
         for (r, s) in cases {
             assert_eq!(format!("{}", r.encoding()), s, "{r}");
@@ -491,7 +519,8 @@ mod tests {
                 n.ends_with("_EL0")
                     || n.ends_with("_EL1")
                     || n.ends_with("_EL2")
-                    || n.ends_with("_EL12"),
+                    || n.ends_with("_EL12")
+                    || n.ends_with("_EL02"),
                 "{n}"
             );
             assert!(!n.is_empty());
@@ -501,9 +530,9 @@ mod tests {
     #[test]
     fn all_order_is_fixed_then_counters_then_types() {
         assert_eq!(SysReg::ALL[0], SysReg::PMSCR_EL1);
-        assert_eq!(SysReg::ALL[47], SysReg::pmevcntr_el0(0).unwrap());
-        assert_eq!(SysReg::ALL[47 + 30], SysReg::pmevcntr_el0(30).unwrap());
-        assert_eq!(SysReg::ALL[47 + 31], SysReg::pmevtyper_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[57], SysReg::pmevcntr_el0(0).unwrap());
+        assert_eq!(SysReg::ALL[57 + 30], SysReg::pmevcntr_el0(30).unwrap());
+        assert_eq!(SysReg::ALL[57 + 31], SysReg::pmevtyper_el0(0).unwrap());
         assert_eq!(
             SysReg::ALL[SysReg::COUNT - 1],
             SysReg::pmevtyper_el0(30).unwrap()

@@ -25,7 +25,6 @@ impl Kvm {
             .any(|s| Some(s.id) == spu && s.cpus.contains(&cpu));
         let unsupported = v.features.spe && !spu_here;
         let spe = v.features.spe && spu_here;
-        let cntvoff = self.vms[vm].cntvoff;
         // Lazy switching needs the first SPE access to trap; without FGT
         // the ID registers cannot trap (a lazy guest would read PMBIDR_EL1.P
         // set), so the state goes live at load there.
@@ -49,7 +48,7 @@ impl Kvm {
             if self.vcpus[vcpu].pmu_live {
                 self.pmu_load(vcpu, cpu)?;
             }
-            return Ok(());
+            return self.timer_load(vcpu, cpu);
         }
         let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
         let host_mdcr = {
@@ -86,8 +85,6 @@ impl Kvm {
             c.write(SysReg::MDCR_EL2, mdcr)
                 .map_err(access(SysReg::MDCR_EL2))?;
         }
-        c.write(SysReg::CNTVOFF_EL2, cntvoff)
-            .map_err(access(SysReg::CNTVOFF_EL2))?;
         c.write(SysReg::HDFGRTR_EL2, rd_traps)
             .map_err(access(SysReg::HDFGRTR_EL2))?;
         if pmu_fgt {
@@ -101,7 +98,7 @@ impl Kvm {
         if live {
             self.spe_activate(vcpu, cpu)?;
         }
-        Ok(())
+        self.timer_load(vcpu, cpu)
     }
 
     /// Without FEAT_FGT PMBIDR_EL1 cannot be trapped: the guest reads the
@@ -180,6 +177,7 @@ impl Kvm {
             .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
         if self.mode == HostMode::Nvhe {
             self.pmu_put(vcpu, cpu)?;
+            self.timer_put(vcpu, cpu)?;
             let v = &mut self.vcpus[vcpu];
             v.loaded_on = None;
             v.unsupported_cpu = false;
@@ -188,6 +186,7 @@ impl Kvm {
         let f = self.spe_features(vcpu);
         let pmu_fgt = self.fgt_values(vcpu, cpu).1 != hyperprof_arch::hdfgwtr_el2::TRAP_NOTHING;
         self.pmu_put(vcpu, cpu)?;
+        self.timer_put(vcpu, cpu)?;
         let v = &self.vcpus[vcpu];
         let (host_mdcr, host_spe) = (v.host_mdcr, v.host_spe);
         let measured_mdcr = host_spe.is_some();
@@ -211,8 +210,6 @@ impl Kvm {
             hyperprof_arch::hdfgrtr_el2::TRAP_NOTHING,
         )
         .map_err(access(SysReg::HDFGRTR_EL2))?;
-        c.write(SysReg::CNTVOFF_EL2, 0)
-            .map_err(access(SysReg::CNTVOFF_EL2))?;
         let before = c.pe().access_stats();
         c.write(SysReg::MDCR_EL2, host_mdcr)
             .map_err(access(SysReg::MDCR_EL2))?;

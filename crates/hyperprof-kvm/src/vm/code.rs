@@ -180,6 +180,12 @@ impl GuestCpu<'_> {
         Ok(())
     }
 
+    /// The vCPU's virtual interrupt line: its PMBIRQ, PMU and timer levels
+    /// (one line until the VM has an interrupt controller).
+    fn irq_line(&self) -> bool {
+        self.virq_pending() || self.pmu_level() || self.vtimer_level() || self.ptimer_level()
+    }
+
     fn run_code_loop(&mut self, code: &mut CodeContext, budget: u64) -> Exit {
         let mut total = 0u64;
         loop {
@@ -189,28 +195,34 @@ impl GuestCpu<'_> {
             if total >= budget {
                 return Exit::Yield;
             }
-            // The virtual interrupt line: the guest's PMBIRQ or PMU level.
-            code.cpu.set_irq(self.virq_pending() || self.pmu_level());
+            self.sync_vtimer_irq();
+            code.cpu.set_irq(self.irq_line());
+            // The emulated physical timer must not fire late: every
+            // instruction takes at least a cycle.
+            let slice = match self.ticks_to_ptimer() {
+                Some(t) => (budget - total).min(t),
+                None => budget - total,
+            };
             let mut done = 0;
             let cpu = self.cpu;
-            let stop = self
-                .kvm
-                .machine
-                .run_code(cpu, code, budget - total, &mut done);
+            let stop = self.kvm.machine.run_code(cpu, code, slice, &mut done);
             total += done;
             let stop = match stop {
                 Some(s) => s,
                 None => return Exit::FailEntry(format!("no CPU {cpu}")),
             };
             match stop {
+                CodeStop::Budget if total < budget => {}
                 CodeStop::Budget => return Exit::Yield,
-                CodeStop::Interrupt(_) => {
+                CodeStop::TimerDeasserted => {}
+                CodeStop::Interrupt(lines) => {
+                    self.kvm.vcpus[self.vcpu].stats.timer_irqs += u64::from(lines.vtimer);
                     if !self.physical_interrupt_exit() {
                         return self.exit.take().unwrap_or(Exit::Yield);
                     }
                 }
                 CodeStop::Wfi => {
-                    if !(self.virq_pending() || self.pmu_level()) {
+                    if !self.irq_line() {
                         self.kvm.vcpus[self.vcpu].stats.wfi_exits += 1;
                         return Exit::Idle;
                     }
@@ -250,7 +262,7 @@ impl GuestCpu<'_> {
             }
             ec::WFX => {
                 code.cpu.skip();
-                (!(self.virq_pending() || self.pmu_level())).then_some(Exit::Idle)
+                (!self.irq_line()).then_some(Exit::Idle)
             }
             ec::DABT_LOW => self.data_abort(code, e),
             ec::IABT_LOW => Some(Exit::FailEntry(format!(

@@ -75,6 +75,9 @@ impl GuestEnv for GuestCpu<'_> {
             if !self.irqs_masked && (self.virq_pending() || self.pmu_level()) {
                 return (total, ExecStop::VirtualIrq);
             }
+            // A guest's virtual timer is forwarded (its PPI held off while
+            // it is pending), never taken by the host.
+            self.sync_vtimer_irq();
             let mut done = 0;
             let r = self
                 .kvm

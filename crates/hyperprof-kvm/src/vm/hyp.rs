@@ -196,6 +196,7 @@ impl GuestCpu<'_> {
             add_stats(&mut v.stats.spe_switch_live, cost);
         }
         self.buffer_live = live;
+        self.timer_enter_nvhe()?;
         self.pmu_switch_to_guest()?;
         self.pe().eret(to);
         Ok(())
@@ -206,6 +207,7 @@ impl GuestCpu<'_> {
     /// the host kernel resumes at EL1.
     pub(super) fn leave_nvhe(&mut self) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
+        self.timer_exit_nvhe()?;
         self.pmu_switch_to_host()?;
         let vcpu = self.vcpu;
         let f = self.kvm.spe_features(vcpu);

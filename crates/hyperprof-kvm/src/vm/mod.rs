@@ -37,6 +37,7 @@ use crate::switch::{self, Features, GuestSpe, HostSpe};
 use crate::uapi::{Errno, UserPtr, VcpuFeatures, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_SPE_CTRL};
 use crate::vpmu::{GuestPmu, HostPmuRegs};
 
+mod arch_timer;
 mod arm;
 mod code;
 mod guest_cpu;
@@ -46,6 +47,7 @@ mod pin_policy;
 mod pmu;
 mod spe;
 mod sys_regs;
+pub use arch_timer::VcpuTimer;
 pub use code::Mmio;
 pub use guest_cpu::GuestCpu;
 pub use pin_policy::{PinCostModel, PinPolicy, PinStats};
@@ -161,6 +163,12 @@ pub struct VcpuStats {
     pub mmio_exits: u64,
     /// Code vCPUs: WFI with nothing pending.
     pub wfi_exits: u64,
+    /// Register accesses of the timer's switch: its parts of load and put
+    /// on a VHE host, of entry and exit on an nVHE host.
+    pub timer_switch: AccessStats,
+    /// Code vCPUs: physical interrupt exits the guest's virtual timer
+    /// caused (each raised the guest's virtual timer line).
+    pub timer_irqs: u64,
 }
 
 struct VmState {
@@ -224,6 +232,8 @@ struct VcpuState {
     pmu_switched: Option<crate::vpmu::PmuSwitch>,
     /// An MMIO access of a code vCPU the VMM has not completed yet.
     mmio: Option<code::Mmio>,
+    /// The guest's timers (the virtual one is on the hardware while loaded).
+    timer: VcpuTimer,
     stats: VcpuStats,
 }
 
@@ -683,6 +693,7 @@ impl Kvm {
             pmu_virq: false,
             pmu_switched: None,
             mmio: None,
+            timer: VcpuTimer::default(),
             stats: VcpuStats::default(),
         });
         Ok(self.vcpus.len() - 1)

@@ -64,6 +64,9 @@ impl GuestCpu<'_> {
     }
 
     pub(super) fn emulate(&mut self, reg: SysReg, write: Option<u64>) -> Result<u64, AccessFault> {
+        if let Some(r) = self.timer_emulate(reg, write) {
+            return r;
+        }
         let undef = Err(AccessFault::Undefined);
         let vcpu = self.vcpu;
         let vm = self.vm;
