@@ -8,12 +8,14 @@
 
 mod el2;
 mod fgt;
+mod gic;
 mod id;
 mod pmu;
 mod spe;
 
 pub use el2::*;
 pub use fgt::*;
+pub use gic::*;
 pub use id::*;
 pub use pmu::*;
 pub use spe::*;
