@@ -100,7 +100,7 @@ impl Kvm {
 
     /// Finishes an MMIO read with the value the VMM put in the exit, or
     /// skips a write: the instruction retires.
-    fn complete_mmio(code: &mut CodeContext, m: &Mmio) {
+    pub(super) fn complete_mmio(code: &mut CodeContext, m: &Mmio) {
         if m.write.is_none() {
             let bits = u32::from(m.len) * 8;
             let mut v = m.data_or_zero();
@@ -135,6 +135,14 @@ impl Kvm {
 impl Mmio {
     fn data_or_zero(&self) -> u64 {
         self.data.unwrap_or(0)
+    }
+
+    /// The read completed with `data`.
+    pub(super) fn with_data(&self, data: u64) -> Mmio {
+        Mmio {
+            data: Some(data),
+            ..*self
+        }
     }
 }
 
@@ -189,8 +197,12 @@ impl GuestCpu<'_> {
             if total >= budget {
                 return Exit::Yield;
             }
-            // The virtual interrupt line: the guest's PMBIRQ or PMU level.
-            code.cpu.set_irq(self.virq_pending() || self.pmu_level());
+            // Without a vGIC the virtual interrupt line is the guest's
+            // PMBIRQ or PMU level; with one, the PE's virtual CPU interface
+            // drives it from the list registers the entry filled.
+            if !self.has_vgic() {
+                code.cpu.set_irq(self.virq_pending() || self.pmu_level());
+            }
             let mut done = 0;
             let cpu = self.cpu;
             let stop = self
@@ -204,15 +216,21 @@ impl GuestCpu<'_> {
             };
             match stop {
                 CodeStop::Budget => return Exit::Yield,
-                CodeStop::Interrupt(_) => {
+                CodeStop::Interrupt(lines) => {
+                    if lines.maintenance {
+                        self.vgic_maintenance_exit();
+                    }
                     if !self.physical_interrupt_exit() {
                         return self.exit.take().unwrap_or(Exit::Yield);
                     }
                 }
                 CodeStop::Wfi => {
-                    if !(self.virq_pending() || self.pmu_level()) {
+                    if !self.wakes_from_wfi() {
                         self.kvm.vcpus[self.vcpu].stats.wfi_exits += 1;
                         return Exit::Idle;
+                    }
+                    if let Err(e) = self.vgic_kick() {
+                        return Exit::FailEntry(e);
                     }
                 }
                 CodeStop::El2(e) => {
@@ -250,7 +268,10 @@ impl GuestCpu<'_> {
             }
             ec::WFX => {
                 code.cpu.skip();
-                (!(self.virq_pending() || self.pmu_level())).then_some(Exit::Idle)
+                if !self.wakes_from_wfi() {
+                    return Some(Exit::Idle);
+                }
+                self.vgic_kick().err().map(Exit::FailEntry)
             }
             ec::DABT_LOW => self.data_abort(code, e),
             ec::IABT_LOW => Some(Exit::FailEntry(format!(
@@ -304,7 +325,7 @@ impl GuestCpu<'_> {
     }
 
     /// A stage-2 data abort: outside the VM's memory it is MMIO for the VMM.
-    fn data_abort(&mut self, code: &CodeContext, e: hyperprof_a64::El2Exit) -> Option<Exit> {
+    fn data_abort(&mut self, code: &mut CodeContext, e: hyperprof_a64::El2Exit) -> Option<Exit> {
         let iss = e.iss();
         let ipa = (e.hpfar >> 4) << 12 | (e.far & 0xFFF);
         let in_ram = {
@@ -326,7 +347,6 @@ impl GuestCpu<'_> {
         let len = 1u8 << (iss >> 22 & 3);
         let rt = (iss >> 16 & 31) as u8;
         let is_write = iss >> 6 & 1 == 1;
-        self.kvm.vcpus[self.vcpu].stats.mmio_exits += 1;
         let m = Mmio {
             ipa,
             len,
@@ -344,6 +364,11 @@ impl GuestCpu<'_> {
         } else {
             m
         };
+        // The distributor and redistributors are the hypervisor's own.
+        if self.vgic_mmio(code, &m) {
+            return None;
+        }
+        self.kvm.vcpus[self.vcpu].stats.mmio_exits += 1;
         // Kept until the next KVM_RUN completes the access.
         self.kvm.vcpus[self.vcpu].mmio = Some(m);
         Some(Exit::Mmio(m))

@@ -41,6 +41,7 @@ mod arm;
 mod code;
 mod guest_cpu;
 mod hyp;
+mod irqchip;
 mod one_reg;
 mod pin_policy;
 mod pmu;
@@ -183,6 +184,8 @@ struct VmState {
     destroyed: bool,
     /// Bytes of guest RAM at [`GUEST_RAM_IPA`].
     ram_bytes: u64,
+    /// The in-kernel irqchip (KVM_DEV_TYPE_ARM_VGIC_V3), once created.
+    vgic: Option<crate::vgic::VgicV3>,
 }
 
 struct VcpuState {
@@ -477,6 +480,7 @@ impl Kvm {
             cntvoff: 0,
             destroyed: false,
             ram_bytes: cfg.ram_bytes,
+            vgic: None,
         });
         Ok(self.vms.len() - 1)
     }
@@ -660,6 +664,13 @@ impl Kvm {
         }
         if features.spe && self.spus.is_empty() {
             return Err(Errno::EINVAL);
+        }
+        // The vGIC has a redistributor for each vCPU it was initialised with.
+        if v.vgic
+            .as_ref()
+            .is_some_and(crate::vgic::VgicV3::initialized)
+        {
+            return Err(Errno::EBUSY);
         }
         self.vcpus.push(VcpuState {
             vm,
