@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::fdt::{self, BoardDesc};
 use crate::image::{self, Image, ImageError};
-use crate::map::{Region, UART};
+use crate::map::{GicLayout, Region, UART};
 use crate::pl011::Pl011;
 use crate::psci::{self, Outcome, PowerState};
 use crate::vendor::{self, RecordStore, Request};
@@ -28,6 +28,9 @@ pub enum BoardError {
     /// The board cannot be described (bad vCPU count, RAM over devices).
     #[error("board: {0}")]
     Fdt(#[from] fdt::FdtError),
+    /// The hypervisor's vGIC refused the board's GIC.
+    #[error("GIC: {0}")]
+    Gic(String),
     /// The hypervisor refused a call.
     #[error("{what}: {errno}")]
     Kvm {
@@ -109,6 +112,11 @@ pub struct BootOptions {
     pub pmu: bool,
     /// Describe SPE (the vCPUs have the SPE feature).
     pub spe: bool,
+    /// Create the in-kernel GICv3 (KVM_DEV_TYPE_ARM_VGIC_V3) at this
+    /// layout, which the device tree describes; `None` leaves the VM
+    /// without one (its vCPUs' PMU and SPE levels are their IRQ line, and
+    /// the device tree still describes QEMU virt's GIC).
+    pub gic: Option<GicLayout>,
 }
 
 impl BoardVm {
@@ -130,13 +138,19 @@ impl BoardVm {
             size: ram_bytes,
         };
         let image = image::load(image_bytes, ram)?;
+        // The device tree checks the layout first (RAM, devices and the
+        // redistributors' room for every vCPU), then the hypervisor.
         let dtb = fdt::build(&BoardDesc {
             ram,
             cpus: vcpus.len() as u32,
             bootargs: opts.bootargs.clone(),
             pmu: opts.pmu,
             spe: opts.spe,
+            gic: opts.gic.unwrap_or_default(),
         })?;
+        if let Some(gic) = opts.gic {
+            create_gic(kvm, vm, &gic)?;
+        }
         let dtb_addr = image.dtb_address(dtb.len(), ram)?;
         let write = |kvm: &mut Kvm, ipa, data: &[u8]| {
             kvm.write_guest(vm, ipa, data)
@@ -267,6 +281,9 @@ impl BoardVm {
             });
         };
         let start = v.ctx.cpu.retired();
+        if v.idle && kvm.vgic_vcpu_pending(v.vcpu) {
+            v.idle = false;
+        }
         let mut left = budget;
         while self.runnable(i) && left > 0 {
             let v = &mut self.vcpus[i];
@@ -281,7 +298,7 @@ impl BoardVm {
                 Exit::Idle => {
                     self.stats.idle += 1;
                     self.vcpus[i].idle = true;
-                    self.check_wedged();
+                    self.check_wedged(kvm);
                 }
                 Exit::Rlimit {
                     needed,
@@ -298,6 +315,8 @@ impl BoardVm {
                 }
                 Exit::FailEntry(why) => return Err(BoardError::Run { vcpu: i, why }),
             }
+            // An SGI or a distributor write may have woken another vCPU.
+            self.wake_pending(kvm);
             if left == 0 || matches!(exit, Exit::Yield) {
                 break;
             }
@@ -405,9 +424,21 @@ impl BoardVm {
         Ok(())
     }
 
-    /// Every vCPU that is on is idle, and the board has no source of
-    /// interrupts (no timer, no device interrupt): nothing can wake them.
-    fn check_wedged(&mut self) {
+    /// Wakes every idle vCPU that has an interrupt to take (an SGI another
+    /// vCPU sent, a pending write of the distributor).
+    pub fn wake_pending(&mut self, kvm: &Kvm) {
+        for v in &mut self.vcpus {
+            if v.idle && kvm.vgic_vcpu_pending(v.vcpu) {
+                v.idle = false;
+            }
+        }
+    }
+
+    /// Every vCPU that is on is idle with no interrupt pending, and the
+    /// board has no other source of interrupts (no timer, no device
+    /// interrupt): nothing can wake them.
+    fn check_wedged(&mut self, kvm: &Kvm) {
+        self.wake_pending(kvm);
         let on: Vec<&BoardVcpu> = self
             .vcpus
             .iter()
@@ -417,4 +448,29 @@ impl BoardVm {
             self.state = VmState::Wedged;
         }
     }
+}
+
+/// KVM_CREATE_DEVICE of the VM's vGIC at `gic`'s addresses, then its init
+/// (after every vCPU exists, as KVM requires).
+fn create_gic(kvm: &mut Kvm, vm: usize, gic: &GicLayout) -> Result<(), BoardError> {
+    use hyperprof_kvm::uapi::{
+        UserPtr, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
+        KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+    };
+    kvm.create_vgic_v3(vm)
+        .map_err(|errno| BoardError::Gic(format!("creating the vGIC: {errno}")))?;
+    for (kind, base) in [
+        (KVM_VGIC_V3_ADDR_TYPE_DIST, gic.dist.base),
+        (KVM_VGIC_V3_ADDR_TYPE_REDIST, gic.redist.base),
+        (KVM_DEV_ARM_VGIC_CTRL_INIT, 0),
+    ] {
+        let group = if kind == KVM_DEV_ARM_VGIC_CTRL_INIT {
+            KVM_DEV_ARM_VGIC_GRP_CTRL
+        } else {
+            KVM_DEV_ARM_VGIC_GRP_ADDR
+        };
+        kvm.set_vgic_attr(vm, group, kind, UserPtr::Value(base))
+            .map_err(|e| BoardError::Gic(e.to_string()))?;
+    }
+    Ok(())
 }

@@ -240,20 +240,28 @@ impl VgicV3 {
         if self.initialized {
             return err(Errno::EBUSY, "the vGIC is initialised already");
         }
-        let (slot, name, size) = match kind {
-            KVM_VGIC_V3_ADDR_TYPE_DIST => (&mut self.dist_base, "distributor", DIST_SIZE),
-            KVM_VGIC_V3_ADDR_TYPE_REDIST => {
-                (&mut self.redist_base, "redistributors", REDIST_STRIDE)
-            }
+        let (slot, name, whose, size) = match kind {
+            KVM_VGIC_V3_ADDR_TYPE_DIST => (
+                &mut self.dist_base,
+                "distributor",
+                "distributor's",
+                DIST_SIZE,
+            ),
+            KVM_VGIC_V3_ADDR_TYPE_REDIST => (
+                &mut self.redist_base,
+                "redistributors",
+                "redistributors'",
+                REDIST_STRIDE,
+            ),
             _ => return err(Errno::ENODEV, format!("no vGIC address type {kind}")),
         };
         if slot.is_some() {
-            return err(Errno::EEXIST, format!("the {name}' base is set already"));
+            return err(Errno::EEXIST, format!("the {whose} base is set already"));
         }
         if base % REGION_ALIGN != 0 {
             return err(
                 Errno::EINVAL,
-                format!("the {name}' base {base:#x} is not 64 KiB aligned"),
+                format!("the {whose} base {base:#x} is not 64 KiB aligned"),
             );
         }
         let (ram, ram_size) = self.ram;
@@ -261,7 +269,7 @@ impl VgicV3 {
             return err(
                 Errno::EINVAL,
                 format!(
-                    "the {name} at {base:#x} overlap guest RAM ({ram:#x}..{:#x})",
+                    "the {name} at {base:#x} would overlap guest RAM ({ram:#x}..{:#x})",
                     ram + ram_size
                 ),
             );

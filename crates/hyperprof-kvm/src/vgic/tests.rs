@@ -51,7 +51,7 @@ fn impossible_layouts_are_refused_with_kvm_errnos() {
         .set_addr(KVM_VGIC_V3_ADDR_TYPE_DIST, RAM + 0x1_0000)
         .unwrap_err();
     assert_eq!(e.errno, Errno::EINVAL);
-    assert!(e.why.contains("overlap guest RAM"), "{e}");
+    assert!(e.why.contains("would overlap guest RAM"), "{e}");
     let e = g
         .set_addr(KVM_VGIC_V3_ADDR_TYPE_DIST, DIST + 0x100)
         .unwrap_err();
