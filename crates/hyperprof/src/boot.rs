@@ -261,10 +261,14 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         kvm.configure_pmu(vcpu, &setup)
             .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
     }
+    // The VM has QEMU virt's GICv3, in the hypervisor: the PMU overflow
+    // (INTID 23) and SPE buffer (INTID 21) interrupts reach the guest
+    // through it.
     let opts = BootOptions {
         bootargs: args.append.clone(),
         pmu: features.pmu_v3,
         spe: features.spe,
+        gic: Some(hyperprof_board::map::GicLayout::VIRT),
     };
     let mut board = BoardVm::boot(&mut kvm, vm, ram, &[vcpu], &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;

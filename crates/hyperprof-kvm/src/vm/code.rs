@@ -364,9 +364,16 @@ impl GuestCpu<'_> {
         } else {
             m
         };
-        // The distributor and redistributors are the hypervisor's own.
-        if self.vgic_mmio(code, &m) {
-            return None;
+        // The distributor and redistributors are the hypervisor's own: a
+        // full exit, so that the emulation sees the list registers' state
+        // and its changes reach them at the entry.
+        if self.vgic_claims(ipa) {
+            let back = self.pe().el();
+            if let Err(e) = self.leave() {
+                return Some(Exit::FailEntry(e));
+            }
+            self.vgic_mmio(code, &m);
+            return self.enter(back).err().map(Exit::FailEntry);
         }
         self.kvm.vcpus[self.vcpu].stats.mmio_exits += 1;
         // Kept until the next KVM_RUN completes the access.

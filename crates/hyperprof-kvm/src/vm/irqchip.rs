@@ -268,6 +268,15 @@ impl GuestCpu<'_> {
         }
     }
 
+    /// Whether an access at `ipa` is the vGIC's distributor or a
+    /// redistributor.
+    pub(super) fn vgic_claims(&self, ipa: u64) -> bool {
+        self.kvm.vms[self.vm]
+            .vgic
+            .as_ref()
+            .is_some_and(|g| g.claims(ipa))
+    }
+
     /// A stage-2 abort at `ipa` the vGIC emulates in the hypervisor: the
     /// access completes (a read lands in the register) and the guest goes
     /// on past it. False when the address is not the vGIC's.
