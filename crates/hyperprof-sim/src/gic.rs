@@ -182,7 +182,7 @@ impl VirtualCpuIf {
         self.vmcr
     }
 
-    /// ICH_LR<n>_EL2, `None` above the implemented ones.
+    /// `ICH_LR<n>_EL2`, `None` above the implemented ones.
     pub fn lr(&self, n: usize) -> Option<u64> {
         self.lr.get(n).copied()
     }

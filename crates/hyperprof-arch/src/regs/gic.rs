@@ -8,7 +8,7 @@
 //! `ICC_CTLR_EL1_*`, `ICC_SGI1R_*`, `ICC_SRE_EL1_*`).
 #![allow(non_upper_case_globals)]
 
-/// ICH_LR<n>_EL2, List Register n (IHI 0069 12.5.12).
+/// `ICH_LR<n>_EL2`, List Register n (IHI 0069 12.5.12).
 pub mod ich_lr_el2 {
     use crate::Field;
 

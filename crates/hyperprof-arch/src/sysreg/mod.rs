@@ -20,7 +20,7 @@
 //!   aliases TTBR0_EL12 and CONTEXTIDR_EL12 (sysreg.h `SYS_TTBR0_EL12`,
 //!   `SYS_CONTEXTIDR_EL12`).
 //! - GICv3 CPU interface: the ICC_*_EL1, ICC_SRE_EL2 and ICH_*_EL2
-//!   registers, ICH_LR<n>_EL2 at `3, 4, 12, 0b110:n[3], n[2:0]`
+//!   registers, `ICH_LR<n>_EL2` at `3, 4, 12, 0b110:n[3], n[2:0]`
 //!   (sysreg.h `SYS_ICC_*`, `SYS_ICH_*`, `__SYS__LR0_EL2`/`__SYS__LR8_EL2`;
 //!   GICv3 architecture specification IHI 0069, chapter 12).
 //!

@@ -15,9 +15,9 @@ use super::{Irq, VgicStats, VgicV3};
 /// The list register accesses of one entry and exit, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LrCost {
-    /// ICH_LR<n>_EL2 writes.
+    /// `ICH_LR<n>_EL2` writes.
     pub writes: u64,
-    /// ICH_LR<n>_EL2 reads.
+    /// `ICH_LR<n>_EL2` reads.
     pub reads: u64,
 }
 

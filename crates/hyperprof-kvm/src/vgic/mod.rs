@@ -97,9 +97,9 @@ pub struct VgicStats {
     pub flushes: u64,
     /// Entries that used at least one list register.
     pub flushes_with_lrs: u64,
-    /// The hypervisor's ICH_LR<n>_EL2 writes (entry and exit).
+    /// The hypervisor's `ICH_LR<n>_EL2` writes (entry and exit).
     pub lr_writes: u64,
-    /// The hypervisor's ICH_LR<n>_EL2 reads (exit).
+    /// The hypervisor's `ICH_LR<n>_EL2` reads (exit).
     pub lr_reads: u64,
     /// Its other ICH_* accesses (HCR, ELRSR, VMCR, APRs).
     pub other_accesses: u64,
