@@ -135,11 +135,23 @@ struct Run {
     gic: Vec<VgicStats>,
 }
 
-/// Boots `name` with `cpus` vCPUs (with the emulated PMU at INTID 23 and
-/// SPE at INTID 21 when asked) and the board's GIC, and runs every
-/// runnable vCPU in turn, each slice on the other physical CPU.
-fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: bool, spe: bool, bootargs: &str) -> Run {
+/// The guest PMU of a board run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pmu {
+    Off,
+    Emulated,
+    /// The host keeps two counters (VHE only).
+    Partitioned,
+}
+
+/// Boots `name` with `cpus` vCPUs (with the PMU at INTID 23 and SPE at
+/// INTID 21 when asked) and the board's GIC, and runs every runnable vCPU
+/// in turn, each slice on the other physical CPU.
+fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: Pmu, spe: bool, bootargs: &str) -> Run {
     let mut kvm = kvm(nvhe);
+    if pmu == Pmu::Partitioned {
+        kvm.set_host_pmu_reserve(2).unwrap();
+    }
     let ram = 128 << 20;
     let vm = kvm
         .create_vm(VmConfig {
@@ -147,7 +159,10 @@ fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: bool, spe: bool, bootargs
             memlock_limit: 64 << 20,
         })
         .unwrap();
-    let features = VcpuFeatures { pmu_v3: pmu, spe };
+    let features = VcpuFeatures {
+        pmu_v3: pmu != Pmu::Off,
+        spe,
+    };
     let vcpus: Vec<usize> = (0..cpus)
         .map(|_| kvm.create_vcpu(vm, features).unwrap())
         .collect();
@@ -156,10 +171,10 @@ fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: bool, spe: bool, bootargs
             let spu = kvm.spus()[0].id;
             kvm.configure_spe(v, spu, 21, 4 << 20).unwrap();
         }
-        if pmu {
+        if pmu != Pmu::Off {
             let setup = PmuSetup {
                 irq: 23,
-                partitioned: false,
+                partitioned: pmu == Pmu::Partitioned,
                 nr_counters: None,
                 filters: Vec::new(),
             };
@@ -168,7 +183,7 @@ fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: bool, spe: bool, bootargs
     }
     let opts = BootOptions {
         bootargs: bootargs.to_string(),
-        pmu,
+        pmu: pmu != Pmu::Off,
         spe,
         gic: Some(GicLayout::VIRT),
     };
@@ -202,7 +217,7 @@ fn board_run(name: &str, cpus: usize, nvhe: bool, pmu: bool, spe: bool, bootargs
 fn two_vcpus_exchange_sgis_as_on_qemu() {
     let reference = qemu(2);
     for nvhe in [false, true] {
-        let r = board_run("gic.bin", 2, nvhe, false, false, "");
+        let r = board_run("gic.bin", 2, nvhe, Pmu::Off, false, "");
         assert_eq!(r.state, VmState::PoweredOff);
         assert_clean(&r.console, 2);
         if let Some(q) = &reference {
@@ -248,7 +263,7 @@ fn what_delivering_an_interrupt_costs() {
     for nvhe in [false, true] {
         // SGIs: the two-vCPU exchange; each SGI is one trapped
         // ICC_SGI1R_EL1 write, and delivery needs no further exit.
-        let r = board_run("gic.bin", 2, nvhe, false, false, "");
+        let r = board_run("gic.bin", 2, nvhe, Pmu::Off, false, "");
         let sgis: u64 = r.gic.iter().map(|g| g.acked_sgi).sum();
         let (per, lr) = figures(&format!("SGI (nvhe={nvhe})"), &r, sgis);
         assert!(per <= 1.0, "{per}");
@@ -256,20 +271,28 @@ fn what_delivering_an_interrupt_costs() {
 
         // PMU overflow: the physical interrupt's exit, and the
         // maintenance exit that samples the line again after the EOI.
-        let r = board_run("pmu.bin", 1, nvhe, true, false, "pmu-overflow-interrupt");
-        assert!(!r.console.contains("FAIL"), "{}", r.console);
-        let g = &r.gic[0];
-        assert!(g.acked_pmu >= 5, "{g:?}");
-        assert_eq!(g.acked_other + g.acked_sgi + g.acked_spe, 0);
-        assert_eq!(
-            g.maintenance_exits, g.acked_pmu,
-            "each level interrupt ends in one maintenance exit"
-        );
-        let (per, _) = figures(&format!("PMU overflow (nvhe={nvhe})"), &r, g.acked_pmu);
-        assert!(per <= 2.5, "{per}");
+        let pmus: &[Pmu] = if nvhe {
+            &[Pmu::Emulated]
+        } else {
+            &[Pmu::Emulated, Pmu::Partitioned]
+        };
+        for &pmu in pmus {
+            let r = board_run("pmu.bin", 1, nvhe, pmu, false, "pmu-overflow-interrupt");
+            assert!(!r.console.contains("FAIL"), "{}", r.console);
+            let g = &r.gic[0];
+            assert!(g.acked_pmu >= 5, "{g:?}");
+            assert_eq!(g.acked_other + g.acked_sgi + g.acked_spe, 0);
+            assert_eq!(
+                g.maintenance_exits, g.acked_pmu,
+                "each level interrupt ends in one maintenance exit"
+            );
+            let what = format!("PMU overflow, {pmu:?} (nvhe={nvhe})");
+            let (per, _) = figures(&what, &r, g.acked_pmu);
+            assert!(per <= 2.5, "{per}");
+        }
 
         // SPE buffer full: PMBIRQ at INTID 21.
-        let r = board_run("spesuite.bin", 1, nvhe, false, true, "spe.only=events");
+        let r = board_run("spesuite.bin", 1, nvhe, Pmu::Off, true, "spe.only=events");
         assert!(!r.console.contains("FAIL"), "{}", r.console);
         assert!(
             r.console
