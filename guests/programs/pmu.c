@@ -8,6 +8,7 @@
    counters than PMCR_EL0.N gives, or an event PMCEID does not advertise
    (QEMU has neither MEM_ACCESS nor CHAIN), the subtest says SKIP. */
 #include "fdt.h"
+#include "gic.h"
 #include "runtime.h"
 
 #define PMCR_E (1UL << 0)
@@ -127,6 +128,7 @@ static volatile u64 undefs;    /* UNDEFINED exceptions taken while expected */
 static volatile u64 expect_undef;
 static volatile u64 irqs;      /* PMU interrupts taken */
 static volatile u64 irq_bits;  /* the PMOVS bits they found, ORed */
+static volatile u64 irq_other; /* of them, acknowledged with another INTID */
 static u64 buffer[64] __attribute__((aligned(64)));
 
 static void on_sync(u64 kind, struct frame *f)
@@ -146,14 +148,14 @@ static void on_sync(u64 kind, struct frame *f)
     psci_system_off();
 }
 
-/* The PMU overflow interrupt. Without a GIC the vCPU's IRQ line is the
-   virtual PMU's level (PMCR_EL0.E && PMOVS & PMINTEN): clearing the
-   overflow flags drops it. With a GIC the handler will also read
-   ICC_IAR1_EL1 for INTID 23 and write it to ICC_EOIR1_EL1. */
-static void on_irq(u64 kind, struct frame *f)
+/* The PMU overflow interrupt, PPI INTID 23, a level (PMCR_EL0.E && PMOVS
+   & PMINTEN): the GIC driver acknowledged it (`intid`), clearing the
+   overflow flags drops the line, and the driver ends it. */
+#define PMU_INTID 23
+static void on_irq(u64 intid, struct frame *f)
 {
-    (void)kind;
     (void)f;
+    irq_other += intid != PMU_INTID;
     u64 ovs = read_sysreg(pmovsclr_el0);
     write_sysreg(ovs, pmovsclr_el0);
     isb();
@@ -664,7 +666,8 @@ static void test_overflow_interrupt(void)
     if (!needs(name, 2, MEM_ACCESS, "MEM_ACCESS"))
         return;
     reset_pmu();
-    irqs = irq_bits = 0;
+    irqs = irq_bits = irq_other = 0;
+    u64 unhandled = gic_unhandled;
     write_evtyper(0, MEM_ACCESS);
     write_evtyper(1, MEM_ACCESS);
     write_sysreg(3UL, pmcntenset_el0);
@@ -698,7 +701,6 @@ static void test_overflow_interrupt(void)
     wait_for_irq(1000);
     write_sysreg(0UL, pmcr_el0);
     isb();
-    puts("DBG gated ");put_dec(gated);puts(" irqs ");put_dec(irqs);puts(" bits ");put_hex(irq_bits);puts(" ovs ");put_hex(read_sysreg(pmovsset_el0));putc('\n');
     report(gated && irqs == 1 && irq_bits == 2 && read_sysreg(pmovsset_el0) == 0,
            named("pmu-overflow-interrupt: a flag set in PMOVSSET_EL0 interrupts once PMCR_EL0.E is set"));
 
@@ -726,6 +728,8 @@ static void test_overflow_interrupt(void)
         skip(name, "CHAIN is not implemented");
     }
     asm volatile("msr daifset, #2" ::: "memory");
+    report(irq_other == 0 && gic_unhandled == unhandled,
+           named("pmu-overflow-interrupt: every overflow interrupt is INTID 23 at the GIC"));
     reset_pmu();
 }
 
@@ -906,7 +910,12 @@ static int starts(const char *w, const char *s)
 int main(u64 dtb)
 {
     sync_handler = on_sync;
-    irq_handler = on_irq;
+    gic_init_dist();
+    if (!gic_init_cpu()) {
+        puts("FAIL: pmu: no GIC redistributor for this CPU\n");
+        return report_summary() + 1;
+    }
+    gic_request(PMU_INTID, on_irq);
     u64 dfr0 = read_sysreg(id_aa64dfr0_el1);
     pmuver = (dfr0 >> 8) & 0xf;
     if (pmuver == 0 || pmuver == 0xf) {

@@ -11,6 +11,7 @@
    (hyperprof boot --spe-max-buffer). Without SPE (PMSVer 0, as on QEMU)
    it prints one SKIP line. */
 #include "fdt.h"
+#include "gic.h"
 #include "runtime.h"
 #include "spe.h"
 
@@ -192,13 +193,17 @@ static volatile int hold_first;
    driver wrapping its buffer does, before the handler stops it. */
 static volatile u64 rearm, rearm_bad;
 
-/* With no GIC the vCPU's virtual PMBIRQ (its PMBSR_EL1.S) is the guest's
-   IRQ line. With a GIC this handler will also acknowledge INTID 21 at the
-   CPU interface and end it after PMBSR is cleared. */
-static void pmbirq(u64 kind, struct frame *f)
+/* PMBIRQs acknowledged with another INTID than the SPE interrupt's. */
+static volatile u64 irq_other;
+
+/* PMBIRQ, PPI INTID 21, a level (the vCPU's PMBSR_EL1.S): the GIC driver
+   acknowledged it (`intid`) and ends it when this returns, so one left
+   unserviced is taken again. */
+#define SPE_INTID 21
+static void pmbirq(u64 intid, struct frame *f)
 {
-    (void)kind;
     (void)f;
+    irq_other += intid != SPE_INTID;
     spe_drain();
     isb();
     u64 pmbsr = spe_rd(PMBSR_EL1);
@@ -383,7 +388,7 @@ static void buffer(void)
 static void events(void)
 {
     int bad;
-    irq_handler = pmbirq;
+    gic_request(SPE_INTID, pmbirq);
 
     /* Buffer full: one page, sampled until the unit stops. */
     irq_reset();
@@ -528,8 +533,10 @@ static void events(void)
     bad = tally(&t, s, 0, 0);
     report(!bad && s.pmbsr == 0 && all_pcs_in_loop(&t) && irqs == 0,
            "spe-events: once PMBSR_EL1.S is cleared the buffer fills again");
-    irq_handler = 0;
+    gic_disable(SPE_INTID);
     irq_reset();
+    report(irq_other == 0 && gic_unhandled == 0 && gic_spurious == 0,
+           "spe-events: every PMBIRQ is INTID 21 at the GIC");
 }
 
 static void filters(void)
@@ -604,14 +611,14 @@ static void discard(void)
         return;
     }
     irq_reset();
-    irq_handler = pmbirq;
+    gic_request(SPE_INTID, pmbirq);
     clear_buffer();
     setup((u64)buf, ((u64)buf + BUF_SIZE) | PMBLIMITR_FM_DISCARD | PMBLIMITR_E, 0, 0, 0);
     irq_unmask();
     profile(PMSCR_E1SPE, 8);
     irq_mask();
     struct session s = finish();
-    irq_handler = 0;
+    gic_disable(SPE_INTID);
     u64 untouched = 0;
     for (u64 i = 0; i < BUF_SIZE; i++)
         untouched += buf[i] == SENTINEL;
@@ -663,6 +670,11 @@ int main(u64 dtb)
     /* RAM and, for the external-abort test, the block after it: mapped by
        stage 1, outside the VM's stage 2. */
     mmu_enable(ram_base, ram_size + BLOCK, ram_base + HOLE_OFFSET);
+    gic_init_dist();
+    if (!gic_init_cpu()) {
+        puts("FAIL: spe: no GIC redistributor for this CPU\n");
+        return report_summary() + 1;
+    }
     if (selected("buffer"))
         buffer();
     if (selected("introspection"))

@@ -3,11 +3,10 @@
 
    Polled subtests run everywhere (QEMU's virt board too): the frequency,
    the counters, TVAL, ISTATUS, the physical timer and CNTKCTL_EL1's EL0
-   controls. The interrupt subtests need the timer's interrupt to reach
-   the CPU: under hyperprof the VM has no interrupt controller yet and the
-   timer drives the vCPU's IRQ line itself, while on QEMU the interrupt
-   goes through a GIC this runtime has no driver for. They run only with
-   the bootarg "irq=1" (hyperprof's tests pass it).
+   controls. The interrupt subtests take the timers' PPIs (27 virtual, 30
+   physical) through the GIC (gic.h). They run only with the bootarg
+   "irq=1" (hyperprof's tests pass it): their deadlines are in ticks of a
+   1 GHz counter, which older QEMUs do not have.
 
    Bootargs: "cntfrq=N" checks CNTFRQ_EL0 is N; "irq=1" adds the
    interrupt and WFI subtests; "wedge=1" ends in WFI with every interrupt
@@ -15,6 +14,7 @@
    VMM can show what a wedged guest gets. */
 #include "fdt.h"
 #include "runtime.h"
+#include "gic.h"
 #include "timer.h"
 
 #define EL0_EXIT 0xe0
@@ -29,6 +29,9 @@ extern char el0_exit[];
 static volatile u64 vtimer_irqs, ptimer_irqs, other_irqs, irq_count, irq_cval;
 static volatile u64 el0_traps, el0_trap_esr, el0_value;
 static u64 el0_stack[512] __attribute__((aligned(16)));
+
+#define VTIMER_PPI 27
+#define PTIMER_PPI 30
 
 /* The timers' interrupts: note when one came and disarm its timer with
    IMASK, as Linux's timer handler does; anything else is unexpected. */
@@ -351,6 +354,13 @@ int main(u64 dtb)
     test_ptimer();
     test_el0();
     if (irq) {
+        gic_init_dist();
+        if (!gic_init_cpu()) {
+            puts("FAIL: timer: no GIC redistributor for this CPU\n");
+            return report_summary() + 1;
+        }
+        gic_request(VTIMER_PPI, on_irq);
+        gic_request(PTIMER_PPI, on_irq);
         test_irq();
         test_imask();
         test_ptimer_irq();

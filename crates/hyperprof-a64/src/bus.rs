@@ -111,6 +111,22 @@ pub enum SysRegWrite {
     Undefined,
 }
 
+/// What an MRS or MSR the embedder answered changed beyond the register
+/// ([`Bus::after_sysreg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysRegEffect {
+    /// Nothing the engine needs to know.
+    Unchanged,
+    /// The IRQ line's level is now this (e.g. an interrupt controller's
+    /// virtual CPU interface: an acknowledge raised the running priority,
+    /// an end of interrupt dropped it, the priority mask moved).
+    Irq(bool),
+    /// Retire the instruction and leave `run` with [`crate::Exit::Hint`]
+    /// (e.g. an interrupt to EL2 became pending); the embedder sets the
+    /// lines again before it resumes.
+    Exit,
+}
+
 /// Outcome of a hint or barrier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HintAction {
@@ -222,6 +238,13 @@ pub trait Bus {
     fn sysreg_write(&mut self, reg: SysReg, value: u64, el: u8) -> SysRegWrite {
         let _ = (reg, value, el);
         SysRegWrite::Engine
+    }
+
+    /// Called after every MRS or MSR that [`Bus::sysreg_read`] answered with
+    /// a value or [`Bus::sysreg_write`] took: interrupt controller registers
+    /// change the interrupt lines.
+    fn after_sysreg(&mut self) -> SysRegEffect {
+        SysRegEffect::Unchanged
     }
 
     /// A SYS instruction (DC, IC, TLBI, AT) with the value of Xt.

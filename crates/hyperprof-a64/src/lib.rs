@@ -32,8 +32,8 @@ pub mod insn;
 mod run;
 
 pub use bus::{
-    Access, AccessKind, Bus, Fetched, HintAction, MemFault, OpClass, Retired, SysRegRead,
-    SysRegWrite,
+    Access, AccessKind, Bus, Fetched, HintAction, MemFault, OpClass, Retired, SysRegEffect,
+    SysRegRead, SysRegWrite,
 };
 pub use cpu::{Cpu, El2Controls, ExclusiveMonitor, Pstate};
 pub use decode::decode;

@@ -17,8 +17,11 @@
 //!   [`pm_counter_bits`] and the SET/CLR registers, [`pmevtyper_el0`],
 //!   [`pmccfiltr_el0`], [`pmselr_el0`], [`pmuserenr_el0`], [`pmu_event`]),
 //!   EL2 ([`mdcr_el2`], [`hcr_el2`], [`contextidr_el1`], [`contextidr_el2`]),
-//!   identification ([`id_aa64dfr0_el1`]) and fine-grained traps
-//!   ([`hdfgrtr_el2`], [`hdfgwtr_el2`]).
+//!   identification ([`id_aa64dfr0_el1`]), fine-grained traps
+//!   ([`hdfgrtr_el2`], [`hdfgwtr_el2`]) and the GICv3 CPU interface
+//!   ([`ich_lr_el2`], [`ich_hcr_el2`], [`ich_vmcr_el2`], [`ich_vtr_el2`],
+//!   [`ich_misr_el2`], [`icc_ctlr_el1`], [`icc_sgi1r_el1`], [`icc_sre`],
+//!   [`intid`]).
 //! - [`cpu`]: the [`Cpu`] trait, the boundary between software and a PE.
 //! - [`features`]: PMSVer / PMUVer levels.
 //! - [`maxbuffsize`]: PMBIDR_EL1.MaxBuffSize encode/decode.

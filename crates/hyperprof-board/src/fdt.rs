@@ -3,7 +3,7 @@
 //! a guest that parses its device tree finds the same machine under
 //! hyperprof as under `qemu-system-aarch64 -M virt,gic-version=3`.
 
-use crate::map::{Region, GIC_DIST, GIC_REDIST, PMU_INTID, SPE_INTID, TIMER_PPIS, UART, UART_SPI};
+use crate::map::{GicLayout, Region, PMU_INTID, SPE_INTID, TIMER_PPIS, UART, UART_SPI};
 use thiserror::Error;
 use vm_fdt::FdtWriter;
 
@@ -21,14 +21,20 @@ pub struct BoardDesc {
     pub pmu: bool,
     /// An SPE node (`arm,statistical-profiling-extension-v1`, INTID 21).
     pub spe: bool,
+    /// The GICv3's regions (QEMU virt's: [`GicLayout::VIRT`]).
+    pub gic: GicLayout,
 }
 
 /// Why a device tree cannot be built.
 #[derive(Debug, Error)]
 pub enum FdtError {
-    /// No vCPU, or more than the redistributor region holds.
-    #[error("{0} vCPUs: the board holds 1 to {max}", max = crate::map::max_redistributors())]
-    Cpus(u32),
+    /// No vCPU, or more than the redistributor region holds (the most it
+    /// holds).
+    #[error("{0} vCPUs: the board's GIC redistributor region holds 1 to {1}")]
+    Cpus(u32, u64),
+    /// Two device regions overlapping.
+    #[error("the {0} at {2:#x} overlaps the {1}")]
+    DevicesOverlap(&'static str, &'static str, u64),
     /// RAM overlapping a device region.
     #[error("RAM {start:#x}..{end:#x} overlaps the {device} at {at:#x}", start = .0.base, end = .0.end(), device = .1, at = .2)]
     RamOverlaps(Region, &'static str, u64),
@@ -59,16 +65,21 @@ pub fn mpidr_affinity(index: u32) -> u64 {
 
 /// The device tree blob for `desc`.
 pub fn build(desc: &BoardDesc) -> Result<Vec<u8>, FdtError> {
-    if desc.cpus == 0 || u64::from(desc.cpus) > crate::map::max_redistributors() {
-        return Err(FdtError::Cpus(desc.cpus));
+    let gic = desc.gic;
+    if desc.cpus == 0 || u64::from(desc.cpus) > gic.max_cpus() {
+        return Err(FdtError::Cpus(desc.cpus, gic.max_cpus()));
     }
-    for (name, r) in [
-        ("GIC distributor", GIC_DIST),
-        ("GIC redistributors", GIC_REDIST),
+    let devices = [
+        ("GIC distributor", gic.dist),
+        ("GIC redistributors", gic.redist),
         ("PL011", UART),
-    ] {
-        if desc.ram.overlaps(&r) {
+    ];
+    for (i, (name, r)) in devices.iter().enumerate() {
+        if desc.ram.overlaps(r) {
             return Err(FdtError::RamOverlaps(desc.ram, name, r.base));
+        }
+        if let Some((other, _)) = devices[i + 1..].iter().find(|(_, o)| o.overlaps(r)) {
+            return Err(FdtError::DevicesOverlap(name, other, r.base));
         }
     }
     if desc.bootargs.contains('\0') {
@@ -124,7 +135,7 @@ pub fn build(desc: &BoardDesc) -> Result<Vec<u8>, FdtError> {
     }
     f.end_node(cpus)?;
 
-    let gic = f.begin_node(&format!("intc@{:x}", GIC_DIST.base))?;
+    let intc = f.begin_node(&format!("intc@{:x}", gic.dist.base))?;
     f.property_string("compatible", "arm,gic-v3")?;
     f.property_u32("#interrupt-cells", 3)?;
     f.property_null("interrupt-controller")?;
@@ -132,14 +143,14 @@ pub fn build(desc: &BoardDesc) -> Result<Vec<u8>, FdtError> {
     f.property_array_u64(
         "reg",
         &[
-            GIC_DIST.base,
-            GIC_DIST.size,
-            GIC_REDIST.base,
-            GIC_REDIST.size,
+            gic.dist.base,
+            gic.dist.size,
+            gic.redist.base,
+            gic.redist.size,
         ],
     )?;
     f.property_phandle(GIC_PHANDLE)?;
-    f.end_node(gic)?;
+    f.end_node(intc)?;
 
     let timer = f.begin_node("timer")?;
     f.property_string_list(
@@ -205,6 +216,7 @@ mod tests {
             bootargs: "console=ttyAMA0".into(),
             pmu: true,
             spe: true,
+            gic: GicLayout::VIRT,
         }
     }
 
@@ -242,8 +254,24 @@ mod tests {
 
     #[test]
     fn impossible_boards_are_refused() {
-        assert!(matches!(build(&desc(0)), Err(FdtError::Cpus(0))));
-        assert!(matches!(build(&desc(124)), Err(FdtError::Cpus(124))));
+        assert!(matches!(build(&desc(0)), Err(FdtError::Cpus(0, 123))));
+        assert!(matches!(build(&desc(124)), Err(FdtError::Cpus(124, 123))));
+        // A distributor inside the redistributor region.
+        let squeezed = BoardDesc {
+            gic: GicLayout {
+                dist: Region {
+                    base: crate::map::GIC_REDIST.base + 0x2_0000,
+                    size: 0x1_0000,
+                },
+                ..GicLayout::VIRT
+            },
+            ..desc(1)
+        };
+        let e = build(&squeezed).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the GIC distributor at 0x80c0000 overlaps the GIC redistributors"
+        );
         assert!(build(&desc(123)).is_ok());
         let low = BoardDesc {
             ram: Region {

@@ -66,3 +66,32 @@ pub const RAW_IMAGE_OFFSET: u64 = 0x8_0000;
 pub const fn max_redistributors() -> u64 {
     GIC_REDIST.size / GIC_REDIST_STRIDE
 }
+
+/// Where a board's GICv3 is: its distributor and its redistributor region
+/// (one [`GIC_REDIST_STRIDE`] frame pair per vCPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicLayout {
+    /// The distributor.
+    pub dist: Region,
+    /// The redistributors.
+    pub redist: Region,
+}
+
+impl GicLayout {
+    /// QEMU virt's.
+    pub const VIRT: GicLayout = GicLayout {
+        dist: GIC_DIST,
+        redist: GIC_REDIST,
+    };
+
+    /// The most vCPUs its redistributor region holds.
+    pub const fn max_cpus(&self) -> u64 {
+        self.redist.size / GIC_REDIST_STRIDE
+    }
+}
+
+impl Default for GicLayout {
+    fn default() -> Self {
+        GicLayout::VIRT
+    }
+}

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::fdt::{self, BoardDesc};
 use crate::image::{self, Image, ImageError};
-use crate::map::{Region, UART};
+use crate::map::{GicLayout, Region, UART};
 use crate::pl011::Pl011;
 use crate::psci::{self, Outcome, PowerState};
 use crate::vendor::{self, RecordStore, Request};
@@ -28,6 +28,9 @@ pub enum BoardError {
     /// The board cannot be described (bad vCPU count, RAM over devices).
     #[error("board: {0}")]
     Fdt(#[from] fdt::FdtError),
+    /// The hypervisor's vGIC refused the board's GIC.
+    #[error("GIC: {0}")]
+    Gic(String),
     /// The hypervisor refused a call.
     #[error("{what}: {errno}")]
     Kvm {
@@ -111,6 +114,11 @@ pub struct BootOptions {
     pub pmu: bool,
     /// Describe SPE (the vCPUs have the SPE feature).
     pub spe: bool,
+    /// Create the in-kernel GICv3 (KVM_DEV_TYPE_ARM_VGIC_V3) at this
+    /// layout, which the device tree describes; `None` leaves the VM
+    /// without one (its vCPUs' PMU and SPE levels are their IRQ line, and
+    /// the device tree still describes QEMU virt's GIC).
+    pub gic: Option<GicLayout>,
 }
 
 impl BoardVm {
@@ -132,13 +140,19 @@ impl BoardVm {
             size: ram_bytes,
         };
         let image = image::load(image_bytes, ram)?;
+        // The device tree checks the layout first (RAM, devices and the
+        // redistributors' room for every vCPU), then the hypervisor.
         let dtb = fdt::build(&BoardDesc {
             ram,
             cpus: vcpus.len() as u32,
             bootargs: opts.bootargs.clone(),
             pmu: opts.pmu,
             spe: opts.spe,
+            gic: opts.gic.unwrap_or_default(),
         })?;
+        if let Some(gic) = opts.gic {
+            create_gic(kvm, vm, &gic)?;
+        }
         let dtb_addr = image.dtb_address(dtb.len(), ram)?;
         let write = |kvm: &mut Kvm, ipa, data: &[u8]| {
             kvm.write_guest(vm, ipa, data)
@@ -301,6 +315,8 @@ impl BoardVm {
                 }
                 Exit::FailEntry(why) => return Err(BoardError::Run { vcpu: i, why }),
             }
+            // An SGI or a distributor write may have woken another vCPU.
+            self.wake_idle(kvm);
             if left == 0 || matches!(exit, Exit::Yield) {
                 break;
             }
@@ -408,13 +424,20 @@ impl BoardVm {
         Ok(())
     }
 
-    /// Wakes every idle vCPU whose timer asserts its interrupt now (the
-    /// VMM's side of KVM's background timer kicking a blocked vCPU).
+    /// Wakes every idle vCPU that has an interrupt to take: its timer
+    /// asserts its interrupt now (the VMM's side of KVM's background timer
+    /// kicking a blocked vCPU), or the vGIC holds one it would take (an
+    /// SGI another vCPU sent, a pending write of the distributor).
     pub fn wake_idle(&mut self, kvm: &Kvm) {
         for v in &mut self.vcpus {
-            if v.idle && kvm.timer_pending(v.vcpu) {
+            if !v.idle {
+                continue;
+            }
+            if kvm.timer_pending(v.vcpu) {
                 v.idle = false;
                 self.stats.timer_wakes += 1;
+            } else if kvm.vgic_vcpu_pending(v.vcpu) {
+                v.idle = false;
             }
         }
     }
@@ -434,9 +457,11 @@ impl BoardVm {
         on.iter().filter_map(|v| kvm.timer_deadline(v.vcpu)).min()
     }
 
-    /// Every vCPU that is on is idle and none has a timer that can fire
-    /// (and the board has no device interrupt): nothing can wake them.
+    /// Every vCPU that is on is idle with no interrupt to take and none
+    /// has a timer that can fire (and the board has no device interrupt):
+    /// nothing can wake them.
     fn check_wedged(&mut self, kvm: &Kvm) {
+        self.wake_idle(kvm);
         let on: Vec<&BoardVcpu> = self
             .vcpus
             .iter()
@@ -449,4 +474,29 @@ impl BoardVm {
             self.state = VmState::Wedged;
         }
     }
+}
+
+/// KVM_CREATE_DEVICE of the VM's vGIC at `gic`'s addresses, then its init
+/// (after every vCPU exists, as KVM requires).
+fn create_gic(kvm: &mut Kvm, vm: usize, gic: &GicLayout) -> Result<(), BoardError> {
+    use hyperprof_kvm::uapi::{
+        UserPtr, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
+        KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+    };
+    kvm.create_vgic_v3(vm)
+        .map_err(|errno| BoardError::Gic(format!("creating the vGIC: {errno}")))?;
+    for (kind, base) in [
+        (KVM_VGIC_V3_ADDR_TYPE_DIST, gic.dist.base),
+        (KVM_VGIC_V3_ADDR_TYPE_REDIST, gic.redist.base),
+        (KVM_DEV_ARM_VGIC_CTRL_INIT, 0),
+    ] {
+        let group = if kind == KVM_DEV_ARM_VGIC_CTRL_INIT {
+            KVM_DEV_ARM_VGIC_GRP_CTRL
+        } else {
+            KVM_DEV_ARM_VGIC_GRP_ADDR
+        };
+        kvm.set_vgic_attr(vm, group, kind, UserPtr::Value(base))
+            .map_err(|e| BoardError::Gic(e.to_string()))?;
+    }
+    Ok(())
 }

@@ -100,3 +100,87 @@ fn selftest_passes_under_the_hypervisor() {
         assert_eq!(state, VmState::PoweredOff);
     }
 }
+
+mod gic {
+    use super::*;
+    use hyperprof_board::map::{GicLayout, Region, GIC_REDIST_STRIDE};
+
+    fn boot_with(kvm: &mut Kvm, vcpus: usize, gic: GicLayout) -> Result<BoardVm, String> {
+        let ram = 64 << 20;
+        let vm = kvm
+            .create_vm(VmConfig {
+                ram_bytes: ram,
+                memlock_limit: 64 << 20,
+            })
+            .unwrap();
+        let ids: Vec<usize> = (0..vcpus)
+            .map(|_| kvm.create_vcpu(vm, VcpuFeatures::default()).unwrap())
+            .collect();
+        let opts = BootOptions {
+            gic: Some(gic),
+            ..BootOptions::default()
+        };
+        BoardVm::boot(kvm, vm, ram, &ids, &image("hello.bin"), &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hello_boots_with_the_gic() {
+        for nvhe in [false, true] {
+            let mut kvm = kvm(nvhe);
+            let mut b = boot_with(&mut kvm, 1, GicLayout::VIRT).unwrap();
+            let vcpu = b.vcpus()[0];
+            assert!(kvm.vgic(b.vm()).is_some_and(|g| g.initialized()));
+            let mut slices = 0;
+            while !b.finished() {
+                kvm.load(vcpu, slices % 2).unwrap();
+                b.run_vcpu(&mut kvm, 0, 50_000).unwrap();
+                kvm.put(vcpu).unwrap();
+                slices += 1;
+                assert!(slices < 10_000);
+            }
+            assert_eq!(String::from_utf8(b.take_console()).unwrap(), HELLO);
+            // hello never touches the GIC: no list register was used.
+            let g = kvm.vgic_stats(vcpu).unwrap();
+            assert_eq!((g.flushes_with_lrs, g.lr_writes, g.mmio), (0, 0, 0));
+            assert!(g.flushes > 0);
+        }
+    }
+
+    #[test]
+    fn impossible_boards_get_one_clear_error_line() {
+        // More vCPUs than QEMU virt's redistributor region holds.
+        let e = boot_with(&mut kvm(false), 124, GicLayout::VIRT).unwrap_err();
+        assert_eq!(
+            e,
+            "board: 124 vCPUs: the board's GIC redistributor region holds 1 to 123"
+        );
+        // Redistributors over guest RAM.
+        let over_ram = GicLayout {
+            redist: Region {
+                base: 0x4000_0000 - GIC_REDIST_STRIDE,
+                size: 4 * GIC_REDIST_STRIDE,
+            },
+            ..GicLayout::VIRT
+        };
+        let e = boot_with(&mut kvm(false), 1, over_ram).unwrap_err();
+        assert!(
+            e.starts_with("board: RAM 0x40000000..0x44000000 overlaps the GIC redistributors"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        // A layout the device tree accepts but the vGIC cannot place: a
+        // distributor that is not 64 KiB aligned.
+        let unaligned = GicLayout {
+            dist: Region {
+                base: 0x0800_8000,
+                size: 0x1_0000,
+            },
+            ..GicLayout::VIRT
+        };
+        let e = boot_with(&mut kvm(false), 1, unaligned).unwrap_err();
+        assert_eq!(
+            e,
+            "GIC: the distributor's base 0x8008000 is not 64 KiB aligned (EINVAL (22))"
+        );
+    }
+}

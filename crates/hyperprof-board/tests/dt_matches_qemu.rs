@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hyperprof_board::fdt::{build, BoardDesc};
-use hyperprof_board::map::{Region, RAM_BASE};
+use hyperprof_board::map::{GicLayout, Region, RAM_BASE};
 
 /// Whether `tool` runs; when CI=true a missing tool is a failure.
 fn have(tool: &str) -> bool {
@@ -94,6 +94,7 @@ fn nodes_match_qemu_virt() {
         bootargs: String::new(),
         pmu: true,
         spe: true,
+        gic: GicLayout::VIRT,
     })
     .unwrap();
     std::fs::write(&ours_dtb, blob).unwrap();

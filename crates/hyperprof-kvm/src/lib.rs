@@ -10,6 +10,8 @@
 //!   switch, trap emulation and virtual overflow interrupt.
 //! - [`explore`]: a model checker for the world switch (VHE SPE and PMU,
 //!   nVHE SPE) and its mutation catalogue.
+//! - [`vgic`]: the virtual GICv3 (distributor, redistributors, list
+//!   registers), served by [`vm`] in the hypervisor.
 //! - [`pin`]: pinning a guest's profiling buffer and the stage-1 tables that
 //!   translate it, charged to the VM's memlock limit.
 #![forbid(unsafe_code)]
@@ -21,5 +23,6 @@ pub mod pmu_attr;
 pub mod spe_attr;
 pub mod switch;
 pub mod uapi;
+pub mod vgic;
 pub mod vm;
 pub mod vpmu;

@@ -14,6 +14,8 @@ pub enum Errno {
     ENOENT,
     /// No such device or address (6).
     ENXIO,
+    /// Argument list too long (7): more vCPUs than a device models.
+    E2BIG,
     /// Out of memory (12).
     ENOMEM,
     /// Bad address (14).
@@ -39,6 +41,7 @@ impl Errno {
             Errno::EPERM => 1,
             Errno::ENOENT => 2,
             Errno::ENXIO => 6,
+            Errno::E2BIG => 7,
             Errno::ENOMEM => 12,
             Errno::EFAULT => 14,
             Errno::EBUSY => 16,
@@ -84,6 +87,21 @@ pub const KVM_ARM_VCPU_SPE_MAX_BUFFER_SIZE: u64 = 2;
 /// Initialise guest SPE on the vCPU once configured. The series has such an
 /// attribute; its number is not settled there (ARM-FACTS §6), hyperprof uses 3.
 pub const KVM_ARM_VCPU_SPE_INIT: u64 = 3;
+
+/// `KVM_DEV_TYPE_ARM_VGIC_V3`'s address group: the guest physical base
+/// of a region (64 KiB aligned).
+pub const KVM_DEV_ARM_VGIC_GRP_ADDR: u32 = 0;
+/// `KVM_DEV_TYPE_ARM_VGIC_V3`'s group for the number of interrupts.
+pub const KVM_DEV_ARM_VGIC_GRP_NR_IRQS: u32 = 3;
+/// `KVM_DEV_TYPE_ARM_VGIC_V3`'s control group.
+pub const KVM_DEV_ARM_VGIC_GRP_CTRL: u32 = 4;
+/// The distributor's base (`KVM_DEV_ARM_VGIC_GRP_ADDR`).
+pub const KVM_VGIC_V3_ADDR_TYPE_DIST: u64 = 2;
+/// The redistributors' base, one 128 KiB frame pair per vCPU
+/// (`KVM_DEV_ARM_VGIC_GRP_ADDR`).
+pub const KVM_VGIC_V3_ADDR_TYPE_REDIST: u64 = 3;
+/// Initialise the vGIC (`KVM_DEV_ARM_VGIC_GRP_CTRL`).
+pub const KVM_DEV_ARM_VGIC_CTRL_INIT: u64 = 0;
 
 /// A value userspace passes by pointer (`kvm_device_attr.addr`): either
 /// readable, or an address the kernel cannot access (`EFAULT`).

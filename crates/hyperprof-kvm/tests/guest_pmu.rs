@@ -354,3 +354,50 @@ impl GuestProgram for CountingReader {
         GuestStep::Done
     }
 }
+
+/// KVM_CREATE_DEVICE of a vGICv3 at QEMU virt's addresses for VM `vm`,
+/// initialised.
+fn add_vgic(kvm: &mut Kvm, vm: usize) {
+    use hyperprof_kvm::uapi::*;
+    kvm.create_vgic_v3(vm).unwrap();
+    for (group, attr, v) in [
+        (
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            KVM_VGIC_V3_ADDR_TYPE_DIST,
+            0x0800_0000,
+        ),
+        (
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            KVM_VGIC_V3_ADDR_TYPE_REDIST,
+            0x080A_0000,
+        ),
+        (KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, 0),
+    ] {
+        kvm.set_vgic_attr(vm, group, attr, UserPtr::Value(v))
+            .unwrap();
+    }
+}
+
+/// The vGIC's register traffic (ICH_VMCR_EL2 and the active priorities at
+/// load and put, the list registers at entry and exit) is not part of the
+/// PMU's switch cost: the same 27 accesses per load and put.
+#[test]
+fn load_put_cost_is_the_same_with_a_vgic() {
+    let (mut kvm, vcpu) = vm(Mode::PartitionedFgt);
+    add_vgic(&mut kvm, 0);
+    let mut k = GuestKernel::without_spe(0, by_name("mix", 1).unwrap(), 2_000_000)
+        .with_pmu(vec![user(Event::INST_RETIRED.number(), None)])
+        .with_slices(100_000);
+    run_to_halt(&mut kvm, vcpu, &mut k, &[0]);
+    let before = kvm.vcpu_stats(vcpu).unwrap().pmu_load_put.total();
+    let gic_before = kvm.vgic_stats(vcpu).unwrap().other_accesses;
+    kvm.load(vcpu, 0).unwrap();
+    kvm.put(vcpu).unwrap();
+    let pmu = kvm.vcpu_stats(vcpu).unwrap().pmu_load_put.total() - before;
+    let gic = kvm.vgic_stats(vcpu).unwrap().other_accesses - gic_before;
+    assert_eq!(pmu, 27);
+    assert_eq!(
+        gic, 6,
+        "ICH_VMCR_EL2, ICH_AP0R0_EL2, ICH_AP1R0_EL2 each way"
+    );
+}

@@ -275,6 +275,42 @@ fn world_switch_costs_ten_accesses_per_round_trip_while_profiling_and_none_other
     assert_eq!(s.spe_switch.total(), 0);
 }
 
+/// The same ten accesses per round trip with a vGIC: its list register
+/// and CPU interface traffic is its own, not the SPE switch's.
+#[test]
+fn a_vgic_adds_nothing_to_the_spe_round_trip() {
+    let (mut kvm, vm_id, vcpu, ttbr) = vm(u64::MAX, 64, BUF_IPA);
+    kvm.create_vgic_v3(vm_id).unwrap();
+    for (group, attr, v) in [
+        (
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            KVM_VGIC_V3_ADDR_TYPE_DIST,
+            0x0800_0000,
+        ),
+        (
+            KVM_DEV_ARM_VGIC_GRP_ADDR,
+            KVM_VGIC_V3_ADDR_TYPE_REDIST,
+            0x080A_0000,
+        ),
+        (KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, 0),
+    ] {
+        kvm.set_vgic_attr(vm_id, group, attr, UserPtr::Value(v))
+            .unwrap();
+    }
+    let mut k = guest_kernel(ttbr, 64, by_name("mix", 3).unwrap(), 50_000);
+    run_to_halt(&mut kvm, vcpu, &mut k);
+    let s = kvm.vcpu_stats(vcpu).unwrap();
+    assert!(s.live_trips > 0);
+    assert_eq!(
+        s.spe_switch.total(),
+        10 * s.live_trips,
+        "{:?}",
+        s.spe_switch
+    );
+    let g = kvm.vgic_stats(vcpu).unwrap();
+    assert_eq!(g.flushes, s.entries, "the vGIC ran at every entry: {g:?}");
+}
+
 #[test]
 fn pinning_past_the_memlock_limit_exits_with_rlimit_and_resumes_when_raised() {
     // The buffer fits the limit; with the stage-1 table pages that

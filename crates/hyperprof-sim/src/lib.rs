@@ -9,10 +9,13 @@
 //! - [`pe`]: a processing element: registers, strict synchronization, the
 //!   `Cpu` interface, skip-ahead execution; [`translate`]: its regimes.
 //! - [`uarch`]: caches, TLB, branch predictor and timing for real code.
+//! - [`gic`]: the GICv3 CPU interface's virtualization part (ICH_*_EL2,
+//!   the ICV_* registers a guest reaches through the ICC_* names).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod event;
+pub mod gic;
 pub mod machine;
 pub mod memory;
 pub mod mmu;

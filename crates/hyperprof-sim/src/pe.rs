@@ -17,6 +17,7 @@ use hyperprof_arch::{
 };
 
 use crate::event::{Event, EventCounts};
+use crate::gic::{GicRoute, IcvFault, VirtualCpuIf};
 use crate::memory::{PhysMem, PAGE_SIZE};
 use crate::mmu::Access;
 use crate::op::{Op, OpKind};
@@ -79,12 +80,15 @@ pub struct IrqLines {
     /// The EL1 virtual timer's interrupt (PPI 27), where the interrupt
     /// controller has it enabled ([`Pe::set_vtimer_irq_enabled`]).
     pub vtimer: bool,
+    /// The GIC's virtual CPU interface maintenance interrupt (PPI 25 by
+    /// convention), for the hypervisor.
+    pub maintenance: bool,
 }
 
 impl IrqLines {
     /// Whether any line is asserted.
     pub fn any(&self) -> bool {
-        self.pmbirq || self.pmuirq || self.vtimer
+        self.pmbirq || self.pmuirq || self.vtimer || self.maintenance
     }
 }
 
@@ -152,6 +156,8 @@ pub struct Pe {
     /// The instructions software runs through [`Cpu`] are operations the
     /// SPE unit samples ([`Pe::set_instruction_sampling`]).
     instruction_sampling: bool,
+    /// The GIC CPU interface's virtualization part (ICH_*_EL2, ICV_*).
+    gic: VirtualCpuIf,
 }
 
 /// Where the instructions software runs through [`Cpu`] (register
@@ -167,6 +173,13 @@ fn trap_to_el2<T>() -> Result<T, AccessFault> {
     Err(AccessFault::Trapped {
         to: ExceptionLevel::EL2,
     })
+}
+
+fn icv_fault<T>(f: IcvFault) -> Result<T, AccessFault> {
+    match f {
+        IcvFault::Trapped => trap_to_el2(),
+        IcvFault::Undefined => undefined(),
+    }
 }
 
 fn is_pmu_reg(reg: SysReg) -> bool {
@@ -197,6 +210,7 @@ impl Pe {
             synced_pmbptr: 0,
             synced_pmbsr: 0,
             instruction_sampling: false,
+            gic: VirtualCpuIf::new(),
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -278,6 +292,17 @@ impl Pe {
         self.sample(mem, &op);
     }
 
+    /// The GIC virtual CPU interface (what the ICH_*_EL2 registers hold).
+    pub fn gic(&self) -> &VirtualCpuIf {
+        &self.gic
+    }
+
+    /// Whether virtual IRQs come from the GIC virtual CPU interface:
+    /// HCR_EL2.IMO is set for a guest (TGE clear).
+    pub fn virtual_irqs_routed(&self) -> bool {
+        hcr_el2::IMO.is_set(self.regs.hcr_el2) && !hcr_el2::TGE.is_set(self.regs.hcr_el2)
+    }
+
     /// Buffer writes waiting for a DSB.
     pub fn pending_buffer_writes(&self) -> usize {
         self.pending.len()
@@ -289,6 +314,7 @@ impl Pe {
             pmbirq: self.spe.as_ref().is_some_and(|s| s.irq_level()),
             pmuirq: self.pmu.irq_level(self.synced_mdcr),
             vtimer: self.vtimer_irq_enabled && self.vtimer_output(),
+            maintenance: self.gic.maintenance(),
         }
     }
 
@@ -355,6 +381,9 @@ impl Pe {
             }
         }
         let at_el2 = el == ExceptionLevel::EL2;
+        if let Some(route) = GicRoute::of(reg) {
+            return self.route_gic(reg, route, write);
+        }
         let mdcr = self.regs.mdcr_el2;
         match reg {
             SysReg::PMSCR_EL1 if at_el2 && self.e2h() => Ok(SysReg::PMSCR_EL2),
@@ -425,6 +454,26 @@ impl Pe {
         }
     }
 
+    /// The GIC's registers: ICH_* and ICC_SRE_EL2 at EL2; from EL1 with
+    /// HCR_EL2.IMO set the ICC_* names reach the virtual CPU interface,
+    /// SGI generation traps to EL2 and ICC_SRE_EL1 reads as fixed. The
+    /// physical CPU interface is not modelled: UNDEFINED elsewhere.
+    fn route_gic(&self, reg: SysReg, route: GicRoute, write: bool) -> Result<SysReg, AccessFault> {
+        match (self.el, route) {
+            (ExceptionLevel::EL2, GicRoute::Hyp | GicRoute::SreEl2) => Ok(reg),
+            (ExceptionLevel::EL1, GicRoute::Virtual | GicRoute::SreEl1 | GicRoute::Sgi)
+                if self.virtual_irqs_routed() =>
+            {
+                // SGI generation traps with IMO (and ICH_HCR_EL2.TC).
+                if route == GicRoute::Sgi {
+                    return if write { trap_to_el2() } else { undefined() };
+                }
+                Ok(reg)
+            }
+            _ => undefined(),
+        }
+    }
+
     /// Whether PMUSERENR_EL0 lets EL0 make this PMU access at all (what
     /// the PMU itself would refuse is not for a fine-grained trap to catch).
     fn pmu_el0_permits(&self, reg: SysReg) -> bool {
@@ -468,6 +517,7 @@ impl Pe {
             SysReg::TTBR0_EL2 => r.ttbr0_el2,
             SysReg::VTTBR_EL2 => r.vttbr_el2,
             SysReg::ID_AA64DFR0_EL1 => self.id_aa64dfr0(),
+            r if GicRoute::of(r).is_some() => return self.read_gic(r),
             r if is_pmu_reg(r) => self.pmu.read(
                 r,
                 View {
@@ -511,6 +561,7 @@ impl Pe {
             SysReg::TTBR0_EL1 => r.ttbr0_el1 = val,
             SysReg::TTBR0_EL2 => r.ttbr0_el2 = val,
             SysReg::VTTBR_EL2 => r.vttbr_el2 = val,
+            r if GicRoute::of(r).is_some() => return self.write_gic(r, val),
             // Read-only registers: an MSR to them is UNDEFINED.
             SysReg::ID_AA64DFR0_EL1 | SysReg::PMBIDR_EL1 | SysReg::PMSIDR_EL1 => {
                 return undefined()
@@ -529,6 +580,34 @@ impl Pe {
             },
         }
         Ok(())
+    }
+
+    /// A routed read of a GIC register.
+    fn read_gic(&mut self, reg: SysReg) -> Result<u64, AccessFault> {
+        match GicRoute::of(reg) {
+            Some(GicRoute::Hyp) => self.gic.read_hyp(reg).map_or_else(undefined, Ok),
+            Some(GicRoute::SreEl1) => Ok(crate::gic::SRE_EL1),
+            Some(GicRoute::SreEl2) => Ok(crate::gic::SRE_EL2),
+            Some(GicRoute::Virtual) => self.gic.read_virtual(reg).or_else(icv_fault),
+            _ => undefined(),
+        }
+    }
+
+    /// A routed write of a GIC register.
+    fn write_gic(&mut self, reg: SysReg, val: u64) -> Result<(), AccessFault> {
+        match GicRoute::of(reg) {
+            Some(GicRoute::Hyp) => {
+                if self.gic.write_hyp(reg, val) {
+                    Ok(())
+                } else {
+                    undefined()
+                }
+            }
+            // The system register interface cannot be turned off.
+            Some(GicRoute::SreEl1 | GicRoute::SreEl2) => Ok(()),
+            Some(GicRoute::Virtual) => self.gic.write_virtual(reg, val).or_else(icv_fault),
+            _ => undefined(),
+        }
     }
 
     /// The Exception level owning the profiling buffer, from the registers

@@ -20,6 +20,7 @@ use hyperprof_arch::{hcr_el2, AccessFault, ExceptionLevel, SysReg};
 
 use super::{IrqLines, Pe};
 use crate::event::{Event, EventCounts};
+use crate::gic::GicRoute;
 use crate::memory::{FrameId, PhysMem, PAGE_SIZE};
 use crate::mmu::{translate_two_stage, walk_stage2, Access as MmuAccess, Fault};
 use crate::op::Op;
@@ -236,6 +237,8 @@ struct PeBus<'a> {
     access: Option<LastAccess>,
     /// The EL of the previous retired instruction.
     el: u8,
+    /// The last MRS/MSR reached the GIC CPU interface.
+    gic_access: bool,
 }
 
 fn el_of(el: u8) -> ExceptionLevel {
@@ -610,6 +613,7 @@ impl a64::Bus for PeBus<'_> {
         if let Some(r) = Self::arch_reg(reg) {
             self.flush(false);
             self.pe.stats.reads += 1;
+            self.gic_access = GicRoute::of(r).is_some();
             return match self.pe.read_reg(r) {
                 Ok(v) => a64::SysRegRead::Value(v),
                 Err(AccessFault::Trapped { .. }) => a64::SysRegRead::TrapToEl2,
@@ -642,6 +646,7 @@ impl a64::Bus for PeBus<'_> {
         if let Some(r) = Self::arch_reg(reg) {
             self.flush(false);
             self.pe.stats.writes += 1;
+            self.gic_access = GicRoute::of(r).is_some();
             return match self.pe.write_reg(r, value) {
                 Ok(()) => {
                     if matches!(r, SysReg::TTBR0_EL1) {
@@ -676,6 +681,22 @@ impl a64::Bus for PeBus<'_> {
                 a64::SysRegWrite::Done
             }
             None => a64::SysRegWrite::Engine,
+        }
+    }
+
+    fn after_sysreg(&mut self) -> a64::SysRegEffect {
+        if !std::mem::take(&mut self.gic_access) {
+            return a64::SysRegEffect::Unchanged;
+        }
+        // An acknowledge, end of interrupt or mask change: the virtual
+        // IRQ follows the virtual CPU interface, and a maintenance
+        // interrupt goes to EL2.
+        if self.pe.gic.maintenance() {
+            a64::SysRegEffect::Exit
+        } else if self.pe.virtual_irqs_routed() {
+            a64::SysRegEffect::Irq(self.pe.gic.virtual_irq())
+        } else {
+            a64::SysRegEffect::Unchanged
         }
     }
 
@@ -841,6 +862,11 @@ impl Pe {
             if *done >= budget {
                 return CodeStop::Budget;
             }
+            // With HCR_EL2.IMO the virtual IRQ is the GIC virtual CPU
+            // interface's; without, the caller drives the line.
+            if self.virtual_irqs_routed() {
+                ctx.cpu.set_irq(self.gic.virtual_irq());
+            }
             let el = el_of(ctx.cpu.el());
             // The unit counts at every Exception level it profiles: a run
             // that changes level must still stop at the sample point.
@@ -894,6 +920,7 @@ impl Pe {
                 counted: 0,
                 access: None,
                 el: ctx.cpu.el(),
+                gic_access: false,
             };
             let exit = ctx.cpu.run(&mut bus, chunk);
             bus.flush(true);

@@ -12,6 +12,7 @@ use std::time::Instant;
 use hyperprof_arch::{ExceptionLevel, PmsVer, PmuVer};
 use hyperprof_board::vm::{BoardVm, BootOptions, VmState, VmmStats};
 use hyperprof_kvm::uapi::VcpuFeatures;
+use hyperprof_kvm::vgic::VgicStats;
 use hyperprof_kvm::vm::{Kvm, PmuSetup, VcpuStats, VmConfig};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::{AccessStats, PeConfig};
@@ -104,6 +105,8 @@ pub struct BootOutcome {
     pub seconds: f64,
     /// The hypervisor's counts for the vCPU.
     pub vcpu: VcpuStats,
+    /// What the vGIC counted for the vCPU.
+    pub gic: VgicStats,
     /// The VMM's counts.
     pub vmm: VmmStats,
     /// Host CPUs.
@@ -267,10 +270,14 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         kvm.configure_pmu(vcpu, &setup)
             .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
     }
+    // The VM has QEMU virt's GICv3, in the hypervisor: the PMU overflow
+    // (INTID 23) and SPE buffer (INTID 21) interrupts reach the guest
+    // through it.
     let opts = BootOptions {
         bootargs: args.append.clone(),
         pmu: features.pmu_v3,
         spe: features.spe,
+        gic: Some(hyperprof_board::map::GicLayout::VIRT),
     };
     let mut board = BoardVm::boot(&mut kvm, vm, ram, &[vcpu], &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
@@ -385,6 +392,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         insns,
         seconds: started.elapsed().as_secs_f64(),
         vcpu: vcpu_stats,
+        gic: kvm.vgic_stats(vcpu).unwrap_or_default(),
         vmm: board.stats(),
         host: host_out,
         problems,
@@ -445,6 +453,21 @@ impl BootOutcome {
             v.entries,
             per(v.pmu_load_put, v.pmu_live_loads)
         );
+        let g = &self.gic;
+        s += &format!(
+            "gic: {} interrupts taken ({} PMU, {} SPE, {} SGI, {} other), {} maintenance exits, \
+             {} GIC MMIO in the hypervisor, {} LR writes and {} LR reads over {} entries with LRs\n",
+            g.acked_pmu + g.acked_spe + g.acked_sgi + g.acked_other,
+            g.acked_pmu,
+            g.acked_spe,
+            g.acked_sgi,
+            g.acked_other,
+            g.maintenance_exits,
+            g.mmio,
+            g.lr_writes,
+            g.lr_reads,
+            g.flushes_with_lrs
+        );
         for h in &self.host {
             s += &format!(
                 "host cpu {}: {} kernel operations, {} SPE bytes, {} PMBIRQs\n",
@@ -494,6 +517,17 @@ impl BootOutcome {
                 "live_trips": v.live_trips,
                 "spe_per_live_trip": per(v.spe_switch_live, v.live_trips),
                 "pmu_per_load_put": per(v.pmu_load_put, v.pmu_live_loads),
+            },
+            "gic": {
+                "acked_pmu": self.gic.acked_pmu,
+                "acked_spe": self.gic.acked_spe,
+                "acked_sgi": self.gic.acked_sgi,
+                "acked_other": self.gic.acked_other,
+                "maintenance_exits": self.gic.maintenance_exits,
+                "mmio": self.gic.mmio,
+                "lr_writes": self.gic.lr_writes,
+                "lr_reads": self.gic.lr_reads,
+                "entries_with_lrs": self.gic.flushes_with_lrs,
             },
             "host": self.host.iter().map(|h| serde_json::json!({
                 "cpu": h.cpu,

@@ -1,7 +1,7 @@
 //! System class semantics: MRS/MSR, MSR (immediate), SYS, hints,
 //! barriers, exception generation, ERET and the FP/SIMD trap.
 
-use crate::bus::{Bus, HintAction, SysRegRead, SysRegWrite};
+use crate::bus::{Bus, HintAction, SysRegEffect, SysRegRead, SysRegWrite};
 use crate::cpu::{regs, sctlr, Cpu};
 use crate::exception::{ec, Exit, Stop};
 use crate::insn::{Hint, PstateField, SysOp, SysOpKind, SysReg};
@@ -60,7 +60,10 @@ impl Cpu {
                     return Err(self.undef(pc));
                 }
                 match bus.sysreg_read(reg, el) {
-                    SysRegRead::Value(v) => v,
+                    SysRegRead::Value(v) => {
+                        self.set_xr(rt, v);
+                        return self.sysreg_effect(bus, pc);
+                    }
                     SysRegRead::Engine => match self.read_sysreg(reg) {
                         Some(v) if self.engine_reg_ok(reg) => v,
                         _ => return Err(self.undef(pc)),
@@ -102,6 +105,7 @@ impl Cpu {
                             self.write_sysreg(reg, v);
                         }
                         self.invalidate_translations();
+                        return self.sysreg_effect(bus, pc);
                     }
                     SysRegWrite::Engine => {
                         if !self.engine_reg_ok(reg) || !self.write_sysreg(reg, v) {
@@ -113,6 +117,18 @@ impl Cpu {
                     SysRegWrite::Undefined => return Err(self.undef(pc)),
                 }
             }
+        }
+        self.pc = pc.wrapping_add(4);
+        Ok(())
+    }
+
+    /// Finishes an MRS/MSR the embedder answered: the lines it changed,
+    /// or an exit it asked for.
+    fn sysreg_effect<B: Bus>(&mut self, bus: &mut B, pc: u64) -> Result<(), Stop> {
+        match bus.after_sysreg() {
+            SysRegEffect::Unchanged => {}
+            SysRegEffect::Irq(level) => self.irq_line = level,
+            SysRegEffect::Exit => return self.retire_exit(pc, Exit::Hint),
         }
         self.pc = pc.wrapping_add(4);
         Ok(())

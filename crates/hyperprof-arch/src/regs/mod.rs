@@ -8,6 +8,7 @@
 
 mod el2;
 mod fgt;
+mod gic;
 mod id;
 mod pmu;
 mod spe;
@@ -15,6 +16,7 @@ mod timer;
 
 pub use el2::*;
 pub use fgt::*;
+pub use gic::*;
 pub use id::*;
 pub use pmu::*;
 pub use spe::*;

@@ -22,6 +22,10 @@
 //! - Translation: TTBR0_EL1, TTBR0_EL2, VTTBR_EL2 (tools/sysreg); the VHE
 //!   aliases TTBR0_EL12 and CONTEXTIDR_EL12 (sysreg.h `SYS_TTBR0_EL12`,
 //!   `SYS_CONTEXTIDR_EL12`).
+//! - GICv3 CPU interface: the ICC_*_EL1, ICC_SRE_EL2 and ICH_*_EL2
+//!   registers, `ICH_LR<n>_EL2` at `3, 4, 12, 0b110:n[3], n[2:0]`
+//!   (sysreg.h `SYS_ICC_*`, `SYS_ICH_*`, `__SYS__LR0_EL2`/`__SYS__LR8_EL2`;
+//!   GICv3 architecture specification IHI 0069, chapter 12).
 //!
 //! Every encoding listed in this module was checked; none is unverified.
 
@@ -276,6 +280,98 @@ sysregs! {
     TTBR0_EL12 = (3, 5, 2, 0, 0);
     /// CONTEXTIDR_EL1 as reached from EL2 with HCR_EL2.E2H = 1 (FEAT_VHE).
     CONTEXTIDR_EL12 = (3, 5, 13, 0, 1);
+
+    // ---- GICv3 CPU interface (IHI 0069, chapter 12) ----
+    /// Interrupt Controller Interrupt Priority Mask Register.
+    ICC_PMR_EL1 = (3, 0, 4, 6, 0);
+    /// Interrupt Controller Interrupt Acknowledge Register 0.
+    ICC_IAR0_EL1 = (3, 0, 12, 8, 0);
+    /// Interrupt Controller End Of Interrupt Register 0.
+    ICC_EOIR0_EL1 = (3, 0, 12, 8, 1);
+    /// Interrupt Controller Highest Priority Pending Interrupt Register 0.
+    ICC_HPPIR0_EL1 = (3, 0, 12, 8, 2);
+    /// Interrupt Controller Binary Point Register 0.
+    ICC_BPR0_EL1 = (3, 0, 12, 8, 3);
+    /// Interrupt Controller Active Priorities Group 0 Register 0.
+    ICC_AP0R0_EL1 = (3, 0, 12, 8, 4);
+    /// Interrupt Controller Active Priorities Group 1 Register 0.
+    ICC_AP1R0_EL1 = (3, 0, 12, 9, 0);
+    /// Interrupt Controller Deactivate Interrupt Register.
+    ICC_DIR_EL1 = (3, 0, 12, 11, 1);
+    /// Interrupt Controller Running Priority Register.
+    ICC_RPR_EL1 = (3, 0, 12, 11, 3);
+    /// Interrupt Controller Software Generated Interrupt Group 1 Register.
+    ICC_SGI1R_EL1 = (3, 0, 12, 11, 5);
+    /// Interrupt Controller Alias Software Generated Interrupt Group 1 Register.
+    ICC_ASGI1R_EL1 = (3, 0, 12, 11, 6);
+    /// Interrupt Controller Software Generated Interrupt Group 0 Register.
+    ICC_SGI0R_EL1 = (3, 0, 12, 11, 7);
+    /// Interrupt Controller Interrupt Acknowledge Register 1.
+    ICC_IAR1_EL1 = (3, 0, 12, 12, 0);
+    /// Interrupt Controller End Of Interrupt Register 1.
+    ICC_EOIR1_EL1 = (3, 0, 12, 12, 1);
+    /// Interrupt Controller Highest Priority Pending Interrupt Register 1.
+    ICC_HPPIR1_EL1 = (3, 0, 12, 12, 2);
+    /// Interrupt Controller Binary Point Register 1.
+    ICC_BPR1_EL1 = (3, 0, 12, 12, 3);
+    /// Interrupt Controller Control Register (EL1).
+    ICC_CTLR_EL1 = (3, 0, 12, 12, 4);
+    /// Interrupt Controller System Register Enable register (EL1).
+    ICC_SRE_EL1 = (3, 0, 12, 12, 5);
+    /// Interrupt Controller Interrupt Group 0 Enable register.
+    ICC_IGRPEN0_EL1 = (3, 0, 12, 12, 6);
+    /// Interrupt Controller Interrupt Group 1 Enable register.
+    ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7);
+    /// Interrupt Controller System Register Enable register (EL2).
+    ICC_SRE_EL2 = (3, 4, 12, 9, 5);
+    /// Interrupt Controller Hyp Active Priorities Group 0 Register 0.
+    ICH_AP0R0_EL2 = (3, 4, 12, 8, 0);
+    /// Interrupt Controller Hyp Active Priorities Group 1 Register 0.
+    ICH_AP1R0_EL2 = (3, 4, 12, 9, 0);
+    /// Interrupt Controller Hyp Control Register.
+    ICH_HCR_EL2 = (3, 4, 12, 11, 0);
+    /// Interrupt Controller VGIC Type Register.
+    ICH_VTR_EL2 = (3, 4, 12, 11, 1);
+    /// Interrupt Controller Maintenance Interrupt State Register.
+    ICH_MISR_EL2 = (3, 4, 12, 11, 2);
+    /// Interrupt Controller End of Interrupt Status Register.
+    ICH_EISR_EL2 = (3, 4, 12, 11, 3);
+    /// Interrupt Controller Empty List Register Status Register.
+    ICH_ELRSR_EL2 = (3, 4, 12, 11, 5);
+    /// Interrupt Controller Virtual Machine Control Register.
+    ICH_VMCR_EL2 = (3, 4, 12, 11, 7);
+    /// List Register 0 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR0_EL2 = (3, 4, 12, 12, 0);
+    /// List Register 1 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR1_EL2 = (3, 4, 12, 12, 1);
+    /// List Register 2 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR2_EL2 = (3, 4, 12, 12, 2);
+    /// List Register 3 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR3_EL2 = (3, 4, 12, 12, 3);
+    /// List Register 4 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR4_EL2 = (3, 4, 12, 12, 4);
+    /// List Register 5 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR5_EL2 = (3, 4, 12, 12, 5);
+    /// List Register 6 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR6_EL2 = (3, 4, 12, 12, 6);
+    /// List Register 7 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR7_EL2 = (3, 4, 12, 12, 7);
+    /// List Register 8 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR8_EL2 = (3, 4, 12, 13, 0);
+    /// List Register 9 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR9_EL2 = (3, 4, 12, 13, 1);
+    /// List Register 10 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR10_EL2 = (3, 4, 12, 13, 2);
+    /// List Register 11 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR11_EL2 = (3, 4, 12, 13, 3);
+    /// List Register 12 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR12_EL2 = (3, 4, 12, 13, 4);
+    /// List Register 13 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR13_EL2 = (3, 4, 12, 13, 5);
+    /// List Register 14 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR14_EL2 = (3, 4, 12, 13, 6);
+    /// List Register 15 (a virtual interrupt for the virtual CPU interface).
+    ICH_LR15_EL2 = (3, 4, 12, 13, 7);
 }
 
 /// Number of registers without an index.
@@ -326,6 +422,43 @@ impl SysReg {
         match EventCounter::new(n) {
             Some(c) => Some(SysReg::PMEVTYPER_EL0(c)),
             None => None,
+        }
+    }
+
+    /// `ICH_LR<n>_EL2`, or `None` if `n > 15`.
+    pub const fn ich_lr_el2(n: u8) -> Option<SysReg> {
+        const LRS: [SysReg; 16] = [
+            SysReg::ICH_LR0_EL2,
+            SysReg::ICH_LR1_EL2,
+            SysReg::ICH_LR2_EL2,
+            SysReg::ICH_LR3_EL2,
+            SysReg::ICH_LR4_EL2,
+            SysReg::ICH_LR5_EL2,
+            SysReg::ICH_LR6_EL2,
+            SysReg::ICH_LR7_EL2,
+            SysReg::ICH_LR8_EL2,
+            SysReg::ICH_LR9_EL2,
+            SysReg::ICH_LR10_EL2,
+            SysReg::ICH_LR11_EL2,
+            SysReg::ICH_LR12_EL2,
+            SysReg::ICH_LR13_EL2,
+            SysReg::ICH_LR14_EL2,
+            SysReg::ICH_LR15_EL2,
+        ];
+        if n < 16 {
+            Some(LRS[n as usize])
+        } else {
+            None
+        }
+    }
+
+    /// The list register index of `ICH_LR<n>_EL2`, `None` for any other.
+    pub const fn list_register(self) -> Option<u8> {
+        let e = self.encoding();
+        if e.op0() == 3 && e.op1() == 4 && e.crn() == 12 && (e.crm() == 12 || e.crm() == 13) {
+            Some((e.crm() & 1) << 3 | e.op2())
+        } else {
+            None
         }
     }
 
@@ -408,9 +541,12 @@ mod tests {
     use std::format;
     use std::string::String;
 
+    /// The GICv3 CPU interface registers: 21 ICC, 8 ICH and 16 list registers.
+    const FIXED_GIC: usize = 21 + 8 + 16;
+
     #[test]
     fn all_has_every_register_once() {
-        assert_eq!(SysReg::ALL.len(), 57 + 31 + 31);
+        assert_eq!(SysReg::ALL.len(), FIXED_GIC + 57 + 31 + 31);
         let set: BTreeSet<SysReg> = SysReg::iter().collect();
         assert_eq!(set.len(), SysReg::COUNT);
     }
@@ -466,6 +602,16 @@ mod tests {
             (SysReg::CNTV_CTL_EL0, "S3_3_C14_C3_1"),
             (SysReg::CNTV_CVAL_EL02, "S3_5_C14_C3_2"),
             (SysReg::CNTHCTL_EL2, "S3_4_C14_C1_0"),
+            (SysReg::ICC_PMR_EL1, "S3_0_C4_C6_0"),
+            (SysReg::ICC_IAR1_EL1, "S3_0_C12_C12_0"),
+            (SysReg::ICC_SGI1R_EL1, "S3_0_C12_C11_5"),
+            (SysReg::ICC_SRE_EL2, "S3_4_C12_C9_5"),
+            (SysReg::ICH_HCR_EL2, "S3_4_C12_C11_0"),
+            (SysReg::ICH_VMCR_EL2, "S3_4_C12_C11_7"),
+            (SysReg::ICH_LR0_EL2, "S3_4_C12_C12_0"),
+            (SysReg::ICH_LR7_EL2, "S3_4_C12_C12_7"),
+            (SysReg::ICH_LR8_EL2, "S3_4_C12_C13_0"),
+            (SysReg::ICH_LR15_EL2, "S3_4_C12_C13_7"),
         ];
         for (r, s) in cases {
             assert_eq!(format!("{}", r.encoding()), s, "{r}");
@@ -494,6 +640,18 @@ mod tests {
             Some(SysReg::PMCCFILTR_EL0)
         );
         assert_eq!(SysReg::from_encoding(Encoding::new(3, 3, 14, 11, 7)), None);
+    }
+
+    #[test]
+    fn list_registers_are_numbered() {
+        for n in 0..16u8 {
+            let r = SysReg::ich_lr_el2(n).unwrap();
+            assert_eq!(r.list_register(), Some(n));
+            assert_eq!(format!("{r}"), format!("ICH_LR{n}_EL2"));
+        }
+        assert_eq!(SysReg::ich_lr_el2(16), None);
+        assert_eq!(SysReg::ICH_VMCR_EL2.list_register(), None);
+        assert_eq!(SysReg::ICC_IAR1_EL1.list_register(), None);
     }
 
     #[test]
@@ -530,9 +688,18 @@ mod tests {
     #[test]
     fn all_order_is_fixed_then_counters_then_types() {
         assert_eq!(SysReg::ALL[0], SysReg::PMSCR_EL1);
-        assert_eq!(SysReg::ALL[57], SysReg::pmevcntr_el0(0).unwrap());
-        assert_eq!(SysReg::ALL[57 + 30], SysReg::pmevcntr_el0(30).unwrap());
-        assert_eq!(SysReg::ALL[57 + 31], SysReg::pmevtyper_el0(0).unwrap());
+        assert_eq!(
+            SysReg::ALL[FIXED_GIC + 57],
+            SysReg::pmevcntr_el0(0).unwrap()
+        );
+        assert_eq!(
+            SysReg::ALL[FIXED_GIC + 57 + 30],
+            SysReg::pmevcntr_el0(30).unwrap()
+        );
+        assert_eq!(
+            SysReg::ALL[FIXED_GIC + 57 + 31],
+            SysReg::pmevtyper_el0(0).unwrap()
+        );
         assert_eq!(
             SysReg::ALL[SysReg::COUNT - 1],
             SysReg::pmevtyper_el0(30).unwrap()

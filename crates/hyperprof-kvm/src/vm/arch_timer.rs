@@ -56,6 +56,11 @@ fn guest_cnthctl(vhe: bool, offset: u64) -> u64 {
 
 /// What an nVHE host's CNTHCTL_EL2 is while the host runs (the host
 /// kernel uses the physical counter and timer).
+/// The EL1 virtual timer's PPI (KVM's default, and QEMU virt's).
+pub const VTIMER_INTID: u32 = 27;
+/// The EL1 physical timer's PPI (KVM's default, and QEMU virt's).
+pub const PTIMER_INTID: u32 = 30;
+
 const NVHE_HOST_CNTHCTL: u64 = CNTHCTL_EL2_RESET;
 
 /// Reads the virtual timer through `ctl`/`cval` and disables it.

@@ -48,7 +48,8 @@ impl Kvm {
             if self.vcpus[vcpu].pmu_live {
                 self.pmu_load(vcpu, cpu)?;
             }
-            return self.timer_load(vcpu, cpu);
+            self.timer_load(vcpu, cpu)?;
+            return self.vgic_load(vcpu, cpu);
         }
         let live = spe && (self.vcpus[vcpu].spe_live || !fgt);
         let host_mdcr = {
@@ -98,7 +99,8 @@ impl Kvm {
         if live {
             self.spe_activate(vcpu, cpu)?;
         }
-        self.timer_load(vcpu, cpu)
+        self.timer_load(vcpu, cpu)?;
+        self.vgic_load(vcpu, cpu)
     }
 
     /// Without FEAT_FGT PMBIDR_EL1 cannot be trapped: the guest reads the
@@ -175,6 +177,7 @@ impl Kvm {
         let cpu = v
             .loaded_on
             .ok_or_else(|| format!("vCPU {vcpu} is not loaded"))?;
+        self.vgic_put(vcpu, cpu)?;
         if self.mode == HostMode::Nvhe {
             self.pmu_put(vcpu, cpu)?;
             self.timer_put(vcpu, cpu)?;

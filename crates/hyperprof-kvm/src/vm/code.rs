@@ -100,7 +100,7 @@ impl Kvm {
 
     /// Finishes an MMIO read with the value the VMM put in the exit, or
     /// skips a write: the instruction retires.
-    fn complete_mmio(code: &mut CodeContext, m: &Mmio) {
+    pub(super) fn complete_mmio(code: &mut CodeContext, m: &Mmio) {
         if m.write.is_none() {
             let bits = u32::from(m.len) * 8;
             let mut v = m.data_or_zero();
@@ -135,6 +135,14 @@ impl Kvm {
 impl Mmio {
     fn data_or_zero(&self) -> u64 {
         self.data.unwrap_or(0)
+    }
+
+    /// The read completed with `data`.
+    pub(super) fn with_data(&self, data: u64) -> Mmio {
+        Mmio {
+            data: Some(data),
+            ..*self
+        }
     }
 }
 
@@ -182,7 +190,7 @@ impl GuestCpu<'_> {
 
     /// The vCPU's virtual interrupt line: its PMBIRQ, PMU and timer levels
     /// (one line until the VM has an interrupt controller).
-    fn irq_line(&self) -> bool {
+    pub(super) fn irq_line(&self) -> bool {
         self.virq_pending() || self.pmu_level() || self.vtimer_level() || self.ptimer_level()
     }
 
@@ -196,7 +204,12 @@ impl GuestCpu<'_> {
                 return Exit::Yield;
             }
             self.sync_vtimer_irq();
-            code.cpu.set_irq(self.irq_line());
+            // Without a vGIC the virtual interrupt line is the OR of the
+            // guest's level sources; with one, the PE's virtual CPU
+            // interface drives it from the list registers the entry filled.
+            if !self.has_vgic() {
+                code.cpu.set_irq(self.irq_line());
+            }
             // The emulated physical timer must not fire late: every
             // instruction takes at least a cycle.
             let slice = match self.ticks_to_ptimer() {
@@ -212,19 +225,34 @@ impl GuestCpu<'_> {
                 None => return Exit::FailEntry(format!("no CPU {cpu}")),
             };
             match stop {
-                CodeStop::Budget if total < budget => {}
+                // The emulated physical timer's deadline: with a vGIC its
+                // level reaches the list registers through an exit and an
+                // entry, as KVM's timer would kick the vCPU.
+                CodeStop::Budget if total < budget => {
+                    if self.has_vgic() && self.ptimer_level() {
+                        if let Err(e) = self.vgic_kick() {
+                            return Exit::FailEntry(e);
+                        }
+                    }
+                }
                 CodeStop::Budget => return Exit::Yield,
                 CodeStop::TimerDeasserted => {}
                 CodeStop::Interrupt(lines) => {
                     self.kvm.vcpus[self.vcpu].stats.timer_irqs += u64::from(lines.vtimer);
+                    if lines.maintenance {
+                        self.vgic_maintenance_exit();
+                    }
                     if !self.physical_interrupt_exit() {
                         return self.exit.take().unwrap_or(Exit::Yield);
                     }
                 }
                 CodeStop::Wfi => {
-                    if !self.irq_line() {
+                    if !self.wakes_from_wfi() {
                         self.kvm.vcpus[self.vcpu].stats.wfi_exits += 1;
                         return Exit::Idle;
+                    }
+                    if let Err(e) = self.vgic_kick() {
+                        return Exit::FailEntry(e);
                     }
                 }
                 CodeStop::El2(e) => {
@@ -262,7 +290,10 @@ impl GuestCpu<'_> {
             }
             ec::WFX => {
                 code.cpu.skip();
-                (!self.irq_line()).then_some(Exit::Idle)
+                if !self.wakes_from_wfi() {
+                    return Some(Exit::Idle);
+                }
+                self.vgic_kick().err().map(Exit::FailEntry)
             }
             ec::DABT_LOW => self.data_abort(code, e),
             ec::IABT_LOW => Some(Exit::FailEntry(format!(
@@ -316,7 +347,7 @@ impl GuestCpu<'_> {
     }
 
     /// A stage-2 data abort: outside the VM's memory it is MMIO for the VMM.
-    fn data_abort(&mut self, code: &CodeContext, e: hyperprof_a64::El2Exit) -> Option<Exit> {
+    fn data_abort(&mut self, code: &mut CodeContext, e: hyperprof_a64::El2Exit) -> Option<Exit> {
         let iss = e.iss();
         let ipa = (e.hpfar >> 4) << 12 | (e.far & 0xFFF);
         let in_ram = {
@@ -338,7 +369,6 @@ impl GuestCpu<'_> {
         let len = 1u8 << (iss >> 22 & 3);
         let rt = (iss >> 16 & 31) as u8;
         let is_write = iss >> 6 & 1 == 1;
-        self.kvm.vcpus[self.vcpu].stats.mmio_exits += 1;
         let m = Mmio {
             ipa,
             len,
@@ -356,6 +386,18 @@ impl GuestCpu<'_> {
         } else {
             m
         };
+        // The distributor and redistributors are the hypervisor's own: a
+        // full exit, so that the emulation sees the list registers' state
+        // and its changes reach them at the entry.
+        if self.vgic_claims(ipa) {
+            let back = self.pe().el();
+            if let Err(e) = self.leave() {
+                return Some(Exit::FailEntry(e));
+            }
+            self.vgic_mmio(code, &m);
+            return self.enter(back).err().map(Exit::FailEntry);
+        }
+        self.kvm.vcpus[self.vcpu].stats.mmio_exits += 1;
         // Kept until the next KVM_RUN completes the access.
         self.kvm.vcpus[self.vcpu].mmio = Some(m);
         Some(Exit::Mmio(m))

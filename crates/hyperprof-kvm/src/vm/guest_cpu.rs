@@ -55,7 +55,28 @@ impl GuestCpu<'_> {
             self.exit = Some(Exit::Yield);
             return false;
         }
+        // The exit emptied the list registers and the entry filled them
+        // again: a maintenance condition that still holds would never end.
+        if lines.maintenance {
+            self.exit = Some(Exit::FailEntry(format!(
+                "vGIC maintenance interrupt still asserted after an exit (ICH_MISR_EL2 {:#x})",
+                self.pe().gic().misr()
+            )));
+            return false;
+        }
         true
+    }
+
+    /// A vCPU about to wait has a deliverable interrupt the list registers
+    /// do not hold yet: an exit and an entry put it there (KVM's vCPU
+    /// would leave its WFI wait and enter again).
+    pub(super) fn vgic_kick(&mut self) -> Result<(), String> {
+        if !self.has_vgic() {
+            return Ok(());
+        }
+        let back = self.pe().el();
+        self.leave()?;
+        self.enter(back)
     }
 }
 

@@ -17,11 +17,12 @@ impl GuestCpu<'_> {
             vm.s2.root | vm.vmid << 48
         };
         let spe = self.kvm.vcpus[self.vcpu].features.spe;
+        let irq_hcr = self.kvm.guest_irq_hcr(self.vm);
         {
             let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
             c.write(SysReg::VTTBR_EL2, vttbr)
                 .map_err(access(SysReg::VTTBR_EL2))?;
-            let hcr = hcr_el2::E2H.set(HCR_VM, 1);
+            let hcr = hcr_el2::E2H.set(HCR_VM, 1) | irq_hcr;
             c.write(SysReg::HCR_EL2, hcr)
                 .map_err(access(SysReg::HCR_EL2))?;
         }
@@ -48,6 +49,7 @@ impl GuestCpu<'_> {
         }
         self.buffer_live = live;
         self.pmu_enter()?;
+        self.vgic_flush()?;
         self.pe().eret(to);
         Ok(())
     }
@@ -58,6 +60,7 @@ impl GuestCpu<'_> {
             return self.leave_nvhe();
         }
         self.pe().exception_entry(ExceptionLevel::EL2);
+        self.vgic_sync()?;
         let live = std::mem::take(&mut self.buffer_live);
         let mut guest = self.kvm.vcpus[self.vcpu].spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
@@ -97,6 +100,7 @@ impl GuestCpu<'_> {
             let v = &self.kvm.vms[vm];
             (v.s2.root | v.vmid << 48, v.cntvoff, v.perfmon)
         };
+        let irq_hcr = self.kvm.guest_irq_hcr(vm);
         let v = &self.kvm.vcpus[vcpu];
         let spe_state = v.features.spe && !v.unsupported_cpu && v.spe_live;
         let (g_ttbr, g_ctx) = (v.ttbr0_el1, v.contextidr_el1);
@@ -125,7 +129,7 @@ impl GuestCpu<'_> {
             (SysReg::TTBR0_EL1, g_ttbr),
             (SysReg::CONTEXTIDR_EL1, g_ctx),
             (SysReg::VTTBR_EL2, vttbr),
-            (SysReg::HCR_EL2, HCR_VM),
+            (SysReg::HCR_EL2, HCR_VM | irq_hcr),
             (SysReg::CNTVOFF_EL2, cntvoff),
             (
                 SysReg::HDFGRTR_EL2,
@@ -198,6 +202,7 @@ impl GuestCpu<'_> {
         self.buffer_live = live;
         self.timer_enter_nvhe()?;
         self.pmu_switch_to_guest()?;
+        self.vgic_flush()?;
         self.pe().eret(to);
         Ok(())
     }
@@ -207,6 +212,7 @@ impl GuestCpu<'_> {
     /// the host kernel resumes at EL1.
     pub(super) fn leave_nvhe(&mut self) -> Result<(), String> {
         self.pe().exception_entry(ExceptionLevel::EL2);
+        self.vgic_sync()?;
         self.timer_exit_nvhe()?;
         self.pmu_switch_to_host()?;
         let vcpu = self.vcpu;

@@ -42,12 +42,13 @@ mod arm;
 mod code;
 mod guest_cpu;
 mod hyp;
+mod irqchip;
 mod one_reg;
 mod pin_policy;
 mod pmu;
 mod spe;
 mod sys_regs;
-pub use arch_timer::VcpuTimer;
+pub use arch_timer::{VcpuTimer, PTIMER_INTID, VTIMER_INTID};
 pub use code::Mmio;
 pub use guest_cpu::GuestCpu;
 pub use pin_policy::{PinCostModel, PinPolicy, PinStats};
@@ -191,6 +192,8 @@ struct VmState {
     destroyed: bool,
     /// Bytes of guest RAM at [`GUEST_RAM_IPA`].
     ram_bytes: u64,
+    /// The in-kernel irqchip (KVM_DEV_TYPE_ARM_VGIC_V3), once created.
+    vgic: Option<crate::vgic::VgicV3>,
 }
 
 struct VcpuState {
@@ -487,6 +490,7 @@ impl Kvm {
             cntvoff: 0,
             destroyed: false,
             ram_bytes: cfg.ram_bytes,
+            vgic: None,
         });
         Ok(self.vms.len() - 1)
     }
@@ -670,6 +674,13 @@ impl Kvm {
         }
         if features.spe && self.spus.is_empty() {
             return Err(Errno::EINVAL);
+        }
+        // The vGIC has a redistributor for each vCPU it was initialised with.
+        if v.vgic
+            .as_ref()
+            .is_some_and(crate::vgic::VgicV3::initialized)
+        {
+            return Err(Errno::EBUSY);
         }
         self.vcpus.push(VcpuState {
             vm,

@@ -77,6 +77,18 @@ impl GuestCpu<'_> {
         if (reg, write) == (SysReg::ID_AA64DFR0_EL1, None) {
             return Ok(self.guest_id_aa64dfr0(spu.as_ref()));
         }
+        // SGI generation traps with HCR_EL2.IMO: the vGIC sends it.
+        match (reg, write) {
+            (SysReg::ICC_SGI1R_EL1 | SysReg::ICC_ASGI1R_EL1, Some(v)) if self.has_vgic() => {
+                self.vgic_sgi(v, true);
+                return Ok(0);
+            }
+            (SysReg::ICC_SGI0R_EL1, Some(v)) if self.has_vgic() => {
+                self.vgic_sgi(v, false);
+                return Ok(0);
+            }
+            _ => {}
+        }
         let Some(spu) = spu else { return undef };
         match (reg, write) {
             (SysReg::PMBIDR_EL1, None) => Ok(self.kvm.vms[vm].spe.guest_pmbidr(&spu)),
