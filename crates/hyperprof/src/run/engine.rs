@@ -22,6 +22,8 @@ use hyperprof_sim::pe::{IrqLines, RunExit};
 use hyperprof_sim::spe::SpeStats;
 use hyperprof_sim::workload::{by_name, Workload};
 
+use super::code_vm::{CodeImage, CodeOutcome, CodeVm};
+use super::migration::{migrate, Migrated, Migration};
 use crate::error::{Error, Result};
 
 /// A whole run.
@@ -90,8 +92,9 @@ pub struct GuestSpeSetup {
     pub irq: u32,
     /// SPE_MAX_BUFFER_SIZE (0: the SPU's own maximum).
     pub max_buffer_size: u64,
-    /// The guest driver's session and buffer.
-    pub spe: SpeSetup,
+    /// The guest driver's session and buffer (`None` for a VM that boots
+    /// an image, whose own driver chooses).
+    pub spe: Option<SpeSetup>,
 }
 
 /// Guest PMU of a VM.
@@ -112,8 +115,14 @@ pub struct VmSetup {
     pub ram_bytes: u64,
     /// RLIMIT_MEMLOCK of its VMM.
     pub memlock_bytes: u64,
-    /// The guest's user workload.
+    /// The guest's user workload (empty for a VM that boots an image).
     pub workload: String,
+    /// The seed of its workload, when not derived from the run's.
+    pub seed: Option<u64>,
+    /// The image it boots instead of running a workload.
+    pub image: Option<CodeImage>,
+    /// Where and when it migrates, in round order.
+    pub migrations: Vec<Migration>,
     /// Guest user operations (shared between its vCPUs).
     pub ops: u64,
     /// vCPUs.
@@ -132,6 +141,8 @@ pub struct VcpuOutcome {
     pub ops: u64,
     /// The hypervisor's counts.
     pub stats: VcpuStats,
+    /// The counts of the vCPUs it was before each migration.
+    pub former_stats: Vec<VcpuStats>,
     /// SPE data the guest collected.
     pub spe_data: Vec<u8>,
     /// Buffer-full interrupts its SPE driver handled.
@@ -158,8 +169,12 @@ pub struct VmOutcome {
     pub pinned_at_end: u64,
     /// Most bytes pinned at once.
     pub pinned_peak: u64,
-    /// The workload's functions.
+    /// The workload's (or the image's) functions.
     pub symbols: Vec<Symbol>,
+    /// What a VM that booted an image did.
+    pub code: Option<CodeOutcome>,
+    /// The migrations that took place.
+    pub migrated: Vec<Migrated>,
 }
 
 /// What the host did on one CPU.
@@ -265,9 +280,53 @@ pub(crate) struct HostCpu {
 struct Vcpu {
     vm: usize,
     vcpu: usize,
-    kernel: GuestKernel,
+    guest: Guest,
     allowed_cpus: Vec<usize>,
     spe_unit: SpeStats,
+    /// The hypervisor vCPUs it was before each migration.
+    former: Vec<usize>,
+}
+
+/// What runs on a vCPU.
+enum Guest {
+    /// A Rust guest kernel running a workload.
+    Kernel(Box<GuestKernel>),
+    /// vCPU `n` of the VM's booted image.
+    Code(usize),
+}
+
+impl Vcpu {
+    /// The guest kernel, for a workload VM.
+    fn kernel(&self) -> Option<&GuestKernel> {
+        match &self.guest {
+            Guest::Kernel(k) => Some(k),
+            Guest::Code(_) => None,
+        }
+    }
+
+    /// Whether it will not run again.
+    fn done(&self, code: &[Option<CodeVm>]) -> bool {
+        match &self.guest {
+            Guest::Kernel(k) => k.finished(),
+            Guest::Code(n) => code[self.vm].as_ref().is_none_or(|c| !c.wants(*n)),
+        }
+    }
+
+    /// Operations (instructions, for code) it has run.
+    fn work(&self, code: &[Option<CodeVm>]) -> u64 {
+        match &self.guest {
+            Guest::Kernel(k) => k.ops_done(),
+            Guest::Code(n) => code[self.vm].as_ref().map_or(0, |c| c.retired_by(*n)),
+        }
+    }
+}
+
+/// The seed of vCPU `j` of VM `i`'s workload.
+fn workload_seed(setup: &Setup, i: usize, j: usize) -> u64 {
+    let vm = setup.vms[i]
+        .seed
+        .unwrap_or(setup.seed ^ ((i as u64 + 1) << 8));
+    vm ^ j as u64
 }
 
 fn unit_stats(kvm: &mut Kvm, cpu: usize) -> SpeStats {
@@ -292,6 +351,7 @@ pub struct System {
     vcpus: Vec<Vcpu>,
     vm_ids: Vec<usize>,
     symbols: Vec<Vec<Symbol>>,
+    code: Vec<Option<CodeVm>>,
 }
 
 /// Runs `setup`; `progress(done, total)` is called after every round with
@@ -328,6 +388,7 @@ pub fn build(setup: &Setup) -> Result<System> {
     let mut vcpus: Vec<Vcpu> = Vec::new();
     let mut vm_ids = Vec::new();
     let mut symbols = Vec::new();
+    let mut code = Vec::new();
     for (i, v) in setup.vms.iter().enumerate() {
         let vm = kvm
             .create_vm(VmConfig {
@@ -336,22 +397,37 @@ pub fn build(setup: &Setup) -> Result<System> {
             })
             .map_err(|e| fail("create_vm")(format!("{}: {e}", v.name)))?;
         vm_ids.push(vm);
-        symbols.push(
-            by_name(&v.workload, 0)
+        symbols.push(match &v.image {
+            Some(image) => image.symbols(),
+            None => by_name(&v.workload, 0)
                 .map(|w| w.symbols().to_vec())
                 .ok_or_else(|| fail("workload")(v.workload.clone()))?,
-        );
+        });
         let features = VcpuFeatures {
             spe: v.spe.is_some(),
             pmu_v3: v.pmu.is_some(),
         };
         let n = v.vcpus.max(1);
+        let mut vm_vcpus = Vec::new();
         for j in 0..n {
             let vcpu = kvm
                 .create_vcpu(vm, features)
                 .map_err(|e| fail("create_vcpu")(format!("{}: {e}", v.name)))?;
+            vm_vcpus.push(vcpu);
+            if v.image.is_some() {
+                let allowed = configure_code_vcpu(&mut kvm, v, vcpu, ncpus)?;
+                vcpus.push(Vcpu {
+                    vm: i,
+                    vcpu,
+                    guest: Guest::Code(j),
+                    allowed_cpus: allowed,
+                    spe_unit: SpeStats::default(),
+                    former: Vec::new(),
+                });
+                continue;
+            }
             let ops = v.ops / n as u64 + u64::from((j as u64) < v.ops % n as u64);
-            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+            let seed = workload_seed(setup, i, j);
             let wl =
                 by_name(&v.workload, seed).ok_or_else(|| fail("workload")(v.workload.clone()))?;
             let mut allowed: Vec<usize> = (0..ncpus).collect();
@@ -375,15 +451,18 @@ pub fn build(setup: &Setup) -> Result<System> {
                             fail("guest SPE")(format!("{}: attribute {attr}: {e}", v.name))
                         })?;
                     let va = GUEST_BUF_VA + ((j as u64) << 32);
-                    let ipa = GUEST_RAM_IPA + (16 << 20) + j as u64 * s.spe.buffer_bytes;
+                    let session = s.spe.ok_or_else(|| {
+                        fail("guest SPE")(format!("{}: no session for its driver", v.name))
+                    })?;
+                    let ipa = GUEST_RAM_IPA + (16 << 20) + j as u64 * session.buffer_bytes;
                     let ttbr = kvm
-                        .guest_map(vm, va, ipa, s.spe.buffer_bytes)
+                        .guest_map(vm, va, ipa, session.buffer_bytes)
                         .map_err(|e| fail("guest_map")(format!("{}: {e}", v.name)))?;
                     let buf = Buffer {
                         va,
-                        size: s.spe.buffer_bytes,
+                        size: session.buffer_bytes,
                     };
-                    GuestKernel::new(ttbr, s.spe.session, buf, wl, ops)
+                    GuestKernel::new(ttbr, session.session, buf, wl, ops)
                 }
                 None => GuestKernel::without_spe(0, wl, ops),
             };
@@ -396,13 +475,31 @@ pub fn build(setup: &Setup) -> Result<System> {
             vcpus.push(Vcpu {
                 vm: i,
                 vcpu,
-                kernel: kernel
-                    .with_slices(setup.slice_ops)
-                    .with_context_id(GUEST_PID + j as u32),
+                guest: Guest::Kernel(Box::new(
+                    kernel
+                        .with_slices(setup.slice_ops)
+                        .with_context_id(GUEST_PID + j as u32),
+                )),
                 allowed_cpus: allowed,
                 spe_unit: SpeStats::default(),
+                former: Vec::new(),
             });
         }
+        code.push(match &v.image {
+            Some(image) => Some(
+                CodeVm::boot(
+                    &mut kvm,
+                    vm,
+                    v.ram_bytes,
+                    &vm_vcpus,
+                    image,
+                    features.pmu_v3,
+                    features.spe,
+                )
+                .map_err(|e| fail("boot")(format!("{}: {e}", v.name)))?,
+            ),
+            None => None,
+        });
     }
 
     Ok(System {
@@ -414,7 +511,40 @@ pub fn build(setup: &Setup) -> Result<System> {
         vcpus,
         vm_ids,
         symbols,
+        code,
     })
+}
+
+/// Gives vCPU `vcpu` of code VM `v` its guest SPE and vPMU (the image runs
+/// its own drivers); returns the CPUs it may run on: its SPU's with guest
+/// SPE, else every one of the `ncpus`.
+fn configure_code_vcpu(
+    kvm: &mut Kvm,
+    v: &VmSetup,
+    vcpu: usize,
+    ncpus: usize,
+) -> Result<Vec<usize>> {
+    let mut allowed: Vec<usize> = (0..ncpus).collect();
+    if let Some(s) = &v.spe {
+        let (spu, cpus) = kvm
+            .spus()
+            .first()
+            .map(|s| (s.id, s.cpus.clone()))
+            .ok_or_else(|| fail("guest SPE")(format!("{}: the machine has no SPE", v.name)))?;
+        allowed = cpus;
+        let max = if s.max_buffer_size == 0 {
+            u64::MAX
+        } else {
+            s.max_buffer_size
+        };
+        kvm.configure_spe(vcpu, spu, s.irq, max)
+            .map_err(|(attr, e)| fail("guest SPE")(format!("{}: attribute {attr}: {e}", v.name)))?;
+    }
+    if let Some(p) = &v.pmu {
+        kvm.configure_pmu(vcpu, &p.attrs)
+            .map_err(|(attr, e)| fail("guest PMU")(format!("{}: attribute {attr}: {e}", v.name)))?;
+    }
+    Ok(allowed)
 }
 
 impl System {
@@ -434,17 +564,56 @@ impl System {
             host_el,
             host_symbols,
             mut vcpus,
-            vm_ids,
+            mut vm_ids,
             symbols,
+            mut code,
         } = self;
         let setup = &setup;
-        let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
+        let total: u64 = setup
+            .vms
+            .iter()
+            .filter(|v| v.image.is_none())
+            .map(|v| v.ops)
+            .sum();
         let mut pinned_peak = vec![0u64; setup.vms.len()];
+        let mut migrated: Vec<Vec<Migrated>> = vec![Vec::new(); setup.vms.len()];
+        let mut problems = Vec::new();
         let mut round = 0u64;
         let mut stalled = 0u64;
         let host_ops = setup.host.ops;
-        while vcpus.iter().any(|v| !v.kernel.finished()) || host.iter().any(|h| h.ops < host_ops) {
-            let before = work_done(&vcpus, &host);
+        while vcpus.iter().any(|v| !v.done(&code)) || host.iter().any(|h| h.ops < host_ops) {
+            let before = work_done(&vcpus, &host, &code);
+            for (i, s) in setup.vms.iter().enumerate() {
+                for step in s.migrations.iter().filter(|m| m.round == round) {
+                    let mine: Vec<usize> = (0..vcpus.len()).filter(|&k| vcpus[k].vm == i).collect();
+                    if mine.iter().all(|&k| vcpus[k].done(&code)) {
+                        problems.push((
+                            Invariant::Completion,
+                            format!("{}: the migration of round {round} did not happen: the VM had finished", s.name),
+                        ));
+                        continue;
+                    }
+                    let from: Vec<usize> = mine.iter().map(|&k| vcpus[k].vcpu).collect();
+                    let (dest, moved, registers) =
+                        migrate(&mut kvm, vm_ids[i], s, &from, step.partitioned)
+                            .map_err(fail_run("migration"))?;
+                    for (&k, new) in mine.iter().zip(moved) {
+                        let old = std::mem::replace(&mut vcpus[k].vcpu, new);
+                        vcpus[k].former.push(old);
+                    }
+                    let from_partitioned = migrated[i]
+                        .last()
+                        .map_or(s.pmu.as_ref().is_some_and(|p| p.attrs.partitioned), |m| {
+                            m.step.partitioned
+                        });
+                    migrated[i].push(Migrated {
+                        step: step.clone(),
+                        from_partitioned,
+                        registers,
+                    });
+                    vm_ids[i] = dest;
+                }
+            }
             for (cpu, h) in host.iter_mut().enumerate() {
                 let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
                 if slice > 0 {
@@ -452,7 +621,7 @@ impl System {
                 }
             }
             for (j, v) in vcpus.iter_mut().enumerate() {
-                if v.kernel.finished() {
+                if v.done(&code) {
                     continue;
                 }
                 let k = v.allowed_cpus.len().max(1) as u64;
@@ -467,7 +636,16 @@ impl System {
                 let t0 = unit_stats(&mut kvm, cpu);
                 kvm.load(v.vcpu, cpu).map_err(fail_run("load"))?;
                 let t1 = unit_stats(&mut kvm, cpu);
-                let exit = kvm.run(v.vcpu, &mut v.kernel);
+                let exit = match &mut v.guest {
+                    Guest::Kernel(k) => kvm.run(v.vcpu, k.as_mut()),
+                    Guest::Code(n) => {
+                        if let Some(c) = code[v.vm].as_mut() {
+                            c.slice(&mut kvm, *n, setup.slice_ops);
+                        }
+                        // The board served every exit that needed the VMM.
+                        Exit::Yield
+                    }
+                };
                 let t2 = unit_stats(&mut kvm, cpu);
                 kvm.put(v.vcpu).map_err(fail_run("put"))?;
                 let t3 = unit_stats(&mut kvm, cpu);
@@ -493,13 +671,16 @@ impl System {
                 pinned_peak[v.vm] = pinned_peak[v.vm].max(pinned);
             }
             round += 1;
-            let done: u64 = vcpus.iter().map(|v| v.kernel.ops_done()).sum();
+            let done: u64 = vcpus
+                .iter()
+                .filter_map(|v| v.kernel().map(GuestKernel::ops_done))
+                .sum();
             progress(done, total);
-            if work_done(&vcpus, &host) == before {
+            if work_done(&vcpus, &host, &code) == before {
                 stalled += 1;
                 if stalled >= STALL_ROUNDS {
                     return Err(fail_run("no progress")(pending(
-                        &mut kvm, setup, &vcpus, &host, round,
+                        &mut kvm, setup, &vcpus, &host, &code, round,
                     )));
                 }
             } else {
@@ -508,8 +689,23 @@ impl System {
         }
 
         // Collect.
-        let mut problems = Vec::new();
         let host_out = stop_host(&mut kvm, host, &mut problems)?;
+        for s in &setup.vms {
+            for step in s.migrations.iter().filter(|m| m.round >= round) {
+                problems.push((
+                    Invariant::Completion,
+                    format!(
+                        "{}: the migration of round {} did not happen: the run ended at round {round}",
+                        s.name, step.round
+                    ),
+                ));
+            }
+        }
+        let work: Vec<u64> = vcpus.iter().map(|v| v.work(&code)).collect();
+        let mut code_out: Vec<Option<(CodeOutcome, Vec<Vec<u8>>)>> = code
+            .into_iter()
+            .map(|c| c.map(|c| c.finish(&mut kvm)))
+            .collect();
         let mut vms: Vec<VmOutcome> = setup
             .vms
             .iter()
@@ -520,34 +716,56 @@ impl System {
                 pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
                 pinned_peak: pinned_peak[i],
                 symbols: symbols[i].clone(),
+                code: None,
+                migrated: std::mem::take(&mut migrated[i]),
             })
             .collect();
-        for v in vcpus {
+        for (v, ops) in vcpus.into_iter().zip(work) {
             let stats = kvm
                 .vcpu_stats(v.vcpu)
                 .ok_or_else(|| fail_run("stats")("no vCPU".into()))?;
-            let (pmu_overflows, spe_buffer_full) = (
-                v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
-                v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
-            );
-            vms[v.vm].vcpus.push(VcpuOutcome {
+            let former_stats = v.former.iter().filter_map(|&f| kvm.vcpu_stats(f)).collect();
+            let mut out = VcpuOutcome {
                 vcpu: v.vcpu,
-                ops: v.kernel.ops_done(),
+                ops,
                 stats,
-                spe_data: v.kernel.data().to_vec(),
-                spe_buffer_full,
+                former_stats,
+                spe_data: Vec::new(),
+                spe_buffer_full: 0,
                 spe_unit: v.spe_unit,
-                pmu_counts: v.kernel.pmu_counts().to_vec(),
-                pmu_overflows,
+                pmu_counts: Vec::new(),
+                pmu_overflows: Vec::new(),
                 truth: EventCounts::default(),
-                error: v.kernel.error().map(|e| e.to_string()),
-            });
+                error: None,
+            };
+            match &v.guest {
+                Guest::Kernel(k) => {
+                    out.pmu_overflows = k.pmu_driver().map(|(_, o)| o).unwrap_or_default();
+                    out.spe_buffer_full = k.driver_stats().map_or(0, |d| d.buffer_full);
+                    out.spe_data = k.data().to_vec();
+                    out.pmu_counts = k.pmu_counts().to_vec();
+                    out.error = k.error().map(|e| e.to_string());
+                }
+                Guest::Code(n) => {
+                    if let Some((c, records)) = code_out[v.vm].as_mut() {
+                        out.spe_data = records.get_mut(*n).map(std::mem::take).unwrap_or_default();
+                        out.error = c.error.clone().filter(|_| *n == 0);
+                    }
+                }
+            }
+            vms[v.vm].vcpus.push(out);
         }
-        // The ground truth of each vCPU: its workload from the same seed,
-        // skipped over the operations it ran.
+        for (vm, c) in vms.iter_mut().zip(code_out) {
+            vm.code = c.map(|(c, _)| c);
+        }
+        // The ground truth of each workload vCPU: its workload from the
+        // same seed, skipped over the operations it ran.
         for (i, vm) in vms.iter_mut().enumerate() {
+            if vm.setup.image.is_some() {
+                continue;
+            }
             for (j, out) in vm.vcpus.iter_mut().enumerate() {
-                let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+                let seed = workload_seed(setup, i, j);
                 let mut w = by_name(&vm.setup.workload, seed)
                     .ok_or_else(|| fail_run("workload")(vm.setup.workload.clone()))?;
                 w.skip(out.ops, &mut out.truth);
@@ -816,30 +1034,41 @@ fn host_irqs(kvm: &mut Kvm, cpu: usize, h: &mut HostCpu, host_el: ExceptionLevel
 }
 
 /// Guest and host operations done so far.
-fn work_done(vcpus: &[Vcpu], host: &[HostCpu]) -> (u64, u64) {
+fn work_done(vcpus: &[Vcpu], host: &[HostCpu], code: &[Option<CodeVm>]) -> (u64, u64) {
     (
-        vcpus.iter().map(|v| v.kernel.ops_done()).sum(),
+        vcpus.iter().map(|v| v.work(code)).sum(),
         host.iter().map(|h| h.ops).sum(),
     )
 }
 
 /// What a wedged run was waiting for: every unfinished vCPU and host CPU
 /// with its operations and the interrupt lines of the CPUs.
-fn pending(kvm: &mut Kvm, setup: &Setup, vcpus: &[Vcpu], host: &[HostCpu], round: u64) -> String {
+fn pending(
+    kvm: &mut Kvm,
+    setup: &Setup,
+    vcpus: &[Vcpu],
+    host: &[HostCpu],
+    code: &[Option<CodeVm>],
+    round: u64,
+) -> String {
     let mut parts = vec![format!(
         "nothing ran for {STALL_ROUNDS} rounds (at round {round})"
     )];
     for (j, v) in vcpus.iter().enumerate() {
-        if !v.kernel.finished() {
-            parts.push(format!(
-                "{} vCPU {j} at {} operations{}",
-                setup.vms[v.vm].name,
-                v.kernel.ops_done(),
-                v.kernel
-                    .error()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            ));
+        if v.done(code) {
+            continue;
+        }
+        let name = &setup.vms[v.vm].name;
+        match (&v.guest, code[v.vm].as_ref()) {
+            (Guest::Kernel(k), _) => parts.push(format!(
+                "{name} vCPU {j} at {} operations{}",
+                k.ops_done(),
+                k.error().map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            (Guest::Code(n), Some(c)) => {
+                parts.push(format!("{name} vCPU {n}: image {}", c.describe()))
+            }
+            (Guest::Code(_), None) => {}
         }
     }
     for (cpu, h) in host.iter().enumerate() {
