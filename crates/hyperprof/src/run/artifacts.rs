@@ -277,6 +277,23 @@ fn validate(r: &SystemReport) -> std::result::Result<(), String> {
                 ));
             }
         }
+        if let Some(end) = &vm.end {
+            if !matches!(
+                end.as_str(),
+                "powered-off" | "reset" | "wedged" | "running" | "failed"
+            ) {
+                return Err(format!("vm {:?}: end {end:?} is not a known end", vm.name));
+            }
+        }
+        for m in &vm.migrations {
+            let known = |x: &str| matches!(x, "partitioned" | "emulated");
+            if m.round == 0 || !known(&m.from) || !known(&m.to) {
+                return Err(format!(
+                    "vm {:?}: migration at round {} from {:?} to {:?} is not one a run makes",
+                    vm.name, m.round, m.from, m.to
+                ));
+            }
+        }
         if vm.pinned_at_end_bytes > vm.pinned_peak_bytes {
             return Err(format!(
                 "vm {:?}: {} bytes pinned at the end but a peak of {}",
@@ -377,6 +394,16 @@ fn escape_strings(r: &mut SystemReport) {
     for vm in &mut r.vms {
         escape(&mut vm.name);
         escape(&mut vm.workload);
+        for s in [vm.image.as_mut(), vm.end.as_mut()].into_iter().flatten() {
+            escape(s);
+        }
+        for m in &mut vm.migrations {
+            escape(&mut m.from);
+            escape(&mut m.to);
+            if let Some(t) = m.twin.as_mut() {
+                escape(t);
+            }
+        }
         if let Some(m) = vm.pmu_mode.as_mut() {
             escape(m);
         }
