@@ -436,13 +436,15 @@ pub fn build(setup: &Setup) -> Result<System> {
                     let spu = kvm
                         .spus()
                         .first()
-                        .map(|s| (s.id, s.cpus.clone()))
+                        .map(|s| (s.id, s.cpus.clone(), s.max_buffer_size()))
                         .ok_or_else(|| {
                             fail("guest SPE")(format!("{}: the machine has no SPE", v.name))
                         })?;
                     allowed = spu.1;
+                    // 0 in the setup: the SPU's own maximum (0 there, for
+                    // KVM too: no limit).
                     let max = if s.max_buffer_size == 0 {
-                        u64::MAX
+                        spu.2
                     } else {
                         s.max_buffer_size
                     };
@@ -526,14 +528,14 @@ fn configure_code_vcpu(
 ) -> Result<Vec<usize>> {
     let mut allowed: Vec<usize> = (0..ncpus).collect();
     if let Some(s) = &v.spe {
-        let (spu, cpus) = kvm
+        let (spu, cpus, own) = kvm
             .spus()
             .first()
-            .map(|s| (s.id, s.cpus.clone()))
+            .map(|s| (s.id, s.cpus.clone(), s.max_buffer_size()))
             .ok_or_else(|| fail("guest SPE")(format!("{}: the machine has no SPE", v.name)))?;
         allowed = cpus;
         let max = if s.max_buffer_size == 0 {
-            u64::MAX
+            own
         } else {
             s.max_buffer_size
         };
