@@ -144,3 +144,71 @@ pub fn render(o: &mut String, v: &VmReport) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::system::{Derived, HypervisorCost};
+
+    fn vm(name: &str, count: u64, overflows: u64, twin: Option<&str>) -> VmReport {
+        VmReport {
+            name: name.into(),
+            workload: "mix".into(),
+            vcpus: 1,
+            ops: 1000,
+            pmu_mode: Some("emulated".into()),
+            spe: None,
+            pmu: vec![PmuCount {
+                event: "INST_RETIRED".into(),
+                number: 8,
+                count,
+                expected: Some(count),
+                overflow_interrupts: overflows,
+            }],
+            derived: Derived::default(),
+            pmu_interrupts: overflows,
+            spe_interrupts: 0,
+            pinned_peak_bytes: 0,
+            pinned_at_end_bytes: 0,
+            hypervisor: HypervisorCost::default(),
+            image: None,
+            end: None,
+            console_bytes: None,
+            migrations: twin
+                .map(|t| MigrationReport {
+                    round: 3,
+                    from: "partitioned".into(),
+                    to: "emulated".into(),
+                    registers: 70,
+                    twin: Some(t.into()),
+                    equals_twin: None,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_twin_that_counted_otherwise_is_an_exact_counts_problem() {
+        let mut same = vec![vm("a", 500, 2, Some("b")), vm("b", 500, 2, None)];
+        let mut problems = Vec::new();
+        compare_twins(&mut same, &mut problems);
+        assert_eq!(same[0].migrations[0].equals_twin, Some(true));
+        assert!(problems.is_empty());
+
+        for (count, overflows) in [(501, 2), (500, 3)] {
+            let mut vms = vec![vm("a", count, overflows, Some("b")), vm("b", 500, 2, None)];
+            compare_twins(&mut vms, &mut problems);
+            assert_eq!(vms[0].migrations[0].equals_twin, Some(false));
+        }
+        assert_eq!(problems.len(), 2);
+        assert!(problems.iter().all(|(i, _)| *i == Invariant::ExactCounts));
+        let mut text = String::new();
+        render(&mut text, &{
+            let mut v = vm("a", 1, 0, Some("b"));
+            v.migrations[0].equals_twin = Some(false);
+            v
+        });
+        assert!(text.contains("counts DIFFER from b's"), "{text}");
+    }
+}

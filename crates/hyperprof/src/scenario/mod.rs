@@ -50,6 +50,8 @@ use hyperprof_sim::spe::SpeConfig;
 use hyperprof_sim::workload::NAMES;
 
 mod guest_image;
+#[cfg(test)]
+mod image_tests;
 mod migrate;
 #[cfg(test)]
 mod tests;
