@@ -742,9 +742,14 @@ pub fn render(r: &SystemReport) -> String {
         } else {
             "no SPE"
         };
+        let what = if v.image.is_some() {
+            "instructions"
+        } else {
+            "operations"
+        };
         let _ = writeln!(
             o,
-            "\n{} ({}, {} vCPU{}, {} operations; {mode} PMU, {spe})",
+            "\n{} ({}, {} vCPU{}, {} {what}; {mode} PMU, {spe})",
             v.name,
             v.workload,
             v.vcpus,
