@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+#[allow(dead_code)] // the perf helpers serve the other end-to-end tests
 mod common;
 use common::{hyperprof, ok, scratch};
 

@@ -6,6 +6,7 @@ pub mod code_report;
 pub mod code_vm;
 pub mod engine;
 pub mod from_scenario;
+mod host;
 pub mod migration;
 pub mod pinning;
 pub mod presets;
