@@ -19,15 +19,17 @@ use crate::spe::export::write_atomically;
 /// CONTEXTIDR_EL1 a bare-metal image leaves at its reset value.
 const CODE_KERNEL_PID: u32 = 0;
 
-/// Byte 7 perf gives the PC of every EL1 or EL2 sample (it takes them for
-/// the high half of a Linux kernel's address space).
-const PERF_KERNEL_TOP: u64 = 0xff << 56;
-
 /// A function of an image's kernel at the address perf computes for its
-/// samples: byte 7 set to 0xff, whatever half of the address space the
-/// image was linked in.
+/// samples ([`crate::perf::perf_ip`] of an EL1 PC), whatever half of the
+/// address space the image was linked in.
 fn as_perf_kernel_text(s: &hyperprof_sim::op::Symbol) -> hyperprof_sim::op::Symbol {
-    let at = |a: u64| a & !(0xff << 56) | PERF_KERNEL_TOP;
+    let at = |addr: u64| {
+        crate::perf::perf_ip(&hyperprof_spe::record::CodeAddress {
+            addr: addr & 0x00ff_ffff_ffff_ffff,
+            el: 1,
+            ns: true,
+        })
+    };
     hyperprof_sim::op::Symbol {
         name: s.name.clone(),
         start: at(s.start),
