@@ -122,9 +122,13 @@ pub fn compare_twins(vms: &mut [VmReport], problems: &mut Vec<(Invariant, String
 pub fn render(o: &mut String, v: &VmReport) {
     use std::fmt::Write;
     if let Some(image) = &v.image {
+        let lost = match v.truncated_handovers {
+            Some(n) if n > 0 => format!("; {n} hand-overs after lost records"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "  image    {image}: {}, {} console bytes",
+            "  image    {image}: {}, {} console bytes{lost}",
             v.end.as_deref().unwrap_or("-"),
             v.console_bytes.unwrap_or(0)
         );
@@ -174,6 +178,7 @@ mod tests {
             image: None,
             end: None,
             console_bytes: None,
+            truncated_handovers: None,
             migrations: twin
                 .map(|t| MigrationReport {
                     round: 3,

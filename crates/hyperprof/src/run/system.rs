@@ -148,6 +148,10 @@ pub struct VmReport {
     /// Console bytes a code VM wrote (kept in `<vm>.console.txt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_bytes: Option<u64>,
+    /// Pieces of records a code VM handed over saying that records were
+    /// lost before them (its buffer filled while it could not drain it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_handovers: Option<u64>,
     /// Its migrations, in round order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<MigrationReport>,
@@ -455,8 +459,21 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             ));
         }
         if let Some(c) = &vm.code {
-            if c.end != super::code_vm::CodeEnd::PoweredOff {
+            // An image still running may hold records in its buffer, and
+            // one that said it lost records (FLAG_TRUNCATED) has accounted
+            // for them: either bounds the balance rather than breaking it.
+            // Records the VMM refused are lost.
+            if c.end != super::code_vm::CodeEnd::PoweredOff || c.truncations > 0 {
                 code_unhanded += unit.written.saturating_sub(p.records);
+            }
+            if c.refused_bytes > 0 {
+                problems.push((
+                    Invariant::Conservation,
+                    format!(
+                        "{}: the VMM's record store was full: {} bytes handed over were refused",
+                        v.name, c.refused_bytes
+                    ),
+                ));
             }
         }
         if p.undecodable > 0 {
@@ -515,6 +532,7 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
                 .code
                 .as_ref()
                 .map(|c| c.console.len() as u64 + c.console_dropped),
+            truncated_handovers: vm.code.as_ref().map(|c| c.truncations),
             migrations: code_report::migrations(&vm.migrated),
         });
         stacks.push((v.name.clone(), p.stacks));
@@ -532,7 +550,10 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
     let collected = host_records + guest_records;
     if written < collected || written > collected + code_unhanded {
         let held = if code_unhanded > 0 {
-            format!(" (and at most {code_unhanded} still in running images' buffers)")
+            format!(
+                " (and at most {code_unhanded} held or dropped by images that are still \
+                 running or said they lost records)"
+            )
         } else {
             String::new()
         };
