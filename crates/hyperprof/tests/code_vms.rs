@@ -103,6 +103,55 @@ fn the_migrated_vm_counts_exactly_as_its_unmigrated_twin() {
 }
 
 #[test]
+fn a_vm_that_moves_there_and_back_still_counts_as_its_twin() {
+    let dir = scratch("round-trip");
+    // Every move needs a destination VM's RAM: four VMs of 64 MiB.
+    let text = std::fs::read_to_string(workspace().join("examples/migration.toml"))
+        .unwrap()
+        .replace("ram_mib = 512", "ram_mib = 1024")
+        + "\n[[migrate]]\nvm = \"moved\"\nround = 20\npmu = \"partitioned\"\ntwin = \"twin\"\n\
+           \n[[migrate]]\nvm = \"moved\"\nround = 30\ntwin = \"twin\"\n";
+    let file = dir.join("round-trip.toml");
+    std::fs::write(&file, text).unwrap();
+    ok(
+        hyperprof()
+            .arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap(),
+        "run round-trip",
+    );
+    let report = report_of(&dir.join("out"));
+    let moved = vm(&report, "moved");
+    let steps: Vec<(u64, &str, &str, bool)> = moved["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["round"].as_u64().unwrap(),
+                m["from"].as_str().unwrap(),
+                m["to"].as_str().unwrap(),
+                m["equals_twin"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // A step without `pmu` keeps the mode the VM has when it moves.
+    assert_eq!(
+        steps,
+        [
+            (8, "partitioned", "emulated", true),
+            (20, "emulated", "partitioned", true),
+            (30, "partitioned", "partitioned", true)
+        ]
+    );
+    assert_eq!(moved["pmu_mode"], "partitioned");
+    assert_eq!(moved["pmu"], vm(&report, "twin")["pmu"]);
+}
+
+#[test]
 fn a_migration_after_the_vm_finished_fails_completion() {
     let dir = scratch("late-migration");
     let text = std::fs::read_to_string(workspace().join("examples/migration.toml"))

@@ -63,13 +63,18 @@ fn vm_setup(s: &Scenario, v: &sc::VmSpec) -> Result<VmSetup, String> {
         }
         None => None,
     };
+    // A step without `pmu` keeps the mode the VM has when it moves.
+    let mut mode = v.pmu.as_ref().map(|p| p.mode);
     let migrations = s
         .migrations_of(&v.name)
         .into_iter()
-        .map(|m| Migration {
-            round: m.round,
-            partitioned: m.pmu.or(v.pmu.as_ref().map(|p| p.mode)) == Some(sc::PmuMode::Partitioned),
-            twin: m.twin.clone(),
+        .map(|m| {
+            mode = m.pmu.or(mode);
+            Migration {
+                round: m.round,
+                partitioned: mode == Some(sc::PmuMode::Partitioned),
+                twin: m.twin.clone(),
+            }
         })
         .collect();
     Ok(VmSetup {

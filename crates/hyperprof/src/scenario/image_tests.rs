@@ -226,6 +226,16 @@ fn migrations_move_workload_vms_with_a_vpmu_to_a_possible_destination() {
     let (field, _) = refusal(&nvhe);
     assert_eq!(field, "migrate[0].pmu");
 
+    // Each move takes a destination VM's RAM from the machine.
+    let crowded = scenario(&step("")).replace("ram_mib = 512", "ram_mib = 192");
+    let (field, kind) = refusal(&crowded);
+    assert_eq!(field, "machine.ram_mib");
+    assert!(
+        reason(&kind).contains("with a destination VM per migration"),
+        "{kind}"
+    );
+    parse(&scenario(&step("")).replace("ram_mib = 512", "ram_mib = 256")).unwrap();
+
     let unknown = step("when = 3\n");
     let (field, kind) = refusal(&scenario(&unknown));
     assert!(field.starts_with("migrate[0]"), "{field}");

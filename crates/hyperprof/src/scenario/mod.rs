@@ -1843,9 +1843,16 @@ impl Scenario {
         // Memory: the VMs' RAM and the host's SPE buffers come out of the
         // machine's RAM, which also holds the host's tables.
         let ram = m.ram_mib << 20;
+        // A migration's destination is a new VM with the RAM of the one
+        // that moves (the source's is not given back to the machine).
+        let destinations = self
+            .migrations
+            .iter()
+            .filter_map(|m| self.vms.iter().find(|v| v.name == m.vm));
         let vm_ram: u64 = self
             .vms
             .iter()
+            .chain(destinations)
             .map(VmSpec::ram_bytes)
             .fold(0, u64::saturating_add);
         let spe_cpus = m
@@ -1861,6 +1868,11 @@ impl Scenario {
             .map_or(0, |s| s.buffer_bytes().saturating_mul(spe_cpus));
         let need = vm_ram.saturating_add(host_buffers);
         if need >= ram {
+            let moves = if self.migrations.is_empty() {
+                ""
+            } else {
+                ", with a destination VM per migration"
+            };
             let buffers = if host_buffers == 0 {
                 String::new()
             } else {
@@ -1869,8 +1881,8 @@ impl Scenario {
             return Err(impossible(
                 "machine.ram_mib",
                 format!(
-                    "{} of RAM cannot hold the VMs' RAM ({}){buffers} and leave room for the \
-                     host",
+                    "{} of RAM cannot hold the VMs' RAM ({}{moves}){buffers} and leave room \
+                     for the host",
                     bytes(ram),
                     bytes(vm_ram),
                 ),
