@@ -358,3 +358,46 @@ fn an_image_that_never_stops_is_running_at_its_instruction_budget() {
     assert_eq!(g["end"], "running");
     assert_eq!(g["ops"], 3_000_000);
 }
+
+#[test]
+fn an_image_profiles_itself_beside_an_nvhe_host_with_an_emulated_pmu() {
+    let dir = scratch("nvhe");
+    let out = ok(
+        hyperprof()
+            .args(["scenario", "print-default"])
+            .output()
+            .unwrap(),
+        "print-default",
+    );
+    let text = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("host_mode = \"vhe\"", "host_mode = \"nvhe\"")
+        .replace("mode = \"partitioned\"", "mode = \"emulated\"");
+    let file = dir.join("nvhe.toml");
+    std::fs::write(&file, text).unwrap();
+    ok(
+        hyperprof()
+            .arg("run")
+            .arg(&file)
+            .args(["--ops", "1000000", "--out"])
+            .arg(dir.join("out"))
+            .output()
+            .unwrap(),
+        "run nvhe",
+    );
+    let report = report_of(&dir.join("out"));
+    assert_eq!(report["host"]["mode"], "nvhe");
+    let web = vm(&report, "web");
+    assert_eq!(web["pmu_mode"], "emulated");
+    assert_eq!(web["end"], "powered-off");
+    assert!(web["spe"]["records"].as_u64().unwrap() > 100);
+    assert_eq!(
+        web["spe"]["top_functions"][0]["function"],
+        "kernel_loop.constprop.0"
+    );
+    assert!(report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["holds"] == true));
+}
