@@ -5,9 +5,13 @@
 //! VMs with a PMU, or a heterogeneous machine, runs here; [`Setup`] is what
 //! a scenario file describes.
 //!
-//! Each round, every CPU runs a slice of host kernel work (taking the
-//! host's PMBIRQ and PMU interrupts into its drivers), then each vCPU runs
-//! one slice on the CPU the schedule gives it: load, KVM_RUN, put.
+//! A VM's guest is either a Rust guest kernel running a closed-form
+//! workload, or real AArch64 code booted from an image
+//! ([`super::code_vm`]). Each round starts with the migrations due then
+//! ([`super::migration`]); every CPU runs a slice of host kernel work
+//! (taking the host's PMBIRQ and PMU interrupts into its drivers), then
+//! each vCPU runs one slice on the CPU the schedule gives it: load,
+//! KVM_RUN, put.
 
 use hyperprof_arch::ExceptionLevel;
 use hyperprof_guest::drivers::pmu::EventSpec;
@@ -565,37 +569,14 @@ impl System {
         let host_ops = setup.host.ops;
         while vcpus.iter().any(|v| !v.done(&code)) || host.iter().any(|h| h.ops < host_ops) {
             let before = work_done(&vcpus, &host, &code);
-            for (i, s) in setup.vms.iter().enumerate() {
-                for step in s.migrations.iter().filter(|m| m.round == round) {
-                    let mine: Vec<usize> = (0..vcpus.len()).filter(|&k| vcpus[k].vm == i).collect();
-                    if mine.iter().all(|&k| vcpus[k].done(&code)) {
-                        problems.push((
-                            Invariant::Completion,
-                            format!("{}: the migration of round {round} did not happen: the VM had finished", s.name),
-                        ));
-                        continue;
-                    }
-                    let from: Vec<usize> = mine.iter().map(|&k| vcpus[k].vcpu).collect();
-                    let (dest, moved, registers) =
-                        migrate(&mut kvm, vm_ids[i], s, &from, step.partitioned)
-                            .map_err(fail_run("migration"))?;
-                    for (&k, new) in mine.iter().zip(moved) {
-                        let old = std::mem::replace(&mut vcpus[k].vcpu, new);
-                        vcpus[k].former.push(old);
-                    }
-                    let from_partitioned = migrated[i]
-                        .last()
-                        .map_or(s.pmu.as_ref().is_some_and(|p| p.attrs.partitioned), |m| {
-                            m.step.partitioned
-                        });
-                    migrated[i].push(Migrated {
-                        step: step.clone(),
-                        from_partitioned,
-                        registers,
-                    });
-                    vm_ids[i] = dest;
-                }
-            }
+            migrate_due(
+                &mut kvm,
+                setup,
+                round,
+                (&mut vcpus, &mut vm_ids, &code),
+                &mut migrated,
+                &mut problems,
+            )?;
             for (cpu, h) in host.iter_mut().enumerate() {
                 let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
                 if slice > 0 {
@@ -762,6 +743,54 @@ impl System {
             problems,
         })
     }
+}
+
+/// Moves every VM whose migration is due at the start of `round` (each of
+/// `vcpus` then runs on its new hypervisor vCPU, `vm_ids` names the new
+/// VMs) and records it in `migrated`; a VM that had already finished does
+/// not move, which is a completion problem.
+fn migrate_due(
+    kvm: &mut Kvm,
+    setup: &Setup,
+    round: u64,
+    (vcpus, vm_ids, code): (&mut [Vcpu], &mut [usize], &[Option<CodeVm>]),
+    migrated: &mut [Vec<Migrated>],
+    problems: &mut Vec<(Invariant, String)>,
+) -> Result<()> {
+    for (i, s) in setup.vms.iter().enumerate() {
+        for step in s.migrations.iter().filter(|m| m.round == round) {
+            let mine: Vec<usize> = (0..vcpus.len()).filter(|&k| vcpus[k].vm == i).collect();
+            if mine.iter().all(|&k| vcpus[k].done(code)) {
+                problems.push((
+                    Invariant::Completion,
+                    format!(
+                        "{}: the migration of round {round} did not happen: the VM had finished",
+                        s.name
+                    ),
+                ));
+                continue;
+            }
+            let from: Vec<usize> = mine.iter().map(|&k| vcpus[k].vcpu).collect();
+            let (dest, moved, registers) = migrate(kvm, vm_ids[i], s, &from, step.partitioned)
+                .map_err(fail_run("migration"))?;
+            for (&k, new) in mine.iter().zip(moved) {
+                let old = std::mem::replace(&mut vcpus[k].vcpu, new);
+                vcpus[k].former.push(old);
+            }
+            let from_partitioned = migrated[i]
+                .last()
+                .map_or(s.pmu.as_ref().is_some_and(|p| p.attrs.partitioned), |m| {
+                    m.step.partitioned
+                });
+            migrated[i].push(Migrated {
+                step: step.clone(),
+                from_partitioned,
+                registers,
+            });
+            vm_ids[i] = dest;
+        }
+    }
+    Ok(())
 }
 
 /// Guest and host operations done so far.
