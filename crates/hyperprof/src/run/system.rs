@@ -407,26 +407,22 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         let mut cost = HypervisorCost::default();
         let (mut spe_live, mut spe_trip_cost, mut spe_lp, mut pmu_lp) = (0u64, 0u64, 0u64, 0u64);
         let (mut pmu_irqs, mut spe_irqs, mut ops, mut bf) = (0, 0, 0, 0);
-        for (c, st) in vm.vcpus.iter().flat_map(|c| {
-            std::iter::once(&c.stats)
-                .chain(&c.former_stats)
-                .map(move |st| (c, st))
-        }) {
-            cost.entries += st.entries;
-            cost.loads += st.loads;
-            cost.trap_exits += st.trap_exits;
-            cost.pmu_trap_exits += st.pmu_trap_exits;
-            cost.irq_exits += st.irq_exits;
-            cost.pmu_live_loads += st.pmu_live_loads;
-            cost.pmu_switch_accesses += st.pmu_switch.total();
-            spe_live += st.live_trips;
-            spe_trip_cost += st.spe_switch_live.total();
-            spe_lp += st.spe_load_put.total();
-            pmu_lp += st.pmu_load_put.total();
-            pmu_irqs += st.pmu_virqs;
-            spe_irqs += st.virqs;
-            if !std::ptr::eq(st, &c.stats) {
-                continue;
+        for c in &vm.vcpus {
+            // A migrated vCPU's costs add up over every vCPU it has been.
+            for st in std::iter::once(&c.stats).chain(&c.former_stats) {
+                cost.entries += st.entries;
+                cost.loads += st.loads;
+                cost.trap_exits += st.trap_exits;
+                cost.pmu_trap_exits += st.pmu_trap_exits;
+                cost.irq_exits += st.irq_exits;
+                cost.pmu_live_loads += st.pmu_live_loads;
+                cost.pmu_switch_accesses += st.pmu_switch.total();
+                spe_live += st.live_trips;
+                spe_trip_cost += st.spe_switch_live.total();
+                spe_lp += st.spe_load_put.total();
+                pmu_lp += st.pmu_load_put.total();
+                pmu_irqs += st.pmu_virqs;
+                spe_irqs += st.virqs;
             }
             data.extend_from_slice(&c.spe_data);
             unit.add_window(&SpeStats::default(), &c.spe_unit);

@@ -56,7 +56,7 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
-pub use guest_image::{image_bytes, image_label, MAX_BOOTARGS, MAX_IMAGE_BYTES};
+pub use guest_image::{image_bytes, image_label, DEFAULT_MAX_INSNS, MAX_BOOTARGS, MAX_IMAGE_BYTES};
 pub use migrate::MigrateSpec;
 
 /// The built-in default scenario, as TOML (`default.toml`).
@@ -464,7 +464,7 @@ pub struct VmSpec {
     #[serde(default)]
     pub bootargs: Option<String>,
     /// Instructions each vCPU of an image may retire before the run stops
-    /// it (default [`guest_image::DEFAULT_MAX_INSNS`]).
+    /// it (default [`DEFAULT_MAX_INSNS`]).
     #[serde(default, deserialize_with = "opt_int::<_, u64, 1, I64_MAX, 1>")]
     pub max_insns: Option<u64>,
     /// The seed of the VM's workload (default: derived from the scenario's
