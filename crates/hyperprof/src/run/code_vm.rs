@@ -262,3 +262,94 @@ fn read_counters(kvm: &mut Kvm, vcpu: usize) -> Vec<(u16, u64)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperprof_arch::PmuVer;
+    use hyperprof_kvm::uapi::VcpuFeatures;
+    use hyperprof_kvm::vm::{PmuSetup, VmConfig};
+    use hyperprof_sim::machine::{Machine, MachineConfig};
+    use hyperprof_sim::pe::PeConfig;
+    use hyperprof_sim::pmu::PmuConfig;
+
+    fn pmu_vcpu(partitioned: bool) -> (Kvm, usize) {
+        let pe = PeConfig {
+            pmu: PmuConfig {
+                counters: 8,
+                version: PmuVer::V3p5,
+                hpmn0: false,
+                el2_implemented: true,
+            },
+            spe: None,
+            fgt: true,
+            uarch: Default::default(),
+        };
+        let machine = Machine::new(&MachineConfig {
+            pes: vec![pe; 2],
+            ram_base: 0x8000_0000,
+            ram_size: 128 << 20,
+        })
+        .unwrap();
+        let mut kvm = Kvm::new(machine);
+        kvm.set_host_pmu_reserve(2).unwrap();
+        let vm = kvm
+            .create_vm(VmConfig {
+                ram_bytes: 16 << 20,
+                memlock_limit: 64 << 20,
+            })
+            .unwrap();
+        let features = VcpuFeatures {
+            spe: false,
+            pmu_v3: true,
+        };
+        let vcpu = kvm.create_vcpu(vm, features).unwrap();
+        let setup = PmuSetup {
+            irq: 23,
+            partitioned,
+            nr_counters: None,
+            filters: Vec::new(),
+        };
+        kvm.configure_pmu(vcpu, &setup).unwrap();
+        (kvm, vcpu)
+    }
+
+    #[test]
+    fn the_enabled_counters_are_read_as_a_vmm_reads_them() {
+        for partitioned in [false, true] {
+            let (mut kvm, vcpu) = pmu_vcpu(partitioned);
+            let c = |n| EventCounter::new(n).unwrap();
+            for (reg, val) in [
+                (SysReg::PMEVTYPER_EL0(c(0)), 0x08),
+                (SysReg::PMEVCNTR_EL0(c(0)), 1234),
+                (SysReg::PMEVTYPER_EL0(c(1)), 0x03),
+                (SysReg::PMEVCNTR_EL0(c(1)), 77),
+                (SysReg::PMEVTYPER_EL0(c(4)), 0x10),
+                (SysReg::PMEVCNTR_EL0(c(4)), 5),
+                (SysReg::PMCCNTR_EL0, 99),
+                (SysReg::PMCNTENSET_EL0, 0b1_0001 | 1 << 31),
+            ] {
+                kvm.set_one_reg(vcpu, reg, val).unwrap();
+            }
+            // Counter 1 is programmed but not enabled: not counted.
+            assert_eq!(
+                read_counters(&mut kvm, vcpu),
+                vec![(0x08, 1234), (0x10, 5), (0x11, 99)],
+                "partitioned {partitioned}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_vcpu_without_a_pmu_has_no_counters() {
+        let (mut kvm, _) = pmu_vcpu(false);
+        let vm = kvm
+            .create_vm(VmConfig {
+                ram_bytes: 16 << 20,
+                memlock_limit: 64 << 20,
+            })
+            .unwrap();
+        let plain = kvm.create_vcpu(vm, VcpuFeatures::default()).unwrap();
+        assert!(read_counters(&mut kvm, plain).is_empty());
+    }
+}
