@@ -525,7 +525,7 @@ fn perf_setup_lists_the_commands_without_perf_and_refuses_empty_dirs() {
             .unwrap(),
         "run",
     );
-    // The default's web VM boots builtin:spe: its kernel's symbols.
+    // The default's web VM boots an image: its kernel's symbols.
     assert!(String::from_utf8_lossy(&out.stdout).contains("vmlinux-web.elf"));
     let out = ok(
         hyperprof()
