@@ -406,3 +406,37 @@ fn an_image_profiles_itself_beside_an_nvhe_host_with_an_emulated_pmu() {
         .iter()
         .all(|i| i["holds"] == true));
 }
+
+#[test]
+fn the_vendor_call_checks_what_a_guest_hands_over_and_counts_lost_records() {
+    let dir = scratch("handover");
+    let file = image_scenario(&dir, "builtin:handover");
+    let out = ok(
+        hyperprof()
+            .arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap(),
+        "run handover",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let console = std::fs::read_to_string(dir.join("out/guest.console.txt")).unwrap();
+    assert!(
+        console.contains("SUMMARY: 5 tests, 0 unexpected failures"),
+        "{console}"
+    );
+    let report = report_of(&dir.join("out"));
+    let g = vm(&report, "guest");
+    assert_eq!(g["end"], "powered-off");
+    assert_eq!(g["truncated_handovers"], 1);
+    // No bytes were handed over: an empty profile, nothing unaccounted.
+    assert_eq!(g["spe"]["records"], 0);
+    assert!(text.contains("; 1 hand-over after lost records"), "{text}");
+    assert!(report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["holds"] == true));
+}

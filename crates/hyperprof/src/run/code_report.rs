@@ -123,7 +123,8 @@ pub fn render(o: &mut String, v: &VmReport) {
     use std::fmt::Write;
     if let Some(image) = &v.image {
         let lost = match v.truncated_handovers {
-            Some(n) if n > 0 => format!("; {n} hand-overs after lost records"),
+            Some(1) => "; 1 hand-over after lost records".to_string(),
+            Some(n) if n > 1 => format!("; {n} hand-overs after lost records"),
             _ => String::new(),
         };
         let _ = writeln!(
