@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod boot;
+pub mod builtin;
 pub mod error;
 pub mod explore;
 pub mod files;

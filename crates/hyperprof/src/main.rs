@@ -54,8 +54,9 @@ enum Command {
         /// [default: the file's, or 1].
         #[arg(long)]
         seed: Option<u64>,
-        /// User operations per CPU (bare-metal) or per VM [default: the
-        /// file's guest_ops, or 20000000].
+        /// User operations per CPU (bare-metal) or per workload VM (a VM
+        /// that boots an image runs until it stops or reaches its
+        /// max_insns) [default: the file's guest_ops, or 20000000].
         #[arg(long)]
         ops: Option<u64>,
         /// CPUs (bare-metal only; default 4).
@@ -420,13 +421,15 @@ fn check_scenario(file: &std::path::Path) -> Result<()> {
         .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
     let setup = system.setup();
     write_stdout(&format!(
-        "{}: scenario {:?}: {} CPUs ({} with SPE), {} host, {} VM(s), {} guest operations each\n",
+        "{}: scenario {:?}: {} CPUs ({} with SPE), {} host, {} VM(s) ({} booting an image), {} \
+         guest operations each\n",
         file.display(),
         setup.name,
         setup.machine.pes.len(),
         setup.machine.pes.iter().filter(|p| p.spe.is_some()).count(),
         if setup.nvhe { "nVHE" } else { "VHE" },
         setup.vms.len(),
+        setup.vms.iter().filter(|v| v.image.is_some()).count(),
         s.run.guest_ops
     ))
 }

@@ -525,7 +525,8 @@ fn perf_setup_lists_the_commands_without_perf_and_refuses_empty_dirs() {
             .unwrap(),
         "run",
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mix.elf"));
+    // The default's web VM boots an image: its kernel's symbols.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vmlinux-web.elf"));
     let out = ok(
         hyperprof()
             .arg("perf-setup")
@@ -536,7 +537,7 @@ fn perf_setup_lists_the_commands_without_perf_and_refuses_empty_dirs() {
         "perf-setup",
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    for f in ["mix.elf", "vmlinux-host.elf"] {
+    for f in ["vmlinux-web.elf", "vmlinux-host.elf"] {
         let line = format!(
             "/nonexistent/perf buildid-cache -a {}",
             dir.join(f).display()

@@ -72,6 +72,19 @@ fn perf_agrees(dir: &Path, report: &Value) {
     assert_eq!(checked, files, "every perf.data checked");
 }
 
+/// The functions of the built-in image `name` (`builtin:NAME`).
+fn builtin_functions(name: &str) -> Vec<String> {
+    let bytes = name
+        .strip_prefix("builtin:")
+        .and_then(hyperprof::builtin::find)
+        .unwrap_or_else(|| panic!("{name} is not a built-in image"));
+    hyperprof::perf::elf::read_functions(bytes)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
 #[test]
 fn the_default_run_shows_the_whole_system_and_keeps_its_invariants() {
     let cwd = scratch("default");
@@ -82,8 +95,9 @@ fn the_default_run_shows_the_whole_system_and_keeps_its_invariants() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     invariants_hold(&report);
-    // Heterogeneous CPUs; host SPE and reserved counters; one VM with a
-    // partitioned PMU and guest SPE, one emulated without SPE; vCPUs moved.
+    // Heterogeneous CPUs; host SPE and reserved counters; one VM booting
+    // a real image with a partitioned PMU and guest SPE, one Rust guest
+    // with an emulated PMU without SPE; vCPUs moved.
     let cpus = report["host"]["cpus"].as_array().unwrap();
     assert_eq!(cpus.len(), 4);
     assert_eq!(
@@ -95,17 +109,31 @@ fn the_default_run_shows_the_whole_system_and_keeps_its_invariants() {
     assert!(report["host"]["spe"]["records"].as_u64().unwrap() > 1000);
     let vms = report["vms"].as_array().unwrap();
     assert_eq!(vms[0]["pmu_mode"], "partitioned");
-    assert!(vms[0]["spe"]["records"].as_u64().unwrap() > 1000);
+    let image = vms[0]["image"].as_str().unwrap();
+    assert_eq!(vms[0]["end"], "powered-off");
+    // The records the guest's own SPE driver handed over, in its own
+    // functions.
+    assert!(vms[0]["spe"]["records"].as_u64().unwrap() > 100);
+    let top = vms[0]["spe"]["top_functions"][0]["function"]
+        .as_str()
+        .unwrap();
+    assert!(builtin_functions(image).iter().any(|f| f == top), "{top}");
+    assert!(vms[0]["hypervisor"]["entries"].as_u64().unwrap() > 10);
     assert_eq!(vms[1]["pmu_mode"], "emulated");
     assert!(vms[1]["spe"].is_null());
-    for vm in vms {
-        assert!(vm["hypervisor"]["loads"].as_u64().unwrap() > 10);
-        assert!(!vm["pmu"].as_array().unwrap().is_empty());
-        let top = &vm["spe"]["top_functions"];
-        if !top.is_null() {
-            assert!(top.as_array().unwrap().len() >= 2);
-        }
-    }
+    assert!(vms[1]["image"].is_null());
+    assert!(vms[1]["hypervisor"]["loads"].as_u64().unwrap() > 10);
+    assert!(!vms[1]["pmu"].as_array().unwrap().is_empty());
+    let console = std::fs::read_to_string(dir.join("web.console.txt")).unwrap();
+    assert_eq!(vms[0]["console_bytes"].as_u64(), Some(console.len() as u64));
+    assert!(
+        !console.is_empty() && !console.contains("FAIL"),
+        "{console}"
+    );
+    assert!(
+        text.contains(&format!("image    {image}: powered-off")),
+        "{text}"
+    );
     for needle in [
         "top      ",
         "latency  load",
@@ -123,6 +151,8 @@ fn the_default_run_shows_the_whole_system_and_keeps_its_invariants() {
     for file in [
         "host.perf.data",
         "web.perf.data",
+        "web.console.txt",
+        "vmlinux-web.elf",
         "host.svg",
         "web.svg",
         "db.svg",
@@ -131,7 +161,7 @@ fn the_default_run_shows_the_whole_system_and_keeps_its_invariants() {
         assert!(dir.join(file).is_file(), "{file}");
     }
     let svg = std::fs::read_to_string(dir.join("web.svg")).unwrap();
-    assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("memcpy"));
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains(top));
     perf_agrees(&dir, &report);
     // Deterministic: the same run again gives the same report.
     let again = ok(hyperprof().current_dir(&cwd).output().unwrap(), "hyperprof");

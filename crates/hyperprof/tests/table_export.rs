@@ -222,7 +222,8 @@ fn tables_of_a_run_name_the_functions_and_csv_agrees() {
         "run",
     );
     assert!(out.status.success());
-    let trace = run.join("web.perf.data");
+    // The host kernel's profile: a closed-form workload's functions.
+    let trace = run.join("host.perf.data");
     let expect = stats_rows(&trace);
     let tables = scratch("run-tables");
     let pq = export(&trace, "parquet", &tables, &[]);
@@ -234,7 +235,7 @@ fn tables_of_a_run_name_the_functions_and_csv_agrees() {
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), names.join(","));
         assert_eq!(lines.count() as u64, want);
-        // Every PC of the run is in a function of its workload.
+        // Every PC of the host is in a function of its workload.
         let sym = names.iter().position(|n| n == "symbol").unwrap();
         for row in reader.get_row_iter(None).unwrap() {
             let f = row.unwrap().get_string(sym).unwrap().clone();
@@ -247,12 +248,34 @@ fn tables_of_a_run_name_the_functions_and_csv_agrees() {
     if duckdb_available() {
         let by_fn = duckdb(
             &tables,
-            "select symbol || ' ' || count(*) from 'web-ldst.parquet' group by symbol order by count(*) desc",
+            "select symbol || ' ' || count(*) from 'host-ldst.parquet' group by symbol order by count(*) desc",
         );
         assert!(by_fn[0].starts_with("memcpy "), "{by_fn:?}");
-        let n = duckdb(&tables, "select count(*) from read_csv_auto('web-br.csv')");
+        let n = duckdb(&tables, "select count(*) from read_csv_auto('host-br.csv')");
         assert_eq!(n, [expect[1].to_string()]);
     }
+    // The web VM boots a built-in image: its loads are named from the
+    // image's own symbols, at the kernel address perf gives an EL1 PC.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let image = report["vms"][0]["image"].as_str().unwrap();
+    let bytes = hyperprof::builtin::find(image.strip_prefix("builtin:").unwrap()).unwrap();
+    let functions: Vec<String> = hyperprof::perf::elf::read_functions(bytes)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let web = scratch("run-web-tables");
+    let csv = export(&run.join("web.perf.data"), "csv", &web, &[]);
+    let text = std::fs::read_to_string(&csv[0]).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let sym = header.iter().position(|n| *n == "symbol").unwrap();
+    let rows: Vec<String> = lines
+        .map(|l| l.split(',').nth(sym).unwrap().to_string())
+        .collect();
+    assert!(rows.len() > 100, "{} loads", rows.len());
+    assert!(rows.iter().all(|f| functions.contains(f)), "{rows:?}");
 }
 
 #[test]

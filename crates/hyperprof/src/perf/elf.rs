@@ -299,6 +299,19 @@ pub fn symbol_file(name: &str, symbols: &[Symbol], kernel: bool) -> SymbolFile {
 /// little-endian ELF64 file, or `None` when it is not one or has neither.
 /// Any bytes are accepted: a damaged file gives `None`.
 pub fn read_symbols(elf: &[u8]) -> Option<(Vec<u8>, Vec<Symbol>)> {
+    let (id, symbols) = read_elf(elf)?;
+    Some((id?, symbols))
+}
+
+/// The functions (STT_FUNC symbols with a size) of a little-endian ELF64
+/// file, with or without a build id (a guest image has none); `None` when
+/// it is not one. Any bytes are accepted.
+pub fn read_functions(elf: &[u8]) -> Option<Vec<Symbol>> {
+    read_elf(elf).map(|(_, symbols)| symbols)
+}
+
+/// The build id (if any) and functions of an ELF64 file.
+fn read_elf(elf: &[u8]) -> Option<(Option<Vec<u8>>, Vec<Symbol>)> {
     let u16_at = |at: usize| -> Option<u16> {
         Some(u16::from_le_bytes(
             elf.get(at..at.checked_add(2)?)?.try_into().ok()?,
@@ -365,7 +378,7 @@ pub fn read_symbols(elf: &[u8]) -> Option<(Vec<u8>, Vec<Symbol>)> {
             }
         }
     }
-    Some((id?, symbols))
+    Some((id, symbols))
 }
 
 #[cfg(test)]

@@ -31,6 +31,17 @@ pub const SPE_EVENT_NAME: &str = "arm_spe_0/ts_enable=1/";
 /// The extension of the symbol files hyperprof writes.
 pub const SYMBOL_FILE_EXT: &str = "elf";
 
+/// The instruction address perf gives a sample whose PC packet is `pc`:
+/// perf takes every Non-secure EL1 or EL2 PC for a Linux kernel address and
+/// sets its byte 7 to 0xff; other PCs are sign-extended from bit 55.
+pub fn perf_ip(pc: &hyperprof_spe::record::CodeAddress) -> u64 {
+    if pc.ns && matches!(pc.el, 1 | 2) {
+        pc.addr & 0x00ff_ffff_ffff_ffff | 0xff << 56
+    } else {
+        pc.virtual_address()
+    }
+}
+
 /// A process whose samples a profile holds.
 #[derive(Clone, Debug)]
 pub struct Process {

@@ -2,7 +2,8 @@
 //! profiles perf opens, one AUXTRACE buffer per CPU or vCPU, with the
 //! symbol files they name beside them: `<workload>.elf` per user
 //! executable, `vmlinux-host.elf` for the host's kernel text),
-//! `host.svg` and `<vm>.svg` (flame graphs of the sampled PCs), and
+//! `host.svg` and `<vm>.svg` (flame graphs of the sampled PCs),
+//! `<vm>.console.txt` (the console of a VM that booted an image), and
 //! `report.json` (the report, which `hyperprof report DIR` prints again).
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,28 @@ use crate::error::{Error, Result};
 use crate::flame::{render_svg, FlameOptions};
 use crate::perf::{write_domain, DomainProfile, Process};
 use crate::spe::export::write_atomically;
+
+/// The pid (and thread) a code VM's kernel samples are given: the
+/// CONTEXTIDR_EL1 a bare-metal image leaves at its reset value.
+const CODE_KERNEL_PID: u32 = 0;
+
+/// A function of an image's kernel at the address perf computes for its
+/// samples ([`crate::perf::perf_ip`] of an EL1 PC), whatever half of the
+/// address space the image was linked in.
+fn as_perf_kernel_text(s: &hyperprof_sim::op::Symbol) -> hyperprof_sim::op::Symbol {
+    let at = |addr: u64| {
+        crate::perf::perf_ip(&hyperprof_spe::record::CodeAddress {
+            addr: addr & 0x00ff_ffff_ffff_ffff,
+            el: 1,
+            ns: true,
+        })
+    };
+    hyperprof_sim::op::Symbol {
+        name: s.name.clone(),
+        start: at(s.start),
+        end: at(s.end.saturating_sub(1)) + 1,
+    }
+}
 
 /// The report's file in an artifact directory.
 pub const REPORT_JSON: &str = "report.json";
@@ -69,8 +92,38 @@ pub fn write(
         wrote.extend(write_domain(dir, "host.perf.data", &d)?);
     }
     for vm in &o.vms {
+        if let Some(code) = &vm.code {
+            let path = dir.join(format!("{}.console.txt", file_stem(&vm.setup.name)));
+            write_atomically(&path, &code.console)?;
+            wrote.push(path);
+        }
         let Some(spe) = &vm.setup.spe else {
             continue;
+        };
+        // A workload VM's samples are its user process's; an image's are
+        // its kernel's (the image's own functions), whose CONTEXTIDR it
+        // leaves at 0 unless it runs processes of its own.
+        let (process, interval) = match &vm.code {
+            Some(code) => (
+                Process {
+                    pid: CODE_KERNEL_PID,
+                    tids: vec![CODE_KERNEL_PID],
+                    comm: code.image.label.clone(),
+                    symbols: vm.symbols.iter().map(as_perf_kernel_text).collect(),
+                    kernel: true,
+                },
+                code.sampling_interval,
+            ),
+            None => (
+                Process {
+                    pid: GUEST_PID,
+                    tids: (0..vm.vcpus.len() as u32).map(|j| GUEST_PID + j).collect(),
+                    comm: vm.setup.workload.clone(),
+                    symbols: vm.symbols.clone(),
+                    kernel: vm.setup.workload.starts_with("kernel-"),
+                },
+                spe.spe.map_or(0, |s| s.session.interval.into()),
+            ),
         };
         let d = DomainProfile {
             buffers: vm
@@ -79,16 +132,10 @@ pub fn write(
                 .enumerate()
                 .map(|(j, c)| (j as u32, c.spe_data.as_slice()))
                 .collect(),
-            processes: vec![Process {
-                pid: GUEST_PID,
-                tids: (0..vm.vcpus.len() as u32).map(|j| GUEST_PID + j).collect(),
-                comm: vm.setup.workload.clone(),
-                symbols: vm.symbols.clone(),
-                kernel: vm.setup.workload.starts_with("kernel-"),
-            }],
+            processes: vec![process],
             nr_cpus: vm.vcpus.len().max(1) as u32,
             mem_bytes: vm.setup.ram_bytes,
-            interval: spe.spe.session.interval.into(),
+            interval,
         };
         let name = format!("{}.perf.data", file_stem(&vm.setup.name));
         wrote.extend(write_domain(dir, &name, &d)?);
@@ -232,6 +279,23 @@ fn validate(r: &SystemReport) -> std::result::Result<(), String> {
                 ));
             }
         }
+        if let Some(end) = &vm.end {
+            if !matches!(
+                end.as_str(),
+                "powered-off" | "reset" | "wedged" | "running" | "failed"
+            ) {
+                return Err(format!("vm {:?}: end {end:?} is not a known end", vm.name));
+            }
+        }
+        for m in &vm.migrations {
+            let known = |x: &str| matches!(x, "partitioned" | "emulated");
+            if m.round == 0 || !known(&m.from) || !known(&m.to) {
+                return Err(format!(
+                    "vm {:?}: migration at round {} from {:?} to {:?} is not one a run makes",
+                    vm.name, m.round, m.from, m.to
+                ));
+            }
+        }
         if vm.pinned_at_end_bytes > vm.pinned_peak_bytes {
             return Err(format!(
                 "vm {:?}: {} bytes pinned at the end but a peak of {}",
@@ -332,6 +396,16 @@ fn escape_strings(r: &mut SystemReport) {
     for vm in &mut r.vms {
         escape(&mut vm.name);
         escape(&mut vm.workload);
+        for s in [vm.image.as_mut(), vm.end.as_mut()].into_iter().flatten() {
+            escape(s);
+        }
+        for m in &mut vm.migrations {
+            escape(&mut m.from);
+            escape(&mut m.to);
+            if let Some(t) = m.twin.as_mut() {
+                escape(t);
+            }
+        }
         if let Some(m) = vm.pmu_mode.as_mut() {
             escape(m);
         }

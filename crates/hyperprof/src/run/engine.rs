@@ -5,23 +5,30 @@
 //! VMs with a PMU, or a heterogeneous machine, runs here; [`Setup`] is what
 //! a scenario file describes.
 //!
-//! Each round, every CPU runs a slice of host kernel work (taking the
-//! host's PMBIRQ and PMU interrupts into its drivers), then each vCPU runs
-//! one slice on the CPU the schedule gives it: load, KVM_RUN, put.
+//! A VM's guest is either a Rust guest kernel running a closed-form
+//! workload, or real AArch64 code booted from an image
+//! ([`super::code_vm`]). Each round starts with the migrations due then
+//! ([`super::migration`]); every CPU runs a slice of host kernel work
+//! (taking the host's PMBIRQ and PMU interrupts into its drivers), then
+//! each vCPU runs one slice on the CPU the schedule gives it: load,
+//! KVM_RUN, put.
 
-use hyperprof_arch::{Cpu, ExceptionLevel, SysReg};
-use hyperprof_guest::drivers::pmu::{EventSpec, PmuDriver, Range};
-use hyperprof_guest::drivers::spe::{Buffer, SpeDriver, SpeSessionConfig};
+use hyperprof_arch::ExceptionLevel;
+use hyperprof_guest::drivers::pmu::EventSpec;
+use hyperprof_guest::drivers::spe::{Buffer, SpeSessionConfig};
 use hyperprof_guest::guest::GuestKernel;
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, PmuSetup, VcpuStats, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::event::EventCounts;
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::op::Symbol;
-use hyperprof_sim::pe::{IrqLines, RunExit};
 use hyperprof_sim::spe::SpeStats;
-use hyperprof_sim::workload::{by_name, Workload};
+use hyperprof_sim::workload::by_name;
 
+use super::code_vm::{CodeImage, CodeOutcome, CodeVm};
+use super::host::{host_irqs, unit_stats};
+pub(crate) use super::host::{host_slice, start_host, stop_host, HostCpu};
+use super::migration::{migrate, Migrated, Migration};
 use crate::error::{Error, Result};
 
 /// A whole run.
@@ -90,8 +97,9 @@ pub struct GuestSpeSetup {
     pub irq: u32,
     /// SPE_MAX_BUFFER_SIZE (0: the SPU's own maximum).
     pub max_buffer_size: u64,
-    /// The guest driver's session and buffer.
-    pub spe: SpeSetup,
+    /// The guest driver's session and buffer (`None` for a VM that boots
+    /// an image, whose own driver chooses).
+    pub spe: Option<SpeSetup>,
 }
 
 /// Guest PMU of a VM.
@@ -112,8 +120,14 @@ pub struct VmSetup {
     pub ram_bytes: u64,
     /// RLIMIT_MEMLOCK of its VMM.
     pub memlock_bytes: u64,
-    /// The guest's user workload.
+    /// The guest's user workload (empty for a VM that boots an image).
     pub workload: String,
+    /// The seed of its workload, when not derived from the run's.
+    pub seed: Option<u64>,
+    /// The image it boots instead of running a workload.
+    pub image: Option<CodeImage>,
+    /// Where and when it migrates, in round order.
+    pub migrations: Vec<Migration>,
     /// Guest user operations (shared between its vCPUs).
     pub ops: u64,
     /// vCPUs.
@@ -132,6 +146,8 @@ pub struct VcpuOutcome {
     pub ops: u64,
     /// The hypervisor's counts.
     pub stats: VcpuStats,
+    /// The counts of the vCPUs it was before each migration.
+    pub former_stats: Vec<VcpuStats>,
     /// SPE data the guest collected.
     pub spe_data: Vec<u8>,
     /// Buffer-full interrupts its SPE driver handled.
@@ -158,8 +174,12 @@ pub struct VmOutcome {
     pub pinned_at_end: u64,
     /// Most bytes pinned at once.
     pub pinned_peak: u64,
-    /// The workload's functions.
+    /// The workload's (or the image's) functions.
     pub symbols: Vec<Symbol>,
+    /// What a VM that booted an image did.
+    pub code: Option<CodeOutcome>,
+    /// The migrations that took place.
+    pub migrated: Vec<Migrated>,
 }
 
 /// What the host did on one CPU.
@@ -223,12 +243,12 @@ pub enum Invariant {
 
 /// A failure building the system: the scenario asks for something the
 /// machine or the hypervisor refuses (bad input, found by `scenario check`).
-fn fail(what: &str) -> impl Fn(String) -> Error + '_ {
+pub(super) fn fail(what: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::Usage(format!("{what}: {e}"))
 }
 
 /// A failure while the system runs: the run could not complete.
-fn fail_run(what: &str) -> impl Fn(String) -> Error + '_ {
+pub(super) fn fail_run(what: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::Run(format!("run: {what}: {e}"))
 }
 
@@ -247,35 +267,58 @@ pub const HOST_KERNEL_PID: u32 = 100;
 /// `GUEST_PID + j` (the guest's CONTEXTIDR_EL1).
 pub const GUEST_PID: u32 = 1000;
 
-const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 const GUEST_BUF_VA: u64 = 0x0000_0040_0000_0000;
-
-/// Per-host-CPU drivers and workload.
-pub(crate) struct HostCpu {
-    pub(crate) spe: Option<SpeDriver>,
-    pub(crate) pmu: Option<PmuDriver>,
-    pub(crate) work: Box<dyn Workload>,
-    pub(crate) truth: EventCounts,
-    pub(crate) ops: u64,
-    pub(crate) spe_unit: SpeStats,
-    pub(crate) pmu_interrupts: u64,
-    pub(crate) pmbirqs: u64,
-}
 
 struct Vcpu {
     vm: usize,
     vcpu: usize,
-    kernel: GuestKernel,
+    guest: Guest,
     allowed_cpus: Vec<usize>,
     spe_unit: SpeStats,
+    /// The hypervisor vCPUs it was before each migration.
+    former: Vec<usize>,
 }
 
-fn unit_stats(kvm: &mut Kvm, cpu: usize) -> SpeStats {
-    kvm.machine()
-        .pe(cpu)
-        .and_then(|p| p.spe())
-        .map(|s| *s.stats())
-        .unwrap_or_default()
+/// What runs on a vCPU.
+enum Guest {
+    /// A Rust guest kernel running a workload.
+    Kernel(Box<GuestKernel>),
+    /// vCPU `n` of the VM's booted image.
+    Code(usize),
+}
+
+impl Vcpu {
+    /// The guest kernel, for a workload VM.
+    fn kernel(&self) -> Option<&GuestKernel> {
+        match &self.guest {
+            Guest::Kernel(k) => Some(k),
+            Guest::Code(_) => None,
+        }
+    }
+
+    /// Whether it will not run again.
+    fn done(&self, code: &[Option<CodeVm>]) -> bool {
+        match &self.guest {
+            Guest::Kernel(k) => k.finished(),
+            Guest::Code(n) => code[self.vm].as_ref().is_none_or(|c| !c.wants(*n)),
+        }
+    }
+
+    /// Operations (instructions, for code) it has run.
+    fn work(&self, code: &[Option<CodeVm>]) -> u64 {
+        match &self.guest {
+            Guest::Kernel(k) => k.ops_done(),
+            Guest::Code(n) => code[self.vm].as_ref().map_or(0, |c| c.retired_by(*n)),
+        }
+    }
+}
+
+/// The seed of vCPU `j` of VM `i`'s workload.
+fn workload_seed(setup: &Setup, i: usize, j: usize) -> u64 {
+    let vm = setup.vms[i]
+        .seed
+        .unwrap_or(setup.seed ^ ((i as u64 + 1) << 8));
+    vm ^ j as u64
 }
 
 /// A system built from a [`Setup`], ready to run: the machine, the
@@ -292,6 +335,7 @@ pub struct System {
     vcpus: Vec<Vcpu>,
     vm_ids: Vec<usize>,
     symbols: Vec<Vec<Symbol>>,
+    code: Vec<Option<CodeVm>>,
 }
 
 /// Runs `setup`; `progress(done, total)` is called after every round with
@@ -328,6 +372,7 @@ pub fn build(setup: &Setup) -> Result<System> {
     let mut vcpus: Vec<Vcpu> = Vec::new();
     let mut vm_ids = Vec::new();
     let mut symbols = Vec::new();
+    let mut code = Vec::new();
     for (i, v) in setup.vms.iter().enumerate() {
         let vm = kvm
             .create_vm(VmConfig {
@@ -336,22 +381,37 @@ pub fn build(setup: &Setup) -> Result<System> {
             })
             .map_err(|e| fail("create_vm")(format!("{}: {e}", v.name)))?;
         vm_ids.push(vm);
-        symbols.push(
-            by_name(&v.workload, 0)
+        symbols.push(match &v.image {
+            Some(image) => image.symbols(),
+            None => by_name(&v.workload, 0)
                 .map(|w| w.symbols().to_vec())
                 .ok_or_else(|| fail("workload")(v.workload.clone()))?,
-        );
+        });
         let features = VcpuFeatures {
             spe: v.spe.is_some(),
             pmu_v3: v.pmu.is_some(),
         };
         let n = v.vcpus.max(1);
+        let mut vm_vcpus = Vec::new();
         for j in 0..n {
             let vcpu = kvm
                 .create_vcpu(vm, features)
                 .map_err(|e| fail("create_vcpu")(format!("{}: {e}", v.name)))?;
+            vm_vcpus.push(vcpu);
+            if v.image.is_some() {
+                let allowed = configure_code_vcpu(&mut kvm, v, vcpu, ncpus)?;
+                vcpus.push(Vcpu {
+                    vm: i,
+                    vcpu,
+                    guest: Guest::Code(j),
+                    allowed_cpus: allowed,
+                    spe_unit: SpeStats::default(),
+                    former: Vec::new(),
+                });
+                continue;
+            }
             let ops = v.ops / n as u64 + u64::from((j as u64) < v.ops % n as u64);
-            let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+            let seed = workload_seed(setup, i, j);
             let wl =
                 by_name(&v.workload, seed).ok_or_else(|| fail("workload")(v.workload.clone()))?;
             let mut allowed: Vec<usize> = (0..ncpus).collect();
@@ -360,13 +420,15 @@ pub fn build(setup: &Setup) -> Result<System> {
                     let spu = kvm
                         .spus()
                         .first()
-                        .map(|s| (s.id, s.cpus.clone()))
+                        .map(|s| (s.id, s.cpus.clone(), s.max_buffer_size()))
                         .ok_or_else(|| {
                             fail("guest SPE")(format!("{}: the machine has no SPE", v.name))
                         })?;
                     allowed = spu.1;
+                    // 0 in the setup: the SPU's own maximum (0 there, for
+                    // KVM too: no limit).
                     let max = if s.max_buffer_size == 0 {
-                        u64::MAX
+                        spu.2
                     } else {
                         s.max_buffer_size
                     };
@@ -375,15 +437,18 @@ pub fn build(setup: &Setup) -> Result<System> {
                             fail("guest SPE")(format!("{}: attribute {attr}: {e}", v.name))
                         })?;
                     let va = GUEST_BUF_VA + ((j as u64) << 32);
-                    let ipa = GUEST_RAM_IPA + (16 << 20) + j as u64 * s.spe.buffer_bytes;
+                    let session = s.spe.ok_or_else(|| {
+                        fail("guest SPE")(format!("{}: no session for its driver", v.name))
+                    })?;
+                    let ipa = GUEST_RAM_IPA + (16 << 20) + j as u64 * session.buffer_bytes;
                     let ttbr = kvm
-                        .guest_map(vm, va, ipa, s.spe.buffer_bytes)
+                        .guest_map(vm, va, ipa, session.buffer_bytes)
                         .map_err(|e| fail("guest_map")(format!("{}: {e}", v.name)))?;
                     let buf = Buffer {
                         va,
-                        size: s.spe.buffer_bytes,
+                        size: session.buffer_bytes,
                     };
-                    GuestKernel::new(ttbr, s.spe.session, buf, wl, ops)
+                    GuestKernel::new(ttbr, session.session, buf, wl, ops)
                 }
                 None => GuestKernel::without_spe(0, wl, ops),
             };
@@ -396,13 +461,31 @@ pub fn build(setup: &Setup) -> Result<System> {
             vcpus.push(Vcpu {
                 vm: i,
                 vcpu,
-                kernel: kernel
-                    .with_slices(setup.slice_ops)
-                    .with_context_id(GUEST_PID + j as u32),
+                guest: Guest::Kernel(Box::new(
+                    kernel
+                        .with_slices(setup.slice_ops)
+                        .with_context_id(GUEST_PID + j as u32),
+                )),
                 allowed_cpus: allowed,
                 spe_unit: SpeStats::default(),
+                former: Vec::new(),
             });
         }
+        code.push(match &v.image {
+            Some(image) => Some(
+                CodeVm::boot(
+                    &mut kvm,
+                    vm,
+                    v.ram_bytes,
+                    &vm_vcpus,
+                    image,
+                    features.pmu_v3,
+                    features.spe,
+                )
+                .map_err(|e| fail("boot")(format!("{}: {e}", v.name)))?,
+            ),
+            None => None,
+        });
     }
 
     Ok(System {
@@ -414,7 +497,40 @@ pub fn build(setup: &Setup) -> Result<System> {
         vcpus,
         vm_ids,
         symbols,
+        code,
     })
+}
+
+/// Gives vCPU `vcpu` of code VM `v` its guest SPE and vPMU (the image runs
+/// its own drivers); returns the CPUs it may run on: its SPU's with guest
+/// SPE, else every one of the `ncpus`.
+fn configure_code_vcpu(
+    kvm: &mut Kvm,
+    v: &VmSetup,
+    vcpu: usize,
+    ncpus: usize,
+) -> Result<Vec<usize>> {
+    let mut allowed: Vec<usize> = (0..ncpus).collect();
+    if let Some(s) = &v.spe {
+        let (spu, cpus, own) = kvm
+            .spus()
+            .first()
+            .map(|s| (s.id, s.cpus.clone(), s.max_buffer_size()))
+            .ok_or_else(|| fail("guest SPE")(format!("{}: the machine has no SPE", v.name)))?;
+        allowed = cpus;
+        let max = if s.max_buffer_size == 0 {
+            own
+        } else {
+            s.max_buffer_size
+        };
+        kvm.configure_spe(vcpu, spu, s.irq, max)
+            .map_err(|(attr, e)| fail("guest SPE")(format!("{}: attribute {attr}: {e}", v.name)))?;
+    }
+    if let Some(p) = &v.pmu {
+        kvm.configure_pmu(vcpu, &p.attrs)
+            .map_err(|(attr, e)| fail("guest PMU")(format!("{}: attribute {attr}: {e}", v.name)))?;
+    }
+    Ok(allowed)
 }
 
 impl System {
@@ -434,17 +550,33 @@ impl System {
             host_el,
             host_symbols,
             mut vcpus,
-            vm_ids,
+            mut vm_ids,
             symbols,
+            mut code,
         } = self;
         let setup = &setup;
-        let total: u64 = setup.vms.iter().map(|v| v.ops).sum();
+        let total: u64 = setup
+            .vms
+            .iter()
+            .filter(|v| v.image.is_none())
+            .map(|v| v.ops)
+            .sum();
         let mut pinned_peak = vec![0u64; setup.vms.len()];
+        let mut migrated: Vec<Vec<Migrated>> = vec![Vec::new(); setup.vms.len()];
+        let mut problems = Vec::new();
         let mut round = 0u64;
         let mut stalled = 0u64;
         let host_ops = setup.host.ops;
-        while vcpus.iter().any(|v| !v.kernel.finished()) || host.iter().any(|h| h.ops < host_ops) {
-            let before = work_done(&vcpus, &host);
+        while vcpus.iter().any(|v| !v.done(&code)) || host.iter().any(|h| h.ops < host_ops) {
+            let before = work_done(&vcpus, &host, &code);
+            migrate_due(
+                &mut kvm,
+                setup,
+                round,
+                (&mut vcpus, &mut vm_ids, &code),
+                &mut migrated,
+                &mut problems,
+            )?;
             for (cpu, h) in host.iter_mut().enumerate() {
                 let slice = setup.host_slice_ops.min(host_ops - h.ops.min(host_ops));
                 if slice > 0 {
@@ -452,7 +584,7 @@ impl System {
                 }
             }
             for (j, v) in vcpus.iter_mut().enumerate() {
-                if v.kernel.finished() {
+                if v.done(&code) {
                     continue;
                 }
                 let k = v.allowed_cpus.len().max(1) as u64;
@@ -467,7 +599,16 @@ impl System {
                 let t0 = unit_stats(&mut kvm, cpu);
                 kvm.load(v.vcpu, cpu).map_err(fail_run("load"))?;
                 let t1 = unit_stats(&mut kvm, cpu);
-                let exit = kvm.run(v.vcpu, &mut v.kernel);
+                let exit = match &mut v.guest {
+                    Guest::Kernel(k) => kvm.run(v.vcpu, k.as_mut()),
+                    Guest::Code(n) => {
+                        if let Some(c) = code[v.vm].as_mut() {
+                            c.slice(&mut kvm, *n, setup.slice_ops);
+                        }
+                        // The board served every exit that needed the VMM.
+                        Exit::Yield
+                    }
+                };
                 let t2 = unit_stats(&mut kvm, cpu);
                 kvm.put(v.vcpu).map_err(fail_run("put"))?;
                 let t3 = unit_stats(&mut kvm, cpu);
@@ -493,13 +634,16 @@ impl System {
                 pinned_peak[v.vm] = pinned_peak[v.vm].max(pinned);
             }
             round += 1;
-            let done: u64 = vcpus.iter().map(|v| v.kernel.ops_done()).sum();
+            let done: u64 = vcpus
+                .iter()
+                .filter_map(|v| v.kernel().map(GuestKernel::ops_done))
+                .sum();
             progress(done, total);
-            if work_done(&vcpus, &host) == before {
+            if work_done(&vcpus, &host, &code) == before {
                 stalled += 1;
                 if stalled >= STALL_ROUNDS {
                     return Err(fail_run("no progress")(pending(
-                        &mut kvm, setup, &vcpus, &host, round,
+                        &mut kvm, setup, &vcpus, &host, &code, round,
                     )));
                 }
             } else {
@@ -508,8 +652,23 @@ impl System {
         }
 
         // Collect.
-        let mut problems = Vec::new();
         let host_out = stop_host(&mut kvm, host, &mut problems)?;
+        for s in &setup.vms {
+            for step in s.migrations.iter().filter(|m| m.round >= round) {
+                problems.push((
+                    Invariant::Completion,
+                    format!(
+                        "{}: the migration of round {} did not happen: the run ended at round {round}",
+                        s.name, step.round
+                    ),
+                ));
+            }
+        }
+        let work: Vec<u64> = vcpus.iter().map(|v| v.work(&code)).collect();
+        let mut code_out: Vec<Option<(CodeOutcome, Vec<Vec<u8>>)>> = code
+            .into_iter()
+            .map(|c| c.map(|c| c.finish(&mut kvm)))
+            .collect();
         let mut vms: Vec<VmOutcome> = setup
             .vms
             .iter()
@@ -520,34 +679,56 @@ impl System {
                 pinned_at_end: kvm.pinned_bytes(vm_ids[i]).unwrap_or(0),
                 pinned_peak: pinned_peak[i],
                 symbols: symbols[i].clone(),
+                code: None,
+                migrated: std::mem::take(&mut migrated[i]),
             })
             .collect();
-        for v in vcpus {
+        for (v, ops) in vcpus.into_iter().zip(work) {
             let stats = kvm
                 .vcpu_stats(v.vcpu)
                 .ok_or_else(|| fail_run("stats")("no vCPU".into()))?;
-            let (pmu_overflows, spe_buffer_full) = (
-                v.kernel.pmu_driver().map(|(_, o)| o).unwrap_or_default(),
-                v.kernel.driver_stats().map_or(0, |d| d.buffer_full),
-            );
-            vms[v.vm].vcpus.push(VcpuOutcome {
+            let former_stats = v.former.iter().filter_map(|&f| kvm.vcpu_stats(f)).collect();
+            let mut out = VcpuOutcome {
                 vcpu: v.vcpu,
-                ops: v.kernel.ops_done(),
+                ops,
                 stats,
-                spe_data: v.kernel.data().to_vec(),
-                spe_buffer_full,
+                former_stats,
+                spe_data: Vec::new(),
+                spe_buffer_full: 0,
                 spe_unit: v.spe_unit,
-                pmu_counts: v.kernel.pmu_counts().to_vec(),
-                pmu_overflows,
+                pmu_counts: Vec::new(),
+                pmu_overflows: Vec::new(),
                 truth: EventCounts::default(),
-                error: v.kernel.error().map(|e| e.to_string()),
-            });
+                error: None,
+            };
+            match &v.guest {
+                Guest::Kernel(k) => {
+                    out.pmu_overflows = k.pmu_driver().map(|(_, o)| o).unwrap_or_default();
+                    out.spe_buffer_full = k.driver_stats().map_or(0, |d| d.buffer_full);
+                    out.spe_data = k.data().to_vec();
+                    out.pmu_counts = k.pmu_counts().to_vec();
+                    out.error = k.error().map(|e| e.to_string());
+                }
+                Guest::Code(n) => {
+                    if let Some((c, records)) = code_out[v.vm].as_mut() {
+                        out.spe_data = records.get_mut(*n).map(std::mem::take).unwrap_or_default();
+                        out.error = c.error.clone().filter(|_| *n == 0);
+                    }
+                }
+            }
+            vms[v.vm].vcpus.push(out);
         }
-        // The ground truth of each vCPU: its workload from the same seed,
-        // skipped over the operations it ran.
+        for (vm, c) in vms.iter_mut().zip(code_out) {
+            vm.code = c.map(|(c, _)| c);
+        }
+        // The ground truth of each workload vCPU: its workload from the
+        // same seed, skipped over the operations it ran.
         for (i, vm) in vms.iter_mut().enumerate() {
+            if vm.setup.image.is_some() {
+                continue;
+            }
             for (j, out) in vm.vcpus.iter_mut().enumerate() {
-                let seed = setup.seed ^ ((i as u64 + 1) << 8) ^ j as u64;
+                let seed = workload_seed(setup, i, j);
                 let mut w = by_name(&vm.setup.workload, seed)
                     .ok_or_else(|| fail_run("workload")(vm.setup.workload.clone()))?;
                 w.skip(out.ops, &mut out.truth);
@@ -564,282 +745,90 @@ impl System {
     }
 }
 
-/// Starts the host on every CPU of `kvm`'s machine: SPE sampling of its
-/// kernel where a CPU has a unit (and `host_setup` asks for it), its PMU
-/// events on the counters it reserves, and its kernel workload.
-pub(crate) fn start_host(
+/// Moves every VM whose migration is due at the start of `round` (each of
+/// `vcpus` then runs on its new hypervisor vCPU, `vm_ids` names the new
+/// VMs) and records it in `migrated`; a VM that had already finished does
+/// not move, which is a completion problem.
+fn migrate_due(
     kvm: &mut Kvm,
-    host_setup: &HostSetup,
-    seed: u64,
-    nvhe: bool,
-) -> Result<Vec<HostCpu>> {
-    let ncpus = kvm.machine().pes().len();
-    let mut host = Vec::new();
-    for cpu in 0..ncpus {
-        let work = by_name(&host_setup.workload, seed ^ 0xa5 ^ cpu as u64)
-            .ok_or_else(|| fail("host workload")(host_setup.workload.clone()))?;
-        let has_spe = kvm.machine().pe(cpu).is_some_and(|p| p.has_spe());
-        let spe = match (&host_setup.spe, has_spe) {
-            (Some(s), true) => {
-                let ttbr = if nvhe {
-                    SysReg::TTBR0_EL1
-                } else {
-                    SysReg::TTBR0_EL2
-                };
-                let va = HOST_BUF_VA + ((cpu as u64) << 32);
-                Some(
-                    hyperprof_guest::host::start_session(
-                        kvm.machine(),
-                        cpu,
-                        ttbr,
-                        va,
-                        s.buffer_bytes,
-                        s.session,
-                    )
-                    .map_err(|e| fail("host SPE session")(e.to_string()))?,
-                )
-            }
-            _ => None,
-        };
-        {
-            // The host kernel's thread id, in the CONTEXTIDR of its Exception
-            // level (EL1 names EL2's under E2H).
-            let mut c = kvm
-                .machine()
-                .cpu(cpu)
-                .ok_or_else(|| fail("host")("no such CPU".into()))?;
-            c.write(SysReg::CONTEXTIDR_EL1, HOST_KERNEL_PID.into())
-                .map_err(|e| fail("host CONTEXTIDR")(format!("cpu {cpu}: {e}")))?;
-            c.isb();
-        }
-        let pmu = if host_setup.pmu_events.is_empty() {
-            None
-        } else {
-            // An nVHE host kernel at EL1 cannot write MDCR_EL2: it keeps
-            // HPMN = N and counts on its top counters, which the hypervisor
-            // switches off while guests run.
-            let range = match (host_setup.pmu_reserved, nvhe) {
-                (0, _) => Range::Low,
-                (k, true) => Range::Top(k),
-                (_, false) => Range::High,
-            };
-            let mut c = kvm
-                .machine()
-                .cpu(cpu)
-                .ok_or_else(|| fail("host")("no such CPU".into()))?;
-            let mut d = PmuDriver::probe(&mut c, range)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            for e in &host_setup.pmu_events {
-                d.add(*e)
-                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            }
-            d.start(&mut c)
-                .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            if nvhe && host_setup.pmu_reserved > 0 {
-                kvm.set_host_pmu_events(cpu, d.slot_mask())
-                    .map_err(|e| fail("host PMU")(format!("cpu {cpu}: {e}")))?;
-            }
-            Some(d)
-        };
-        host.push(HostCpu {
-            spe,
-            pmu,
-            work,
-            truth: EventCounts::default(),
-            ops: 0,
-            spe_unit: SpeStats::default(),
-            pmu_interrupts: 0,
-            pmbirqs: 0,
-        });
-    }
-    Ok(host)
-}
-
-/// Stops the host's drivers on every CPU and collects what they measured;
-/// an SPE unit whose counts do not add up is a problem of the run.
-pub(crate) fn stop_host(
-    kvm: &mut Kvm,
-    host: Vec<HostCpu>,
+    setup: &Setup,
+    round: u64,
+    (vcpus, vm_ids, code): (&mut [Vcpu], &mut [usize], &[Option<CodeVm>]),
+    migrated: &mut [Vec<Migrated>],
     problems: &mut Vec<(Invariant, String)>,
-) -> Result<Vec<HostCpuOutcome>> {
-    let mut host_out = Vec::new();
-    for (cpu, mut h) in host.into_iter().enumerate() {
-        let mut c = kvm
-            .machine()
-            .cpu(cpu)
-            .ok_or_else(|| fail_run("host")("no such CPU".into()))?;
-        let mut spe_data = Vec::new();
-        let mut buffer_full = 0;
-        if let Some(d) = h.spe.as_mut() {
-            d.stop(&mut c)
-                .map_err(|e| fail_run("host SPE stop")(e.to_string()))?;
-            spe_data = d.take_data();
-            buffer_full = d.stats().buffer_full;
-        }
-        let (mut counts, mut overflows) = (Vec::new(), Vec::new());
-        if let Some(d) = h.pmu.as_mut() {
-            for i in 0..d.slots().len() {
-                counts.push(
-                    d.read(&mut c, i)
-                        .map_err(|e| fail_run("host PMU")(e.to_string()))?,
-                );
-            }
-            overflows = d.slots().iter().map(|s| s.overflows).collect();
-            d.stop(&mut c)
-                .map_err(|e| fail_run("host PMU")(e.to_string()))?;
-        }
-        let has_spe = c.pe().has_spe();
-        let total_unit = c.pe().spe().map(|s| *s.stats());
-        if let Some(spe) = c.pe().spe() {
-            if !spe.conserved() {
+) -> Result<()> {
+    for (i, s) in setup.vms.iter().enumerate() {
+        for step in s.migrations.iter().filter(|m| m.round == round) {
+            let mine: Vec<usize> = (0..vcpus.len()).filter(|&k| vcpus[k].vm == i).collect();
+            if mine.iter().all(|&k| vcpus[k].done(code)) {
                 problems.push((
-                    Invariant::Conservation,
+                    Invariant::Completion,
                     format!(
-                        "cpu {cpu}: the SPE unit's counts do not add up: {:?}",
-                        spe.stats()
+                        "{}: the migration of round {round} did not happen: the VM had finished",
+                        s.name
                     ),
                 ));
+                continue;
             }
-        }
-        host_out.push(HostCpuOutcome {
-            cpu,
-            ops: h.ops,
-            spe_data,
-            spe_buffer_full: buffer_full,
-            spe_unit: has_spe.then_some(h.spe_unit),
-            spe_unit_total: total_unit,
-            pmu_counts: counts,
-            pmu_overflows: overflows,
-            pmu_interrupts: h.pmu_interrupts,
-            pmbirqs: h.pmbirqs,
-            truth: h.truth,
-            has_spe,
-        });
-    }
-    Ok(host_out)
-}
-
-/// One slice of host kernel work on `cpu`, its interrupts taken into the
-/// host's drivers.
-pub(crate) fn host_slice(
-    kvm: &mut Kvm,
-    cpu: usize,
-    h: &mut HostCpu,
-    ops: u64,
-    host_el: ExceptionLevel,
-) -> Result<()> {
-    let err = fail_run("host work");
-    let before = unit_stats(kvm, cpu);
-    let mut left = ops;
-    let mut storm = 0u64;
-    while left > 0 {
-        let mut done = 0;
-        let mut counts = EventCounts::default();
-        let exit = {
-            // The ground truth: what the host's own operations cause.
-            let mut probe = Tally {
-                inner: h.work.as_mut(),
-                counts: &mut counts,
-            };
-            kvm.machine()
-                .run(cpu, &mut probe, left, &mut done)
-                .ok_or_else(|| err("no such CPU".into()))?
-        };
-        h.truth.add_all(&counts);
-        left -= done;
-        h.ops += done;
-        if let RunExit::Interrupt(lines) = exit {
-            storm = if done == 0 { storm + 1 } else { 0 };
-            if storm >= STORM_INTERRUPTS {
-                return Err(err(format!(
-                    "cpu {cpu}: {storm} interrupts in a row without an operation done: {lines:?} stays asserted after the host's handlers ran"
-                )));
+            let from: Vec<usize> = mine.iter().map(|&k| vcpus[k].vcpu).collect();
+            let (dest, moved, registers) = migrate(kvm, vm_ids[i], s, &from, step.partitioned)
+                .map_err(fail_run("migration"))?;
+            for (&k, new) in mine.iter().zip(moved) {
+                let old = std::mem::replace(&mut vcpus[k].vcpu, new);
+                vcpus[k].former.push(old);
             }
-            take_irq(kvm, cpu, h, lines, host_el)?;
+            let from_partitioned = migrated[i]
+                .last()
+                .map_or(s.pmu.as_ref().is_some_and(|p| p.attrs.partitioned), |m| {
+                    m.step.partitioned
+                });
+            migrated[i].push(Migrated {
+                step: step.clone(),
+                from_partitioned,
+                registers,
+            });
+            vm_ids[i] = dest;
         }
-    }
-    let after = unit_stats(kvm, cpu);
-    h.spe_unit.add_window(&before, &after);
-    Ok(())
-}
-
-/// The host's interrupt handlers on `cpu` for the asserted `lines`.
-fn take_irq(
-    kvm: &mut Kvm,
-    cpu: usize,
-    h: &mut HostCpu,
-    lines: IrqLines,
-    host_el: ExceptionLevel,
-) -> Result<()> {
-    let err = fail_run("host interrupt");
-    let m = kvm.machine();
-    let pe = m.pe_mut(cpu).ok_or_else(|| err("no such CPU".into()))?;
-    pe.exception_entry(host_el);
-    let mut c = m.cpu(cpu).ok_or_else(|| err("no such CPU".into()))?;
-    let mut handled = false;
-    if lines.pmbirq {
-        if let Some(d) = h.spe.as_mut() {
-            d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
-            h.pmbirqs += 1;
-            handled = true;
-        }
-    }
-    if lines.pmuirq {
-        if let Some(d) = h.pmu.as_mut() {
-            d.handle_irq(&mut c).map_err(|e| err(e.to_string()))?;
-            h.pmu_interrupts += 1;
-            handled = true;
-        }
-    }
-    if !handled {
-        return Err(err(format!(
-            "cpu {cpu}: an interrupt no host driver owns: {lines:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// The interrupts asserted on `cpu` between guest slices, taken by the host.
-fn host_irqs(kvm: &mut Kvm, cpu: usize, h: &mut HostCpu, host_el: ExceptionLevel) -> Result<()> {
-    let lines = kvm
-        .machine()
-        .pe(cpu)
-        .map(|p| p.irq_lines())
-        .unwrap_or_default();
-    if lines.any() {
-        let before = unit_stats(kvm, cpu);
-        take_irq(kvm, cpu, h, lines, host_el)?;
-        let after = unit_stats(kvm, cpu);
-        h.spe_unit.add_window(&before, &after);
     }
     Ok(())
 }
 
 /// Guest and host operations done so far.
-fn work_done(vcpus: &[Vcpu], host: &[HostCpu]) -> (u64, u64) {
+fn work_done(vcpus: &[Vcpu], host: &[HostCpu], code: &[Option<CodeVm>]) -> (u64, u64) {
     (
-        vcpus.iter().map(|v| v.kernel.ops_done()).sum(),
+        vcpus.iter().map(|v| v.work(code)).sum(),
         host.iter().map(|h| h.ops).sum(),
     )
 }
 
 /// What a wedged run was waiting for: every unfinished vCPU and host CPU
 /// with its operations and the interrupt lines of the CPUs.
-fn pending(kvm: &mut Kvm, setup: &Setup, vcpus: &[Vcpu], host: &[HostCpu], round: u64) -> String {
+fn pending(
+    kvm: &mut Kvm,
+    setup: &Setup,
+    vcpus: &[Vcpu],
+    host: &[HostCpu],
+    code: &[Option<CodeVm>],
+    round: u64,
+) -> String {
     let mut parts = vec![format!(
         "nothing ran for {STALL_ROUNDS} rounds (at round {round})"
     )];
     for (j, v) in vcpus.iter().enumerate() {
-        if !v.kernel.finished() {
-            parts.push(format!(
-                "{} vCPU {j} at {} operations{}",
-                setup.vms[v.vm].name,
-                v.kernel.ops_done(),
-                v.kernel
-                    .error()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            ));
+        if v.done(code) {
+            continue;
+        }
+        let name = &setup.vms[v.vm].name;
+        match (&v.guest, code[v.vm].as_ref()) {
+            (Guest::Kernel(k), _) => parts.push(format!(
+                "{name} vCPU {j} at {} operations{}",
+                k.ops_done(),
+                k.error().map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            (Guest::Code(n), Some(c)) => {
+                parts.push(format!("{name} vCPU {n}: image {}", c.describe()))
+            }
+            (Guest::Code(_), None) => {}
         }
     }
     for (cpu, h) in host.iter().enumerate() {
@@ -856,33 +845,4 @@ fn pending(kvm: &mut Kvm, setup: &Setup, vcpus: &[Vcpu], host: &[HostCpu], round
         }
     }
     parts.join("; ")
-}
-
-/// A workload seen through a tally of the events its operations cause.
-struct Tally<'a> {
-    inner: &'a mut dyn Workload,
-    counts: &'a mut EventCounts,
-}
-
-impl Workload for Tally<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn symbols(&self) -> &[Symbol] {
-        self.inner.symbols()
-    }
-    fn skip(&mut self, n: u64, counts: &mut EventCounts) {
-        let mut mine = EventCounts::default();
-        self.inner.skip(n, &mut mine);
-        self.counts.add_all(&mine);
-        counts.add_all(&mine);
-    }
-    fn step(&mut self) -> hyperprof_sim::op::Op {
-        let op = self.inner.step();
-        op.add_events(self.counts);
-        op
-    }
-    fn ops_until(&self, event: hyperprof_sim::event::Event, k: u64, limit: u64) -> u64 {
-        self.inner.ops_until(event, k, limit)
-    }
 }

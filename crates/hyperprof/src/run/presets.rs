@@ -32,6 +32,9 @@ fn vm(name: &str, workload: &str, ops: u64) -> VmSetup {
         ram_bytes: 64 << 20,
         memlock_bytes: 8 << 20,
         workload: workload.to_string(),
+        seed: None,
+        image: None,
+        migrations: Vec::new(),
         ops,
         vcpus: 1,
         pmu: None,
@@ -136,7 +139,7 @@ pub fn guest_spe(seed: u64, ops: u64, nvhe: bool) -> Setup {
         spe: Some(GuestSpeSetup {
             irq: 21,
             max_buffer_size: 1 << 20,
-            spe: spe_64k(),
+            spe: Some(spe_64k()),
         }),
         ..vm(name, workload, ops)
     };

@@ -76,6 +76,18 @@ impl Profile {
     /// another) of the domain `root` running `workload` at Exception level
     /// `el`, whose functions are `symbols`.
     pub fn of(data: &[u8], root: &str, workload: &str, el: u8, symbols: &[Symbol]) -> Profile {
+        Profile::of_levels(data, root, workload, &[el], symbols)
+    }
+
+    /// As [`Profile::of`], for a domain whose own code runs at any of the
+    /// Exception levels `els` (a guest kernel and its user space).
+    pub fn of_levels(
+        data: &[u8],
+        root: &str,
+        workload: &str,
+        els: &[u8],
+        symbols: &[Symbol],
+    ) -> Profile {
         let mut p = Profile::default();
         let mut per_function: std::collections::BTreeMap<String, u64> = Default::default();
         let mut lat: [LatencyHistogram; 4] = Default::default();
@@ -88,7 +100,7 @@ impl Profile {
                 }
             };
             p.records += 1;
-            p.foreign += u64::from(r.pc.is_none_or(|pc| pc.el != el));
+            p.foreign += u64::from(r.pc.is_none_or(|pc| !els.contains(&pc.el)));
             let name =
                 r.pc.and_then(|pc| function_of(symbols, pc.virtual_address()))
                     .unwrap_or("[unknown]");

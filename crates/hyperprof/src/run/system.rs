@@ -12,6 +12,7 @@ use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::spe::SpeStats;
 use hyperprof_spe::RecordDecoder;
 
+use super::code_report::{self, MigrationReport};
 use super::engine::{Invariant, Outcome};
 use super::profile::{ClassLatency, FunctionShare, Profile};
 use super::report::{event_name, Verdict};
@@ -136,6 +137,24 @@ pub struct VmReport {
     pub pinned_at_end_bytes: u64,
     /// The hypervisor's cost.
     pub hypervisor: HypervisorCost,
+    /// The image a code VM booted (`builtin:NAME` or its path); absent for
+    /// a workload VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// How a code VM's run ended: `powered-off`, `reset`, `wedged`,
+    /// `running` (its instruction budget ran out) or `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// Console bytes a code VM wrote (kept in `<vm>.console.txt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_bytes: Option<u64>,
+    /// Pieces of records a code VM handed over saying that records were
+    /// lost before them (its buffer filled while it could not drain it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_handovers: Option<u64>,
+    /// Its migrations, in round order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<MigrationReport>,
 }
 
 /// One host CPU.
@@ -378,6 +397,9 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
     // The VMs.
     let mut vms = Vec::new();
     let mut guest_records = 0;
+    // Records the SPE units wrote for code VMs that had not powered off
+    // and that they had not handed over.
+    let mut code_unhanded = 0;
     for vm in &o.vms {
         let v = &vm.setup;
         let mut data = Vec::new();
@@ -386,22 +408,24 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         let (mut spe_live, mut spe_trip_cost, mut spe_lp, mut pmu_lp) = (0u64, 0u64, 0u64, 0u64);
         let (mut pmu_irqs, mut spe_irqs, mut ops, mut bf) = (0, 0, 0, 0);
         for c in &vm.vcpus {
+            // A migrated vCPU's costs add up over every vCPU it has been.
+            for st in std::iter::once(&c.stats).chain(&c.former_stats) {
+                cost.entries += st.entries;
+                cost.loads += st.loads;
+                cost.trap_exits += st.trap_exits;
+                cost.pmu_trap_exits += st.pmu_trap_exits;
+                cost.irq_exits += st.irq_exits;
+                cost.pmu_live_loads += st.pmu_live_loads;
+                cost.pmu_switch_accesses += st.pmu_switch.total();
+                spe_live += st.live_trips;
+                spe_trip_cost += st.spe_switch_live.total();
+                spe_lp += st.spe_load_put.total();
+                pmu_lp += st.pmu_load_put.total();
+                pmu_irqs += st.pmu_virqs;
+                spe_irqs += st.virqs;
+            }
             data.extend_from_slice(&c.spe_data);
             unit.add_window(&SpeStats::default(), &c.spe_unit);
-            let st = &c.stats;
-            cost.entries += st.entries;
-            cost.loads += st.loads;
-            cost.trap_exits += st.trap_exits;
-            cost.pmu_trap_exits += st.pmu_trap_exits;
-            cost.irq_exits += st.irq_exits;
-            cost.pmu_live_loads += st.pmu_live_loads;
-            cost.pmu_switch_accesses += st.pmu_switch.total();
-            spe_live += st.live_trips;
-            spe_trip_cost += st.spe_switch_live.total();
-            spe_lp += st.spe_load_put.total();
-            pmu_lp += st.pmu_load_put.total();
-            pmu_irqs += st.pmu_virqs;
-            spe_irqs += st.virqs;
             ops += c.ops;
             bf += c.spe_buffer_full;
             if let Some(e) = &c.error {
@@ -415,12 +439,38 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         cost.spe_per_round_trip = per(spe_trip_cost, spe_live);
         cost.spe_per_load_put = per(spe_lp, cost.loads);
         cost.pmu_per_load_put = per(pmu_lp, cost.pmu_live_loads);
-        let p = Profile::of(&data, &v.name, &v.workload, 0, &vm.symbols);
+        // A workload runs at EL0; an image's code at EL1 and EL0.
+        let (workload, levels, where_) = match &v.image {
+            Some(image) => (image.label.clone(), &[0u8, 1][..], "EL0 or EL1"),
+            None => (v.workload.clone(), &[0u8][..], "EL0"),
+        };
+        let p = Profile::of_levels(&data, &v.name, &workload, levels, &vm.symbols);
         if p.foreign > 0 {
             problems.push((
                 Invariant::Isolation,
-                format!("{}: {} records not from the guest's EL0", v.name, p.foreign),
+                format!(
+                    "{}: {} records not from the guest's {where_}",
+                    v.name, p.foreign
+                ),
             ));
+        }
+        if let Some(c) = &vm.code {
+            // An image still running may hold records in its buffer, and
+            // one that said it lost records (FLAG_TRUNCATED) has accounted
+            // for them: either bounds the balance rather than breaking it.
+            // Records the VMM refused are lost.
+            if c.end != super::code_vm::CodeEnd::PoweredOff || c.truncations > 0 {
+                code_unhanded += unit.written.saturating_sub(p.records);
+            }
+            if c.refused_bytes > 0 {
+                problems.push((
+                    Invariant::Conservation,
+                    format!(
+                        "{}: the VMM's record store was full: {} bytes handed over were refused",
+                        v.name, c.refused_bytes
+                    ),
+                ));
+            }
         }
         if p.undecodable > 0 {
             problems.push((
@@ -444,7 +494,10 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         // A guest runs operations only at EL0: counts that include EL0 are
         // exactly its operations' events, others are 0, and so are events
         // the VM's filter denies.
-        let mut pmu = pmu_counts(&events, &parts, |_| true);
+        let mut pmu = match &vm.code {
+            Some(c) => code_report::code_pmu(c),
+            None => pmu_counts(&events, &parts, |_| true),
+        };
         let filters = v
             .pmu
             .as_ref()
@@ -457,17 +510,10 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         }
         vms.push(VmReport {
             name: v.name.clone(),
-            workload: v.workload.clone(),
+            workload,
             vcpus: vm.vcpus.len(),
             ops,
-            pmu_mode: v.pmu.as_ref().map(|g| {
-                if g.attrs.partitioned {
-                    "partitioned"
-                } else {
-                    "emulated"
-                }
-                .to_string()
-            }),
+            pmu_mode: code_report::final_pmu_mode(vm),
             spe: v.spe.map(|_| spe_report(&p, &unit, data.len() as u64, bf)),
             derived: derived(&pmu),
             pmu,
@@ -476,6 +522,14 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             pinned_peak_bytes: vm.pinned_peak,
             pinned_at_end_bytes: vm.pinned_at_end,
             hypervisor: cost,
+            image: v.image.as_ref().map(|i| i.name.clone()),
+            end: vm.code.as_ref().map(|c| c.end.name().to_string()),
+            console_bytes: vm
+                .code
+                .as_ref()
+                .map(|c| c.console.len() as u64 + c.console_dropped),
+            truncated_handovers: vm.code.as_ref().map(|c| c.truncations),
+            migrations: code_report::migrations(&vm.migrated),
         });
         stacks.push((v.name.clone(), p.stacks));
     }
@@ -486,13 +540,22 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         .iter()
         .filter_map(|h| h.spe_unit_total.map(|u| u.written))
         .sum();
-    if written != host_records + guest_records {
+    code_report::compare_twins(&mut vms, &mut problems);
+    // A code VM still running at the end may hold records in its buffer:
+    // at most what its unit wrote while it ran and it has not handed over.
+    let collected = host_records + guest_records;
+    if written < collected || written > collected + code_unhanded {
+        let held = if code_unhanded > 0 {
+            format!(
+                " (and at most {code_unhanded} held or dropped by images that are still \
+                 running or said they lost records)"
+            )
+        } else {
+            String::new()
+        };
         problems.push((
             Invariant::Conservation,
-            format!(
-                "{written} records written, {} collected by host and guests",
-                host_records + guest_records
-            ),
+            format!("{written} records written, {collected} collected by host and guests{held}"),
         ));
     }
     for (domain, counts) in
@@ -522,7 +585,7 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
                 ),
             ));
         }
-        if let Some(spe) = &v.spe {
+        if let (Some(spe), None) = (&v.spe, &v.image) {
             if spe.top_functions.iter().any(|f| f.function == "[unknown]") {
                 problems.push((
                     Invariant::Isolation,
@@ -696,9 +759,14 @@ pub fn render(r: &SystemReport) -> String {
         } else {
             "no SPE"
         };
+        let what = if v.image.is_some() {
+            "instructions"
+        } else {
+            "operations"
+        };
         let _ = writeln!(
             o,
-            "\n{} ({}, {} vCPU{}, {} operations; {mode} PMU, {spe})",
+            "\n{} ({}, {} vCPU{}, {} {what}; {mode} PMU, {spe})",
             v.name,
             v.workload,
             v.vcpus,
@@ -714,6 +782,7 @@ pub fn render(r: &SystemReport) -> String {
             );
         }
         render_pmu(&mut o, &v.pmu, &v.derived, v.pmu_interrupts);
+        code_report::render(&mut o, v);
         let c = &v.hypervisor;
         let _ = writeln!(
             o,
@@ -744,6 +813,8 @@ pub fn render(r: &SystemReport) -> String {
                 format!("  perf report --stdio --itrace=i1i -i {}", path.display())
             } else if a.ends_with(".elf") {
                 format!("  symbols: hyperprof perf-setup {dir}")
+            } else if a.ends_with(".console.txt") {
+                "  the guest's console output".to_string()
             } else if a.ends_with(".svg") {
                 "  flame graph, open in a browser".to_string()
             } else {

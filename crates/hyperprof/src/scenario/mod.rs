@@ -49,8 +49,15 @@ use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 use hyperprof_sim::workload::NAMES;
 
+mod guest_image;
+#[cfg(test)]
+mod image_tests;
+mod migrate;
 #[cfg(test)]
 mod tests;
+
+pub use guest_image::{image_bytes, image_label, DEFAULT_MAX_INSNS, MAX_BOOTARGS, MAX_IMAGE_BYTES};
+pub use migrate::MigrateSpec;
 
 /// The built-in default scenario, as TOML (`default.toml`).
 const DEFAULT_TEXT: &str = include_str!("default.toml");
@@ -127,6 +134,9 @@ pub struct Scenario {
     /// bare-metal run.
     #[serde(default, rename = "vm")]
     pub vms: Vec<VmSpec>,
+    /// Migrations of VMs during the run (`[[migrate]]` tables).
+    #[serde(default, rename = "migrate")]
+    pub migrations: Vec<MigrateSpec>,
 }
 
 /// `[run]`: how long the run is and how vCPUs are scheduled.
@@ -442,8 +452,26 @@ pub struct VmSpec {
     /// The VMM's RLIMIT_MEMLOCK in KiB; `None` for unlimited.
     #[serde(default, deserialize_with = "opt_int::<_, u64, 0, I64_MAX, 1>")]
     pub memlock_kib: Option<u64>,
-    /// The guest's user-space workload.
+    /// The guest's user-space workload (a Rust guest kernel runs it);
+    /// empty for a VM that boots an [`VmSpec::image`].
+    #[serde(default)]
     pub workload: String,
+    /// The image the VM boots instead of a workload: `builtin:NAME` or the
+    /// path of an ELF64 AArch64 file (relative to the scenario file).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The image's `/chosen/bootargs`.
+    #[serde(default)]
+    pub bootargs: Option<String>,
+    /// Instructions each vCPU of an image may retire before the run stops
+    /// it (default [`DEFAULT_MAX_INSNS`]).
+    #[serde(default, deserialize_with = "opt_int::<_, u64, 1, I64_MAX, 1>")]
+    pub max_insns: Option<u64>,
+    /// The seed of the VM's workload (default: derived from the scenario's
+    /// seed and the VM's place in the file), so that two VMs can run the
+    /// same operations.
+    #[serde(default, deserialize_with = "opt_int::<_, u64, 0, I64_MAX, 1>")]
+    pub seed: Option<u64>,
     /// vCPUs (1..=64; default 1).
     #[serde(
         default = "default_vcpus",
@@ -519,12 +547,21 @@ pub struct VmSpeSpec {
     /// SPU's own maximum.
     #[serde(default, deserialize_with = "int::<_, u64, 0, I64_MAX, 1>")]
     pub max_buffer_size: u64,
-    /// The guest driver's sampling interval (as [`SpeSessionSpec::interval`]).
-    #[serde(deserialize_with = "int::<_, u32, INTERVAL_STEP, INTERVAL_MAX, INTERVAL_STEP>")]
-    pub interval: u32,
-    /// The guest driver's buffer per vCPU in KiB (a multiple of 4).
-    #[serde(deserialize_with = "int::<_, u64, BUFFER_KIB_STEP, BUFFER_KIB_MAX, BUFFER_KIB_STEP>")]
-    pub buffer_kib: u64,
+    /// The guest driver's sampling interval (as [`SpeSessionSpec::interval`]);
+    /// required for a workload VM, absent for an image (which runs its
+    /// own driver).
+    #[serde(
+        default,
+        deserialize_with = "opt_int::<_, u32, INTERVAL_STEP, INTERVAL_MAX, INTERVAL_STEP>"
+    )]
+    pub interval: Option<u32>,
+    /// The guest driver's buffer per vCPU in KiB (a multiple of 4); as
+    /// `interval`.
+    #[serde(
+        default,
+        deserialize_with = "opt_int::<_, u64, BUFFER_KIB_STEP, BUFFER_KIB_MAX, BUFFER_KIB_STEP>"
+    )]
+    pub buffer_kib: Option<u64>,
 }
 
 fn default_spe_irq() -> u32 {
@@ -829,12 +866,13 @@ impl SpeSessionSpec {
 }
 
 impl VmSpeSpec {
-    /// The guest driver's session: the same keys as the host's.
-    pub fn session(&self) -> SpeSessionSpec {
-        SpeSessionSpec {
-            interval: self.interval,
-            buffer_kib: self.buffer_kib,
-        }
+    /// The guest driver's session, the same keys as the host's; `None`
+    /// for a VM that boots an image (its own driver chooses).
+    pub fn session(&self) -> Option<SpeSessionSpec> {
+        Some(SpeSessionSpec {
+            interval: self.interval?,
+            buffer_kib: self.buffer_kib?,
+        })
     }
 }
 
@@ -910,8 +948,9 @@ impl Scenario {
             Err(e) => return Err(syntax_error(text, path, &e)),
         };
         let index = SpanIndex::new(&tree);
-        let scenario: Scenario =
+        let mut scenario: Scenario =
             toml::from_str(text).map_err(|e| shape_error(text, path, &index, &e))?;
+        scenario.resolve_image_paths(path);
         scenario.check().map_err(|(field, kind)| {
             let at = index.locate(&field).map(|off| line_col(text, off));
             ScenarioError {
@@ -1108,6 +1147,14 @@ pub enum ErrorKind {
     Impossible {
         /// Why, and what would fix it.
         reason: String,
+    },
+    /// An image a VM names cannot be read or loaded.
+    #[error("image {image}: {why}")]
+    Image {
+        /// The image as named (`builtin:NAME` or its path).
+        image: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// Any other deserialization error.
     #[error("invalid value: {message}")]
@@ -1729,7 +1776,8 @@ impl Scenario {
         self.check_run()?;
         self.check_machine()?;
         self.check_host()?;
-        self.check_vms()
+        self.check_vms()?;
+        self.check_migrations()
     }
 
     fn check_run(&self) -> Result<(), Violation> {
@@ -1795,9 +1843,16 @@ impl Scenario {
         // Memory: the VMs' RAM and the host's SPE buffers come out of the
         // machine's RAM, which also holds the host's tables.
         let ram = m.ram_mib << 20;
+        // A migration's destination is a new VM with the RAM of the one
+        // that moves (the source's is not given back to the machine).
+        let destinations = self
+            .migrations
+            .iter()
+            .filter_map(|m| self.vms.iter().find(|v| v.name == m.vm));
         let vm_ram: u64 = self
             .vms
             .iter()
+            .chain(destinations)
             .map(VmSpec::ram_bytes)
             .fold(0, u64::saturating_add);
         let spe_cpus = m
@@ -1813,6 +1868,11 @@ impl Scenario {
             .map_or(0, |s| s.buffer_bytes().saturating_mul(spe_cpus));
         let need = vm_ram.saturating_add(host_buffers);
         if need >= ram {
+            let moves = if self.migrations.is_empty() {
+                ""
+            } else {
+                ", with a destination VM per migration"
+            };
             let buffers = if host_buffers == 0 {
                 String::new()
             } else {
@@ -1821,8 +1881,8 @@ impl Scenario {
             return Err(impossible(
                 "machine.ram_mib",
                 format!(
-                    "{} of RAM cannot hold the VMs' RAM ({}){buffers} and leave room for the \
-                     host",
+                    "{} of RAM cannot hold the VMs' RAM ({}{moves}){buffers} and leave room \
+                     for the host",
                     bytes(ram),
                     bytes(vm_ram),
                 ),
@@ -2070,8 +2130,8 @@ impl Scenario {
             if let Some(k) = vm.memlock_kib {
                 check_int(format!("{at}.memlock_kib"), k, 0, I64_MAX, 1)?;
             }
-            check_workload(format!("{at}.workload"), &vm.workload, false)?;
             check_int(format!("{at}.vcpus"), vm.vcpus.into(), 1, VCPUS_MAX_I, 1)?;
+            self.check_vm_guest(&at, vm)?;
             if let Some(pmu) = &vm.pmu {
                 self.check_vm_pmu(&format!("{at}.pmu"), pmu)?;
             }
@@ -2263,8 +2323,13 @@ impl Scenario {
         } else {
             own
         };
-        self.check_session(at, spe.interval, spe.buffer_kib, &mine)?;
-        let buffer = spe.session().buffer_bytes();
+        let Some(session) = spe.session() else {
+            // A VM that boots an image: its own driver picks the session
+            // (check_vm_guest refused the keys there).
+            return Ok(());
+        };
+        self.check_session(at, session.interval, session.buffer_kib, &mine)?;
+        let buffer = session.buffer_bytes();
         if max != 0 && buffer > max {
             return Err(impossible(
                 format!("{at}.buffer_kib"),

@@ -204,6 +204,9 @@ const ALL_KEYS: &[&str] = &[
     "vm[].ram_mib",
     "vm[].memlock_kib",
     "vm[].workload",
+    "vm[].image",
+    "vm[].bootargs",
+    "vm[].max_insns",
     "vm[].vcpus",
     "vm[].pmu.mode",
     "vm[].pmu.nr_counters",
@@ -218,8 +221,18 @@ const ALL_KEYS: &[&str] = &[
     "vm[].pmu.events[].period",
     "vm[].spe.irq",
     "vm[].spe.max_buffer_size",
+];
+
+/// Keys the default cannot set (they do not apply to its VMs, or it has
+/// no migration): it documents each in a comment that writes `KEY =`.
+const DOCUMENTED_KEYS: &[&str] = &[
+    "vm[].seed",
     "vm[].spe.interval",
     "vm[].spe.buffer_kib",
+    "migrate[].vm",
+    "migrate[].round",
+    "migrate[].pmu",
+    "migrate[].twin",
 ];
 
 /// The keys set in `text`, with array indices as `[]`.
@@ -260,6 +273,16 @@ fn default_text_sets_and_documents_every_key() {
     let keys = keys_of(text);
     for k in ALL_KEYS {
         assert!(keys.contains(*k), "the default does not set {k}");
+    }
+    for k in DOCUMENTED_KEYS {
+        let leaf = k.rsplit('.').next().unwrap_or(k);
+        let leaf = leaf.rsplit(']').next().unwrap_or(leaf);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with('#') && l.contains(&format!("{leaf} ="))),
+            "the default does not document {k}"
+        );
+        assert!(!keys.contains(*k), "the default sets {k}");
     }
     // Nothing else but the tables that hold them.
     for k in &keys {
@@ -529,7 +552,7 @@ fn unknown_key_lists_the_accepted_keys() {
     assert_eq!(e.line, Some(3));
     assert!(
         e.to_string().ends_with(
-            "unknown key \"seeds\"; accepted keys here: name, seed, run, machine, host, vm"
+            "unknown key \"seeds\"; accepted keys here: name, seed, run, machine, host, vm, migrate"
         ),
         "{e}"
     );
@@ -1292,30 +1315,30 @@ fn conversions_build_the_machine_and_the_drivers_inputs() {
     assert!(m.pes.iter().all(|p| p.fgt && p.pmu.counters == 8));
     assert_eq!(m.pes.iter().filter(|p| p.spe.is_some()).count(), 2);
     assert_eq!(m.pes[0].pmu.version, PmuVer::V3p5);
-    let e = s.vms[0].pmu.as_ref().map(|p| p.events[3].event_spec());
+    let e = s.vms[1].pmu.as_ref().map(|p| p.events[2].event_spec());
     assert_eq!(
         e,
         Some(EventSpec {
-            event: 0x03,
+            event: 0x37,
             filter: Filter {
                 el0: true,
                 el1: false,
                 el2: true
             },
-            period: Some(200_000)
+            period: Some(500_000)
         })
     );
     assert_eq!(
         s.host.spe.as_ref().map(|h| h.buffer_bytes()),
         Some(256 << 10)
     );
-    assert_eq!(
-        s.vms[0]
-            .spe
-            .as_ref()
-            .map(|v| v.session().session_config().interval),
-        Some(1024)
-    );
+    // "web" boots an image, whose own driver picks its session.
+    assert!(s.vms[0].is_code() && !s.vms[1].is_code());
+    assert!(s.vms[0]
+        .image
+        .as_deref()
+        .is_some_and(|i| i.starts_with("builtin:")));
+    assert_eq!(s.vms[0].spe.as_ref().map(|v| v.session()), Some(None));
     assert_eq!(
         s.machine.host_mode.kvm_mode(),
         hyperprof_kvm::vm::HostMode::Vhe

@@ -230,7 +230,10 @@ fn write_row(r: &Record, cpu: u32, symbols: &Symbols, w: &mut RowWriter<'_>) {
     let p = op.payload;
     let pc = r.pc.map(|pc| pc.virtual_address());
     let el = r.pc.map_or(0, |pc| i64::from(pc.el));
-    let symbol = pc.and_then(|a| symbols.name(a)).unwrap_or("");
+    // Looked up where perf looks it up (an EL1 PC is a kernel address).
+    let symbol =
+        r.pc.and_then(|pc| symbols.name(crate::perf::perf_ip(&pc)))
+            .unwrap_or("");
     let events = r.events.unwrap_or(0);
     let context = r.context_el1.or(r.context_el2).map(u64::from);
     let lat = |l: Option<u16>| l.map_or(0, i64::from);
