@@ -130,6 +130,8 @@ impl CodeVm {
             bootargs: image.bootargs.clone(),
             pmu,
             spe,
+            // As `hyperprof boot`: every code VM has QEMU virt's GICv3.
+            gic: Some(hyperprof_board::map::GicLayout::VIRT),
         };
         let board = BoardVm::boot(kvm, vm, ram_bytes, vcpus, &image.bytes, &opts)
             .map_err(|e| format!("image {}: {e}", image.name))?;
