@@ -67,6 +67,10 @@ impl Kvm {
             // Userspace completed the access: KVM_RUN finishes the load.
             Self::complete_mmio(code, &m);
         }
+        // The entry is an exception return from EL2, which clears the
+        // local exclusive monitor: a LDXR before the exit cannot pair with
+        // a STXR after it, whatever other vCPUs stored in between.
+        code.cpu.clear_exclusive();
         let mut g = GuestCpu {
             kvm: self,
             vcpu,
