@@ -5,11 +5,13 @@
 //! scheduler gives vCPU threads their turns: each round runs up to one
 //! vCPU per physical CPU for a slice, continuing the rotation where the
 //! last round stopped, so every runnable vCPU gets a slice before any gets
-//! a second one. Each full pass over the runnable vCPUs (a lap) shifts the
-//! CPUs they are placed on by one, so that vCPUs move between physical
-//! CPUs even when there are as many CPUs as vCPUs. The schedule depends
-//! on nothing but the round number and which vCPUs can run: two runs of
-//! the same guest are scheduled alike.
+//! a second one. A vCPU's CPU is its index plus the number of full passes
+//! over the runnable vCPUs so far (laps), modulo the CPUs; when another
+//! vCPU of the round already has that CPU it takes the next free one. The
+//! shift at every lap moves vCPUs between physical CPUs even when there
+//! are as many CPUs as vCPUs. The schedule depends on nothing but the
+//! round number and which vCPUs can run: two runs of the same guest are
+//! scheduled alike.
 
 /// Where the vCPUs of round `round` run: `(vCPU, physical CPU)` pairs,
 /// one per CPU at most, for the `runnable` vCPUs (their indices, in the
@@ -23,10 +25,17 @@ pub(crate) fn placements(round: u64, cpus: usize, runnable: &[usize]) -> Vec<(us
     // Slices handed out before this round, and the laps they made.
     let first = round.wrapping_mul(k);
     let lap = first / n;
+    let mut taken = vec![false; cpus];
     (0..k)
         .map(|j| {
             let vcpu = runnable[((first + j) % n) as usize];
-            let cpu = ((j + lap) % cpus as u64) as usize;
+            let preferred = ((vcpu as u64 + lap) % cpus as u64) as usize;
+            // At most k - 1 <= cpus - 1 CPUs are taken: one is free.
+            let cpu = (0..cpus)
+                .map(|d| (preferred + d) % cpus)
+                .find(|&c| !taken[c])
+                .unwrap_or(preferred);
+            taken[cpu] = true;
             (vcpu, cpu)
         })
         .collect()
@@ -84,6 +93,7 @@ mod tests {
         assert_eq!(placements(2, 2, &all), [(0, 1), (1, 0)]);
         // Only the runnable vCPUs are placed.
         assert_eq!(placements(0, 2, &[2]), [(2, 0)]);
+        assert_eq!(placements(1, 2, &[2]), [(2, 1)]);
         assert!(placements(5, 2, &[]).is_empty());
     }
 }
