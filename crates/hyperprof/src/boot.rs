@@ -27,7 +27,7 @@ use hyperprof_board::vm::{BoardVm, BootOptions, VmState, VmmStats};
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Kvm, PmuSetup, VcpuStats, VmConfig};
 use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{AccessStats, PeConfig, CNTFRQ};
+use hyperprof_sim::pe::{AccessStats, CodeContext, PeConfig, CNTFRQ};
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 use serde::Serialize;
@@ -113,7 +113,10 @@ pub enum BootEnd {
     Reset,
     /// `--max-insns` ran out.
     Budget,
-    /// The guest waits for an interrupt that can never come.
+    /// The guest can never make progress: every vCPU that is on waits for
+    /// an interrupt that can never come or takes the same exception at its
+    /// own exception vector again and again ([`BootOutcome::wedged`] says
+    /// which).
     Wedged,
 }
 
@@ -138,6 +141,8 @@ pub struct VcpuRun {
 pub struct BootOutcome {
     /// How the guest's run ended.
     pub end: BootEnd,
+    /// Why the guest is wedged, when it is.
+    pub wedged: Option<String>,
     /// Instructions the guest retired.
     pub insns: u64,
     /// Wall-clock seconds of the run.
@@ -356,11 +361,18 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         })
         .collect();
     let mut last_cpu: Vec<Option<usize>> = vec![None; vcpus.len()];
+    // Where each vCPU is caught in an exception loop, as of its last slice.
+    let mut looping: Vec<Option<ExceptionLoop>> = vec![None; vcpus.len()];
+    let waiting = "every vCPU that is on waits for an interrupt, and nothing can raise one";
+    let mut wedged = None;
     let end = loop {
         match board.state() {
             VmState::PoweredOff => break BootEnd::PowerOff,
             VmState::Reset => break BootEnd::Reset,
-            VmState::Wedged => break BootEnd::Wedged,
+            VmState::Wedged => {
+                wedged = Some(waiting.to_string());
+                break BootEnd::Wedged;
+            }
             VmState::Running => {}
         }
         if insns >= args.max_insns {
@@ -370,6 +382,21 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         if runnable.is_empty() {
             // Every vCPU that is on is idle with no interrupt to come (the
             // board says so first; this guards the loop all the same).
+            wedged = Some(waiting.to_string());
+            break BootEnd::Wedged;
+        }
+        // A vCPU in an exception loop changes nothing but its own counts;
+        // while another can run, that one might still rewrite its vectors.
+        if runnable.iter().all(|&i| looping[i].is_some()) {
+            let (i, l) = runnable
+                .iter()
+                .find_map(|&i| looping[i].map(|l| (i, l)))
+                .unwrap_or_default();
+            wedged = Some(format!(
+                "vCPU {i} takes an exception at its own vector {:#x} (ESR_EL1 {:#x}) again \
+                 and again, and every other vCPU that is on waits",
+                l.pc, l.esr
+            ));
             break BootEnd::Wedged;
         }
         for (cpu, h) in host.iter_mut().enumerate() {
@@ -385,6 +412,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
                 .map_err(|e| usage(format!("load: {e}")))?;
             let slice = args.slice.min(args.max_insns - insns);
             let r = board.run_vcpu(&mut kvm, i, slice);
+            looping[i] = board.context(i).and_then(exception_loop);
             kvm.put(vcpu)
                 .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
             let out = board.take_console();
@@ -479,6 +507,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     let busiest = kvm.machine().pes().iter().map(|p| p.cycles()).max();
     Ok(BootOutcome {
         end,
+        wedged,
         insns,
         seconds: started.elapsed().as_secs_f64(),
         machine_seconds: busiest.unwrap_or(0) as f64 / CNTFRQ as f64,
@@ -489,6 +518,37 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         problems,
         rounds,
         wrote,
+    })
+}
+
+/// A vCPU stuck taking one exception forever.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExceptionLoop {
+    /// The vector, which is also the faulting instruction.
+    pc: u64,
+    /// The syndrome of the exception.
+    esr: u64,
+}
+
+/// The offset in the vector table of a synchronous exception from EL1
+/// using SP_EL1, where every exception taken at EL1h goes.
+const SYNC_CURRENT_SPX: u64 = 0x200;
+
+/// Whether `ctx` is caught in an exception loop: its last exception was
+/// taken from the first instruction of the vector it was taken to (a
+/// synchronous exception at EL1h, whose preferred return is the faulting
+/// instruction: ELR_EL1 equals the PC). Taking it masked every interrupt
+/// and left the registers as they were, so the vector faults the same way
+/// each time: nothing but another CPU's store can get it out.
+fn exception_loop(ctx: &CodeContext) -> Option<ExceptionLoop> {
+    use hyperprof_a64::cpu::regs;
+    let c = &ctx.cpu;
+    let vbar = c.read_sysreg(regs::VBAR_EL1)? & !0x7FF;
+    let elr = c.read_sysreg(regs::ELR_EL1)?;
+    let pc = c.pc();
+    (c.el() == 1 && pc == elr && pc == vbar.wrapping_add(SYNC_CURRENT_SPX)).then(|| ExceptionLoop {
+        pc,
+        esr: c.read_sysreg(regs::ESR_EL1).unwrap_or(0),
     })
 }
 
@@ -558,6 +618,9 @@ impl BootOutcome {
             "boot: {:?} after {} instructions in {:.2} s ({:.1} MIPS), {} rounds\n",
             self.end, self.insns, self.seconds, mips, self.rounds
         );
+        if let Some(why) = &self.wedged {
+            s += &format!("wedged: {why}\n");
+        }
         let loads: u64 = self.vcpus.iter().map(|r| r.stats.loads).sum();
         let migrations: u64 = self.vcpus.iter().map(|r| r.migrations).sum();
         s += &format!(
@@ -615,6 +678,7 @@ impl BootOutcome {
         let v = &self.vcpu;
         serde_json::json!({
             "end": self.end,
+            "wedged": self.wedged,
             "instructions": self.insns,
             "seconds": self.seconds,
             "machine_seconds": self.machine_seconds,

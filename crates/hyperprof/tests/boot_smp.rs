@@ -259,3 +259,33 @@ fn an_smp_guest_whose_cpus_all_wait_for_nothing_is_wedged() {
     assert_eq!(v["exits"]["idle"], 2);
     assert_eq!(v["vcpus"][1]["instructions"], 1);
 }
+
+#[test]
+fn a_guest_that_faults_at_its_own_vector_forever_is_wedged() {
+    let dir = scratch("exception_loop");
+    // The vectors 2 KiB past the code, in zeroed RAM: the UDF #0 there
+    // (0x00000000) faults to the very vector it is at.
+    let words = [
+        0x1000_4000, // adr x0, . + 0x800
+        0xD518_C000, // msr vbar_el1, x0
+        0xD503_3FDF, // isb
+        0x0000_0000, // udf #0
+    ];
+    let image = dir.join("loop.bin");
+    std::fs::write(&image, code(&words)).unwrap();
+    for n in ["1", "2"] {
+        let o = boot(&[image.to_str().unwrap(), "--smp", n]);
+        assert_eq!(o.status.code(), Some(3), "--smp {n}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.starts_with("boot: Wedged after"), "--smp {n}: {err}");
+        // RAM at 0x4000_0000, raw images at + 0x80000: the vector is at
+        // 0x4008_0800 + 0x200; UDF's syndrome is EC 0, IL 1.
+        assert!(
+            err.contains(
+                "wedged: vCPU 0 takes an exception at its own vector 0x40080a00 \
+                 (ESR_EL1 0x2000000) again and again"
+            ),
+            "--smp {n}: {err}"
+        );
+    }
+}
