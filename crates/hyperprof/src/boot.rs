@@ -137,6 +137,30 @@ pub struct VcpuRun {
     pub stats: VcpuStats,
 }
 
+impl VcpuRun {
+    fn new(mpidr: u64) -> VcpuRun {
+        VcpuRun {
+            mpidr,
+            insns: 0,
+            slices: 0,
+            migrations: 0,
+            cpus: Vec::new(),
+            stats: VcpuStats::default(),
+        }
+    }
+
+    /// Counts a slice on `cpu`, after one on `last` (if it had one).
+    fn slice_on(&mut self, cpu: usize, last: Option<usize>) {
+        self.slices += 1;
+        if last.is_some_and(|c| c != cpu) {
+            self.migrations += 1;
+        }
+        if let Err(at) = self.cpus.binary_search(&cpu) {
+            self.cpus.insert(at, cpu);
+        }
+    }
+}
+
 /// What a boot measured.
 pub struct BootOutcome {
     /// How the guest's run ended.
@@ -351,14 +375,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     let mut rounds = 0u64;
     let mut insns = 0u64;
     let mut runs: Vec<VcpuRun> = (0..vcpus.len())
-        .map(|i| VcpuRun {
-            mpidr: board.context(i).map_or(0, |c| c.mpidr),
-            insns: 0,
-            slices: 0,
-            migrations: 0,
-            cpus: Vec::new(),
-            stats: VcpuStats::default(),
-        })
+        .map(|i| VcpuRun::new(board.context(i).map_or(0, |c| c.mpidr)))
         .collect();
     let mut last_cpu: Vec<Option<usize>> = vec![None; vcpus.len()];
     // Where each vCPU is caught in an exception loop, as of its last slice.
@@ -421,14 +438,8 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
                 .and_then(|_| console.flush())
                 .map_err(|e| Error::io("<stdout>", e))?;
             let run = &mut runs[i];
-            run.slices += 1;
-            if last_cpu[i].is_some_and(|c| c != cpu) {
-                run.migrations += 1;
-            }
+            run.slice_on(cpu, last_cpu[i]);
             last_cpu[i] = Some(cpu);
-            if let Err(at) = run.cpus.binary_search(&cpu) {
-                run.cpus.insert(at, cpu);
-            }
             match r {
                 Ok(n) => {
                     insns += n;
