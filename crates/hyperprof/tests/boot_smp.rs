@@ -289,3 +289,40 @@ fn a_guest_that_faults_at_its_own_vector_forever_is_wedged() {
         );
     }
 }
+
+#[test]
+fn a_secondary_can_reset_the_system_while_the_boot_cpu_spins() {
+    let dir = scratch("smp_reset");
+    let words = [
+        0xD280_0060, // movz x0, #0x3
+        0xF2B8_8000, // movk x0, #0xc400, lsl #16: CPU_ON (SMC64)
+        0xD280_0021, // mov x1, #1
+        0x1000_00A2, // adr x2, secondary (5 instructions on)
+        0xD280_0003, // mov x3, #0
+        0xD400_0002, // hvc #0
+        0x1400_0000, // b . (spins until the secondary ends the run)
+        0xD503_201F, // nop
+        0xD280_0120, // secondary: movz x0, #0x9
+        0xF2B0_8000, // movk x0, #0x8400, lsl #16: SYSTEM_RESET
+        0xD400_0002, // hvc #0
+        0x1400_0000, // b .
+    ];
+    let image = dir.join("reset.bin");
+    std::fs::write(&image, code(&words)).unwrap();
+    let o = boot(&[image.to_str().unwrap(), "--smp", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("boot: Reset after"),
+        "{}",
+        stderr(&o)
+    );
+    // With one vCPU the CPU_ON fails and the boot CPU spins until the
+    // instruction budget runs out.
+    let o = boot(&[image.to_str().unwrap(), "--max-insns", "1000000"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("boot: Budget after"),
+        "{}",
+        stderr(&o)
+    );
+}
