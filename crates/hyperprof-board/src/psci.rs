@@ -148,11 +148,13 @@ pub fn call(x: [u64; 4], vcpus: &[(u64, PowerState)]) -> Outcome {
                 .iter()
                 .filter(|(m, _)| m & mask == target)
                 .map(|(_, s)| *s);
-            let mut answer = AFFINITY_OFF;
+            // No vCPU with that affinity: KVM answers INVALID_PARAMETERS.
+            let mut answer = INVALID_PARAMETERS;
             for s in states {
                 match s {
                     PowerState::On => return Outcome::Return(AFFINITY_ON),
                     PowerState::OnPending => answer = AFFINITY_ON_PENDING,
+                    PowerState::Off if answer == INVALID_PARAMETERS => answer = AFFINITY_OFF,
                     PowerState::Off => {}
                 }
             }
@@ -272,7 +274,7 @@ mod tests {
         let ai = |t, l| call([(AFFINITY_INFO | SMC64) as u64, t, l, 0], &TWO);
         assert_eq!(ai(0, 0), Outcome::Return(AFFINITY_ON));
         assert_eq!(ai(1, 0), Outcome::Return(AFFINITY_OFF));
-        assert_eq!(ai(0x100, 0), Outcome::Return(AFFINITY_OFF));
+        assert_eq!(ai(0x100, 0), Outcome::Return(INVALID_PARAMETERS));
         assert_eq!(ai(1, 1), Outcome::Return(AFFINITY_ON));
         assert_eq!(ai(1, 4), Outcome::Return(INVALID_PARAMETERS));
     }

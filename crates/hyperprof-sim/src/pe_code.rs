@@ -115,7 +115,8 @@ impl std::fmt::Debug for CodeContext {
 /// Why [`Pe::run_code`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeStop {
-    /// The budget of instructions ran out.
+    /// The budget of instructions ran out, or the code took exceptions for
+    /// a whole chunk of it without retiring an instruction.
     Budget,
     /// A profiling unit's interrupt line is asserted: EL2's business.
     Interrupt(IrqLines),
@@ -922,10 +923,17 @@ impl Pe {
                 el: ctx.cpu.el(),
                 gic_access: false,
             };
+            let taken = ctx.cpu.exceptions_taken();
             let exit = ctx.cpu.run(&mut bus, chunk);
             bus.flush(true);
             *done += bus.total;
             match exit {
+                // The engine spent its budget taking exceptions and retired
+                // nothing (a vector that faults on itself): give the PE
+                // back rather than go round here for ever.
+                a64::Exit::Budget if bus.total == 0 && ctx.cpu.exceptions_taken() > taken => {
+                    return CodeStop::Budget
+                }
                 a64::Exit::Budget | a64::Exit::Hint => {}
                 a64::Exit::El2(e) => return CodeStop::El2(e),
                 a64::Exit::Wfi => return CodeStop::Wfi,

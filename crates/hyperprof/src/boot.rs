@@ -2,20 +2,33 @@
 //! real AArch64 image on the A64 engine under the hypervisor, beside a host
 //! that keeps running (and profiling) on every CPU.
 //!
+//! The VM has `--smp` vCPUs (vCPU 0 boots, the others wait for PSCI
+//! CPU_ON) and the machine `--cpus` physical CPUs. Each round the host runs
+//! a slice on every CPU, then the vCPUs that can run take turns on the
+//! CPUs by the round-robin of [`schedule`], each loaded on its CPU, run
+//! for a slice and put: every load, put, entry and exit is the
+//! hypervisor's world switch, so a vCPU's PMU and SPE state follow it
+//! from CPU to CPU. vCPUs that are off or wait for an interrupt are not
+//! run; when every vCPU that is on waits and nothing can wake it, the VM
+//! is wedged.
+//!
 //! The guest's console goes to the writer the caller gives (stdout for the
 //! command) as it is written; what the run measured comes back as a
 //! [`BootOutcome`] for the summary and the JSON report.
+
+mod schedule;
 
 use std::io::Write;
 use std::time::Instant;
 
 use hyperprof_arch::{ExceptionLevel, PmsVer, PmuVer};
+use hyperprof_board::map::max_redistributors;
 use hyperprof_board::vm::{BoardVm, BootOptions, VmState, VmmStats};
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vgic::VgicStats;
 use hyperprof_kvm::vm::{Kvm, PmuSetup, VcpuStats, VmConfig};
 use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{AccessStats, PeConfig};
+use hyperprof_sim::pe::{AccessStats, CodeContext, PeConfig, CNTFRQ};
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 use serde::Serialize;
@@ -29,13 +42,14 @@ use crate::run::presets::host_events;
 
 /// The images built into the binary (guests/images, built from guests/
 /// by `make -C guests`).
-pub const BUILTIN_IMAGES: [(&str, &[u8]); 3] = [
+pub const BUILTIN_IMAGES: [(&str, &[u8]); 4] = [
     ("hello", include_bytes!("../../../guests/images/hello.bin")),
     (
         "selftest",
         include_bytes!("../../../guests/images/selftest.bin"),
     ),
     ("spin", include_bytes!("../../../guests/images/spin.bin")),
+    ("smp", include_bytes!("../../../guests/images/smp.bin")),
 ];
 
 /// The guest PMU a boot gives its vCPU.
@@ -79,6 +93,15 @@ pub struct BootArgs {
     /// Where to write the host's profile (`host.perf.data` and its symbol
     /// files), if anywhere.
     pub out: Option<std::path::PathBuf>,
+    /// vCPUs of the VM (`--smp`): vCPU 0 boots, the others wait for PSCI
+    /// CPU_ON. 1 to [`max_redistributors`].
+    pub smp: usize,
+    /// Physical CPUs of the machine (`--cpus`), 1 to [`MAX_CPUS`]: each
+    /// runs the host and, by the schedule, vCPUs.
+    pub cpus: usize,
+    /// Guest instructions per slice (`--slice`): a vCPU is loaded on a
+    /// CPU, runs at most this many, and is put.
+    pub slice: u64,
 }
 
 /// How the guest's run ended.
@@ -91,22 +114,73 @@ pub enum BootEnd {
     Reset,
     /// `--max-insns` ran out.
     Budget,
-    /// The guest waits for an interrupt that can never come.
+    /// The guest can never make progress: every vCPU that is on waits for
+    /// an interrupt that can never come or takes the same exception at its
+    /// own exception vector again and again ([`BootOutcome::wedged`] says
+    /// which).
     Wedged,
+}
+
+/// What one vCPU did under the schedule.
+#[derive(Clone, Debug)]
+pub struct VcpuRun {
+    /// Its MPIDR_EL1 affinity.
+    pub mpidr: u64,
+    /// Instructions it retired.
+    pub insns: u64,
+    /// Slices it was given (each a load, a run and a put).
+    pub slices: u64,
+    /// Slices that loaded it on another CPU than its previous slice.
+    pub migrations: u64,
+    /// The physical CPUs it ran on, ascending.
+    pub cpus: Vec<usize>,
+    /// The hypervisor's counts for it.
+    pub stats: VcpuStats,
+}
+
+impl VcpuRun {
+    fn new(mpidr: u64) -> VcpuRun {
+        VcpuRun {
+            mpidr,
+            insns: 0,
+            slices: 0,
+            migrations: 0,
+            cpus: Vec::new(),
+            stats: VcpuStats::default(),
+        }
+    }
+
+    /// Counts a slice on `cpu`, after one on `last` (if it had one).
+    fn slice_on(&mut self, cpu: usize, last: Option<usize>) {
+        self.slices += 1;
+        if last.is_some_and(|c| c != cpu) {
+            self.migrations += 1;
+        }
+        if let Err(at) = self.cpus.binary_search(&cpu) {
+            self.cpus.insert(at, cpu);
+        }
+    }
 }
 
 /// What a boot measured.
 pub struct BootOutcome {
     /// How the guest's run ended.
     pub end: BootEnd,
+    /// Why the guest is wedged, when it is.
+    pub wedged: Option<String>,
     /// Instructions the guest retired.
     pub insns: u64,
     /// Wall-clock seconds of the run.
     pub seconds: f64,
-    /// The hypervisor's counts for the vCPU.
+    /// Seconds of the machine's time the run took: the cycles of its
+    /// busiest CPU at the generic counter's frequency.
+    pub machine_seconds: f64,
+    /// The hypervisor's counts, summed over the vCPUs.
     pub vcpu: VcpuStats,
-    /// What the vGIC counted for the vCPU.
+    /// What the vGIC counted summed over the vCPUs.
     pub gic: VgicStats,
+    /// Each vCPU's part, in the VM's order.
+    pub vcpus: Vec<VcpuRun>,
     /// The VMM's counts.
     pub vmm: VmmStats,
     /// Host CPUs.
@@ -127,12 +201,15 @@ pub struct BootOutcome {
 
 /// Host operations per CPU between two guest slices.
 const HOST_SLICE: u64 = 20_000;
-/// Guest instructions per slice (then the vCPU is put and may move).
-const GUEST_SLICE: u64 = 2_000_000;
+/// Guest instructions per slice when `--slice` is not given (then the
+/// vCPU is put and may move).
+pub const DEFAULT_SLICE: u64 = 2_000_000;
 /// SPE_MAX_BUFFER_SIZE when `--spe-max-buffer` is not given.
 pub const DEFAULT_SPE_MAX_BUFFER: u64 = 4 << 20;
-/// CPUs of the machine: the vCPU moves between them each slice.
-const CPUS: usize = 2;
+/// Physical CPUs when `--cpus` is not given.
+pub const DEFAULT_CPUS: usize = 2;
+/// The most physical CPUs a boot's machine has.
+pub const MAX_CPUS: usize = 16;
 
 fn usage(e: impl std::fmt::Display) -> Error {
     Error::Usage(format!("boot: {e}"))
@@ -147,7 +224,7 @@ pub fn builtin(name: &str) -> Option<&'static [u8]> {
         .map(|(_, bytes)| *bytes)
 }
 
-fn machine_config(mem_mib: u64) -> MachineConfig {
+fn machine_config(mem_mib: u64, cpus: usize) -> MachineConfig {
     let pe = PeConfig {
         pmu: PmuConfig {
             counters: 8,
@@ -166,7 +243,7 @@ fn machine_config(mem_mib: u64) -> MachineConfig {
         uarch: Default::default(),
     };
     MachineConfig {
-        pes: vec![pe; CPUS],
+        pes: vec![pe; cpus],
         ram_base: 0x8000_0000,
         // The guest's RAM, its stage-2 tables and the host's buffers.
         ram_size: (mem_mib << 20) + (256 << 20),
@@ -188,8 +265,24 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
              cannot use counters above HPMN); use --pmu emulated or drop --nvhe",
         ));
     }
+    if args.smp == 0 || args.smp as u64 > max_redistributors() {
+        return Err(usage(format!(
+            "--smp {}: the board's GICv3 redistributor region holds 1 to {} vCPUs",
+            args.smp,
+            max_redistributors()
+        )));
+    }
+    if args.cpus == 0 || args.cpus > MAX_CPUS {
+        return Err(usage(format!(
+            "--cpus {}: give 1 to {MAX_CPUS} physical CPUs",
+            args.cpus
+        )));
+    }
+    if args.slice == 0 {
+        return Err(usage("--slice 0: a slice runs at least one instruction"));
+    }
     let started = Instant::now();
-    let machine = Machine::new(&machine_config(args.mem_mib)).map_err(usage)?;
+    let machine = Machine::new(&machine_config(args.mem_mib, args.cpus)).map_err(usage)?;
     let mut kvm = if args.nvhe {
         Kvm::new_nvhe(machine)
     } else {
@@ -241,10 +334,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         spe: args.spe,
         pmu_v3: args.pmu != PmuMode::Off,
     };
-    let vcpu = kvm
-        .create_vcpu(vm, features)
-        .map_err(|e| usage(format!("create_vcpu: {e}")))?;
-    if args.spe {
+    let spe_unit = if args.spe {
         let (spu, spu_max) = kvm
             .spus()
             .first()
@@ -257,18 +347,30 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             (0, m) => m.min(DEFAULT_SPE_MAX_BUFFER),
             (b, _) => b,
         };
-        kvm.configure_spe(vcpu, spu, 21, max)
-            .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;
-    }
-    if args.pmu != PmuMode::Off {
-        let setup = PmuSetup {
-            irq: 23,
-            partitioned: args.pmu == PmuMode::Partitioned,
-            nr_counters: args.pmu_counters,
-            filters: Vec::new(),
-        };
-        kvm.configure_pmu(vcpu, &setup)
-            .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
+        Some((spu, max))
+    } else {
+        None
+    };
+    let mut vcpus = Vec::with_capacity(args.smp);
+    for _ in 0..args.smp {
+        let vcpu = kvm
+            .create_vcpu(vm, features)
+            .map_err(|e| usage(format!("create_vcpu: {e}")))?;
+        if let Some((spu, max)) = spe_unit {
+            kvm.configure_spe(vcpu, spu, 21, max)
+                .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;
+        }
+        if args.pmu != PmuMode::Off {
+            let setup = PmuSetup {
+                irq: 23,
+                partitioned: args.pmu == PmuMode::Partitioned,
+                nr_counters: args.pmu_counters,
+                filters: Vec::new(),
+            };
+            kvm.configure_pmu(vcpu, &setup)
+                .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
+        }
+        vcpus.push(vcpu);
     }
     // The VM has QEMU virt's GICv3, in the hypervisor: the PMU overflow
     // (INTID 23) and SPE buffer (INTID 21) interrupts reach the guest
@@ -279,18 +381,30 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         spe: features.spe,
         gic: Some(hyperprof_board::map::GicLayout::VIRT),
     };
-    let mut board = BoardVm::boot(&mut kvm, vm, ram, &[vcpu], &args.image, &opts)
+    let mut board = BoardVm::boot(&mut kvm, vm, ram, &vcpus, &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
 
     let mut problems = Vec::new();
     let mut rounds = 0u64;
     let mut insns = 0u64;
     let mut idle_ticks = 0u64;
+    let mut runs: Vec<VcpuRun> = (0..vcpus.len())
+        .map(|i| VcpuRun::new(board.context(i).map_or(0, |c| c.mpidr)))
+        .collect();
+    let mut last_cpu: Vec<Option<usize>> = vec![None; vcpus.len()];
+    // Where each vCPU is caught in an exception loop, as of its last slice.
+    let mut looping: Vec<Option<ExceptionLoop>> = vec![None; vcpus.len()];
+    let waiting = "every vCPU that is on waits for an interrupt, and nothing can raise one \
+                   (none pending, no timer armed and unmasked)";
+    let mut wedged = None;
     let end = loop {
         match board.state() {
             VmState::PoweredOff => break BootEnd::PowerOff,
             VmState::Reset => break BootEnd::Reset,
-            VmState::Wedged => break BootEnd::Wedged,
+            VmState::Wedged => {
+                wedged = Some(waiting.to_string());
+                break BootEnd::Wedged;
+            }
             VmState::Running => {}
         }
         if insns >= args.max_insns {
@@ -303,28 +417,63 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             kvm.machine().advance_clock(skip);
             idle_ticks += skip;
         }
+        board.wake_idle(&kvm);
+        let runnable: Vec<usize> = (0..vcpus.len()).filter(|&i| board.runnable(i)).collect();
+        if runnable.is_empty() {
+            // Every vCPU that is on is idle with no interrupt to come (the
+            // board says so first; this guards the loop all the same).
+            wedged = Some(waiting.to_string());
+            break BootEnd::Wedged;
+        }
+        // A vCPU in an exception loop changes nothing but its own counts;
+        // while another can run, that one might still rewrite its vectors.
+        if runnable.iter().all(|&i| looping[i].is_some()) {
+            let (i, l) = runnable
+                .iter()
+                .find_map(|&i| looping[i].map(|l| (i, l)))
+                .unwrap_or_default();
+            wedged = Some(format!(
+                "vCPU {i} takes an exception at its own vector {:#x} (ESR_EL1 {:#x}) again \
+                 and again, and every other vCPU that is on waits",
+                l.pc, l.esr
+            ));
+            break BootEnd::Wedged;
+        }
         for (cpu, h) in host.iter_mut().enumerate() {
             host_slice(&mut kvm, cpu, h, HOST_SLICE, host_el)?;
         }
-        let cpu = (rounds % CPUS as u64) as usize;
-        kvm.load(vcpu, cpu)
-            .map_err(|e| usage(format!("load: {e}")))?;
-        let slice = GUEST_SLICE.min(args.max_insns - insns);
-        let r = board.run_vcpu(&mut kvm, 0, slice);
-        kvm.put(vcpu)
-            .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
-        let out = board.take_console();
-        console
-            .write_all(&out)
-            .and_then(|_| console.flush())
-            .map_err(|e| Error::io("<stdout>", e))?;
-        match r {
-            Ok(n) => insns += n,
-            Err(e) => {
-                return Err(Error::Run(format!(
-                    "boot: {}: {e} (after {insns} instructions)",
-                    args.name
-                )))
+        for (i, cpu) in schedule::placements(rounds, args.cpus, &runnable) {
+            // A vCPU of this round may have ended the VM's run.
+            if insns >= args.max_insns || !board.runnable(i) {
+                continue;
+            }
+            let vcpu = vcpus[i];
+            kvm.load(vcpu, cpu)
+                .map_err(|e| usage(format!("load: {e}")))?;
+            let slice = args.slice.min(args.max_insns - insns);
+            let r = board.run_vcpu(&mut kvm, i, slice);
+            looping[i] = board.context(i).and_then(exception_loop);
+            kvm.put(vcpu)
+                .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
+            let out = board.take_console();
+            console
+                .write_all(&out)
+                .and_then(|_| console.flush())
+                .map_err(|e| Error::io("<stdout>", e))?;
+            let run = &mut runs[i];
+            run.slice_on(cpu, last_cpu[i]);
+            last_cpu[i] = Some(cpu);
+            match r {
+                Ok(n) => {
+                    insns += n;
+                    run.insns += n;
+                }
+                Err(e) => {
+                    return Err(Error::Run(format!(
+                        "boot: {}: {e} (after {insns} instructions)",
+                        args.name
+                    )))
+                }
             }
         }
         rounds += 1;
@@ -349,8 +498,8 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
                 symbols: host_symbols,
                 kernel: true,
             }],
-            nr_cpus: CPUS as u32,
-            mem_bytes: machine_config(args.mem_mib).ram_size,
+            nr_cpus: args.cpus as u32,
+            mem_bytes: machine_config(args.mem_mib, args.cpus).ram_size,
             interval: host_setup.spe.map_or(0, |s| s.session.interval.into()),
         };
         wrote = crate::perf::write_domain(dir, "host.perf.data", &d)?;
@@ -384,15 +533,24 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             ),
         ));
     }
-    let vcpu_stats = kvm
-        .vcpu_stats(vcpu)
-        .ok_or_else(|| usage("no vCPU statistics"))?;
+    for (run, &vcpu) in runs.iter_mut().zip(&vcpus) {
+        run.stats = kvm
+            .vcpu_stats(vcpu)
+            .ok_or_else(|| usage("no vCPU statistics"))?;
+    }
+    let busiest = kvm.machine().pes().iter().map(|p| p.cycles()).max();
     Ok(BootOutcome {
         end,
+        wedged,
         insns,
         seconds: started.elapsed().as_secs_f64(),
-        vcpu: vcpu_stats,
-        gic: kvm.vgic_stats(vcpu).unwrap_or_default(),
+        machine_seconds: busiest.unwrap_or(0) as f64 / CNTFRQ as f64,
+        vcpu: total(runs.iter().map(|r| &r.stats)),
+        gic: vcpus
+            .iter()
+            .map(|&v| kvm.vgic_stats(v).unwrap_or_default())
+            .fold(VgicStats::default(), |a, b| a + b),
+        vcpus: runs,
         vmm: board.stats(),
         host: host_out,
         problems,
@@ -400,6 +558,77 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         nvhe: args.nvhe,
         idle_ticks,
         wrote,
+    })
+}
+
+/// A vCPU stuck taking one exception forever.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExceptionLoop {
+    /// The vector, which is also the faulting instruction.
+    pc: u64,
+    /// The syndrome of the exception.
+    esr: u64,
+}
+
+/// The offset in the vector table of a synchronous exception from EL1
+/// using SP_EL1, where every exception taken at EL1h goes.
+const SYNC_CURRENT_SPX: u64 = 0x200;
+
+/// Whether `ctx` is caught in an exception loop: its last exception was
+/// taken from the first instruction of the vector it was taken to (a
+/// synchronous exception at EL1h, whose preferred return is the faulting
+/// instruction: ELR_EL1 equals the PC). Taking it masked every interrupt
+/// and left the registers as they were, so the vector faults the same way
+/// each time: nothing but another CPU's store can get it out.
+fn exception_loop(ctx: &CodeContext) -> Option<ExceptionLoop> {
+    use hyperprof_a64::cpu::regs;
+    let c = &ctx.cpu;
+    let vbar = c.read_sysreg(regs::VBAR_EL1)? & !0x7FF;
+    let elr = c.read_sysreg(regs::ELR_EL1)?;
+    let pc = c.pc();
+    (c.el() == 1 && pc == elr && pc == vbar.wrapping_add(SYNC_CURRENT_SPX)).then(|| ExceptionLoop {
+        pc,
+        esr: c.read_sysreg(regs::ESR_EL1).unwrap_or(0),
+    })
+}
+
+fn add_access(a: AccessStats, b: AccessStats) -> AccessStats {
+    AccessStats {
+        reads: a.reads + b.reads,
+        writes: a.writes + b.writes,
+        isb: a.isb + b.isb,
+        dsb: a.dsb + b.dsb,
+        psb: a.psb + b.psb,
+    }
+}
+
+/// The counts of several vCPUs added up.
+fn total<'a>(stats: impl Iterator<Item = &'a VcpuStats>) -> VcpuStats {
+    stats.fold(VcpuStats::default(), |t, s| VcpuStats {
+        entries: t.entries + s.entries,
+        live_trips: t.live_trips + s.live_trips,
+        trap_exits: t.trap_exits + s.trap_exits,
+        irq_exits: t.irq_exits + s.irq_exits,
+        spe_switch: add_access(t.spe_switch, s.spe_switch),
+        spe_switch_live: add_access(t.spe_switch_live, s.spe_switch_live),
+        spe_load_put: add_access(t.spe_load_put, s.spe_load_put),
+        loads: t.loads + s.loads,
+        virqs: t.virqs + s.virqs,
+        stage2_aborts: t.stage2_aborts + s.stage2_aborts,
+        invalidations: t.invalidations + s.invalidations,
+        pmu_trap_exits: t.pmu_trap_exits + s.pmu_trap_exits,
+        pmu_virqs: t.pmu_virqs + s.pmu_virqs,
+        pmu_overflows: t.pmu_overflows + s.pmu_overflows,
+        pmu_live_loads: t.pmu_live_loads + s.pmu_live_loads,
+        pmu_load_put: add_access(t.pmu_load_put, s.pmu_load_put),
+        pmu_switch: add_access(t.pmu_switch, s.pmu_switch),
+        pmu_emulate: add_access(t.pmu_emulate, s.pmu_emulate),
+        sysreg_exits: t.sysreg_exits + s.sysreg_exits,
+        hvc_exits: t.hvc_exits + s.hvc_exits,
+        mmio_exits: t.mmio_exits + s.mmio_exits,
+        wfi_exits: t.wfi_exits + s.wfi_exits,
+        timer_switch: add_access(t.timer_switch, s.timer_switch),
+        timer_irqs: t.timer_irqs + s.timer_irqs,
     })
 }
 
@@ -422,6 +651,17 @@ impl BootOutcome {
         }
     }
 
+    /// World switches (vCPU loads, each with its put) per vCPU per second
+    /// of the machine's time.
+    pub fn switch_rate(&self) -> f64 {
+        let loads: u64 = self.vcpus.iter().map(|r| r.stats.loads).sum();
+        if self.vcpus.is_empty() || self.machine_seconds <= 0.0 {
+            0.0
+        } else {
+            loads as f64 / self.vcpus.len() as f64 / self.machine_seconds
+        }
+    }
+
     /// The short summary `hyperprof boot` prints on stderr.
     pub fn summary(&self) -> String {
         let mips = self.insns as f64 / self.seconds.max(1e-9) / 1e6;
@@ -430,10 +670,21 @@ impl BootOutcome {
             "boot: {:?} after {} instructions in {:.2} s ({:.1} MIPS), {} rounds\n",
             self.end, self.insns, self.seconds, mips, self.rounds
         );
-        if self.end == BootEnd::Wedged {
-            s += "boot: wedged: every vCPU waits in WFI with no interrupt pending and none that \
-                  can come (no timer armed and unmasked)\n";
+        if let Some(why) = &self.wedged {
+            s += &format!("wedged: {why}\n");
         }
+        let loads: u64 = self.vcpus.iter().map(|r| r.stats.loads).sum();
+        let migrations: u64 = self.vcpus.iter().map(|r| r.migrations).sum();
+        s += &format!(
+            "schedule: {} vCPUs on {} CPUs for {:.4} machine seconds: {} loads ({:.0} per vCPU \
+             per machine second), {} migrations\n",
+            self.vcpus.len(),
+            self.host.len(),
+            self.machine_seconds,
+            loads,
+            self.switch_rate(),
+            migrations
+        );
         s += &format!(
             "exits: {} sysreg traps ({} PMU), {} hypercalls, {} MMIO, {} physical interrupts, {} idle\n",
             v.sysreg_exits, v.pmu_trap_exits, self.vmm.hypercalls, self.vmm.mmio, v.irq_exits, self.vmm.idle
@@ -468,6 +719,13 @@ impl BootOutcome {
             g.lr_reads,
             g.flushes_with_lrs
         );
+        for (i, r) in self.vcpus.iter().enumerate() {
+            s += &format!(
+                "vcpu {i} (MPIDR {:#x}): {} instructions, {} slices, {} migrations, \
+                 {} entries, on CPUs {:?}\n",
+                r.mpidr, r.insns, r.slices, r.migrations, r.stats.entries, r.cpus
+            );
+        }
         for h in &self.host {
             s += &format!(
                 "host cpu {}: {} kernel operations, {} SPE bytes, {} PMBIRQs\n",
@@ -495,9 +753,23 @@ impl BootOutcome {
         let v = &self.vcpu;
         serde_json::json!({
             "end": self.end,
+            "wedged": self.wedged,
             "instructions": self.insns,
             "seconds": self.seconds,
+            "machine_seconds": self.machine_seconds,
+            "loads_per_vcpu_per_machine_second": self.switch_rate(),
             "rounds": self.rounds,
+            "vcpus": self.vcpus.iter().map(|r| serde_json::json!({
+                "mpidr": r.mpidr,
+                "instructions": r.insns,
+                "slices": r.slices,
+                "migrations": r.migrations,
+                "cpus": r.cpus,
+                "loads": r.stats.loads,
+                "entries": r.stats.entries,
+                "pmu_live_loads": r.stats.pmu_live_loads,
+                "live_trips": r.stats.live_trips,
+            })).collect::<Vec<_>>(),
             "exits": {
                 "sysreg": v.sysreg_exits,
                 "pmu_traps": v.pmu_trap_exits,

@@ -137,7 +137,8 @@ enum Command {
 #[derive(clap::Args)]
 struct BootCli {
     /// An ELF64 AArch64 image (loaded by its program headers), a raw image
-    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin).
+    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin,
+    /// smp).
     image: String,
     /// The kernel command line (/chosen/bootargs).
     #[arg(long, default_value = "")]
@@ -174,6 +175,19 @@ struct BootCli {
     /// files perf needs (`hyperprof perf-setup DIR`, then perf report).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// vCPUs of the VM, 1 to 123 (the GICv3 redistributor region's
+    /// frames): vCPU 0 boots, the others wait for PSCI CPU_ON.
+    #[arg(long, default_value_t = 1)]
+    smp: usize,
+    /// Physical CPUs of the machine, 1 to 16. Each round the host runs on
+    /// every CPU, then the vCPUs that can run take turns on the CPUs,
+    /// round-robin, a slice each, moving between CPUs from lap to lap.
+    #[arg(long, default_value_t = hyperprof::boot::DEFAULT_CPUS)]
+    cpus: usize,
+    /// Guest instructions per slice: a vCPU is loaded on a CPU, runs this
+    /// many at most, and is put.
+    #[arg(long, default_value_t = hyperprof::boot::DEFAULT_SLICE)]
+    slice: u64,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -853,6 +867,9 @@ fn boot(args: BootCli) -> ExitCode {
             max_insns: args.max_insns,
             seed: args.seed,
             out: args.out,
+            smp: args.smp,
+            cpus: args.cpus,
+            slice: args.slice,
         };
         hyperprof::boot::boot(&a, &mut std::io::stdout().lock())
     });

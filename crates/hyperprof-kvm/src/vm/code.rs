@@ -67,6 +67,10 @@ impl Kvm {
             // Userspace completed the access: KVM_RUN finishes the load.
             Self::complete_mmio(code, &m);
         }
+        // The entry is an exception return from EL2, which clears the
+        // local exclusive monitor: a LDXR before the exit cannot pair with
+        // a STXR after it, whatever other vCPUs stored in between.
+        code.cpu.clear_exclusive();
         let mut g = GuestCpu {
             kvm: self,
             vcpu,
@@ -225,6 +229,10 @@ impl GuestCpu<'_> {
                 None => return Exit::FailEntry(format!("no CPU {cpu}")),
             };
             match stop {
+                // A chunk spent taking exceptions without retiring one
+                // instruction (a vector that faults on itself): the VMM
+                // decides, not another turn here.
+                CodeStop::Budget if done < slice => return Exit::Yield,
                 // The emulated physical timer's deadline: with a vGIC its
                 // level reaches the list registers through an exit and an
                 // entry, as KVM's timer would kick the vCPU.
