@@ -24,17 +24,25 @@ use crate::run::engine::{
     host_slice, start_host, stop_host, HostCpuOutcome, HostSetup, Invariant, SpeSetup,
     HOST_KERNEL_PID,
 };
+use crate::guest_profile::{
+    image_symbols, write_vm_profile, GuestProfileReport, GuestRecords, ImageSymbols, VcpuRecords,
+};
 use crate::run::presets::host_events;
 
 /// The images built into the binary (guests/images, built from guests/
-/// by `make -C guests`).
-pub const BUILTIN_IMAGES: [(&str, &[u8]); 3] = [
+/// by `make -C guests`). The profiler is its ELF, whose symbol table names
+/// the functions its records sample.
+pub const BUILTIN_IMAGES: [(&str, &[u8]); 4] = [
     ("hello", include_bytes!("../../../guests/images/hello.bin")),
     (
         "selftest",
         include_bytes!("../../../guests/images/selftest.bin"),
     ),
     ("spin", include_bytes!("../../../guests/images/spin.bin")),
+    (
+        "profiler",
+        include_bytes!("../../../guests/images/profiler.elf"),
+    ),
 ];
 
 /// The guest PMU a boot gives its vCPU.
@@ -76,7 +84,8 @@ pub struct BootArgs {
     /// Seed of the host's workload.
     pub seed: u64,
     /// Where to write the host's profile (`host.perf.data` and its symbol
-    /// files), if anywhere.
+    /// files) and the guest's, when its profiler handed records over
+    /// (`guest.perf.data`, see [`crate::guest_profile`]), if anywhere.
     pub out: Option<std::path::PathBuf>,
 }
 
@@ -114,6 +123,23 @@ pub struct BootOutcome {
     pub rounds: u64,
     /// The files `--out` wrote.
     pub wrote: Vec<std::path::PathBuf>,
+    /// What the guest's profiler handed over.
+    pub handed: HandedOver,
+    /// hyperprof's report of the guest's profile, when `--out` wrote it.
+    pub guest_profile: Option<GuestProfileReport>,
+}
+
+/// What a guest profiler handed to the VMM (SPE_RECORDS), all vCPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HandedOver {
+    /// Pieces the VMM accepted.
+    pub pieces: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Pieces the guest flagged as following lost records.
+    pub truncations: u64,
+    /// Bytes the VMM refused (its store was full).
+    pub refused_bytes: u64,
 }
 
 /// Host operations per CPU between two guest slices.
@@ -308,6 +334,19 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         }
         rounds += 1;
     };
+    let vcpu_count = board.vcpus().len();
+    let guest_records: Vec<VcpuRecords> = (0..vcpu_count)
+        .map(|i| VcpuRecords {
+            bytes: board.take_spe_records(i),
+            truncations: board.records().truncations(i),
+        })
+        .collect();
+    let handed = HandedOver {
+        pieces: (0..vcpu_count).map(|i| board.records().pieces(i)).sum(),
+        bytes: guest_records.iter().map(|v| v.bytes.len() as u64).sum(),
+        truncations: guest_records.iter().map(|v| v.truncations).sum(),
+        refused_bytes: board.records().refused_bytes(),
+    };
     let host_symbols = host
         .first()
         .map(|h| h.work.symbols().to_vec())
@@ -333,6 +372,31 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             interval: host_setup.spe.map_or(0, |s| s.session.interval.into()),
         };
         wrote = crate::perf::write_domain(dir, "host.perf.data", &d)?;
+    }
+    let mut guest_profile = None;
+    if let (Some(dir), true) = (&args.out, handed.pieces + handed.refused_bytes > 0) {
+        // A stripped or raw image still gives a profile, its PCs unnamed.
+        let image = match image_symbols(&args.image) {
+            Ok(s) => s,
+            Err(_) => ImageSymbols::default(),
+        };
+        let interval = kvm
+            .get_one_reg(vcpu, hyperprof_arch::SysReg::PMSIRR_EL1)
+            .map_or(0, |v| v & 0xFFFF_FF00);
+        let comm = image_comm(&args.name);
+        let g = GuestRecords {
+            vm: "guest",
+            comm: &comm,
+            vcpus: guest_records,
+            refused_bytes: handed.refused_bytes,
+            image: &image,
+            interval,
+            ram_bytes: ram,
+            stacks: &[],
+        };
+        let (report, files) = write_vm_profile(dir, &g)?;
+        wrote.extend(files);
+        guest_profile = Some(report);
     }
     for h in &host_out {
         // The host's counts must be those of its own work, exactly.
@@ -376,7 +440,18 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         problems,
         rounds,
         wrote,
+        handed,
+        guest_profile,
     })
+}
+
+/// The process name of an image: `builtin:NAME`'s NAME, or the file's
+/// stem.
+fn image_comm(name: &str) -> String {
+    let n = name.strip_prefix("builtin:").unwrap_or(name);
+    std::path::Path::new(n)
+        .file_stem()
+        .map_or_else(|| n.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
 fn per(a: AccessStats, n: u64) -> f64 {
@@ -414,6 +489,30 @@ impl BootOutcome {
                 h.ops,
                 h.spe_data.len(),
                 h.pmbirqs
+            );
+        }
+        let h = &self.handed;
+        if h.pieces + h.refused_bytes > 0 {
+            s += &format!(
+                "guest records: {} bytes in {} pieces ({:.0} bytes per hand-over), {} truncated, {} bytes refused\n",
+                h.bytes,
+                h.pieces,
+                h.bytes as f64 / h.pieces.max(1) as f64,
+                h.truncations,
+                h.refused_bytes
+            );
+        }
+        if let Some(g) = &self.guest_profile {
+            s += &format!(
+                "guest profile: {} records ({:.0} per second handed over), top {}\n",
+                g.records,
+                g.records as f64 / self.seconds.max(1e-9),
+                g.top_functions
+                    .iter()
+                    .take(5)
+                    .map(|f| format!("{} {:.1}%", f.function, f.percent))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         for f in &self.wrote {
@@ -458,6 +557,8 @@ impl BootOutcome {
                 "pmbirqs": h.pmbirqs,
                 "pmu_counts": h.pmu_counts,
             })).collect::<Vec<_>>(),
+            "guest_records": self.handed,
+            "guest_profile": self.guest_profile,
             "invariants": self.problems.iter().map(|(i, w)| format!("{i:?}: {w}")).collect::<Vec<_>>(),
         })
     }

@@ -136,7 +136,8 @@ enum Command {
 #[derive(clap::Args)]
 struct BootCli {
     /// An ELF64 AArch64 image (loaded by its program headers), a raw image
-    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin).
+    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin,
+    /// profiler).
     image: String,
     /// The kernel command line (/chosen/bootargs).
     #[arg(long, default_value = "")]
@@ -170,7 +171,9 @@ struct BootCli {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write the host's SPE profile here: host.perf.data and the symbol
-    /// files perf needs (`hyperprof perf-setup DIR`, then perf report).
+    /// files perf needs (`hyperprof perf-setup DIR`, then perf report);
+    /// and, when the guest's profiler handed records over, guest.perf.data,
+    /// vmlinux-guest.elf, guest.svg and guest.json.
     #[arg(long)]
     out: Option<PathBuf>,
 }
