@@ -381,9 +381,11 @@ __attribute__((noinline)) u64 run_interpreter(u64 iterations)
     return interpret(prog);
 }
 
-/* Two counters in one 64-byte line, one per vCPU: false sharing. */
+/* Two counters in one 64-byte line, one per vCPU: false sharing. The
+   rest of the line is padding, so that nothing else shares it. */
 struct {
     volatile u64 counter[2];
+    u64 pad[6];
 } shared_line __attribute__((aligned(64)));
 
 __attribute__((noinline)) void bump_counter(volatile u64 *counter, u64 times)

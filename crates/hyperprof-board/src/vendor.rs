@@ -217,7 +217,11 @@ mod tests {
         assert_eq!(s.take(0), vec![1, 2, 3, 4, 5]);
         assert_eq!(s.take(1), vec![9]);
         assert_eq!(s.truncations(1), 1);
-        assert_eq!((s.pieces(0), s.pieces(1)), (2, 1), "refused pieces are not counted");
+        assert_eq!(
+            (s.pieces(0), s.pieces(1)),
+            (2, 1),
+            "refused pieces are not counted"
+        );
         assert_eq!(s.held(), 0);
         assert!(s.push(0, &[0; 10], false), "space is free again");
     }

@@ -20,12 +20,12 @@ use hyperprof_sim::spe::SpeConfig;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::guest_profile::{
+    image_symbols, write_vm_profile, GuestProfileReport, GuestRecords, ImageSymbols, VcpuRecords,
+};
 use crate::run::engine::{
     host_slice, start_host, stop_host, HostCpuOutcome, HostSetup, Invariant, SpeSetup,
     HOST_KERNEL_PID,
-};
-use crate::guest_profile::{
-    image_symbols, write_vm_profile, GuestProfileReport, GuestRecords, ImageSymbols, VcpuRecords,
 };
 use crate::run::presets::host_events;
 
@@ -76,6 +76,9 @@ pub struct BootArgs {
     pub pmu_counters: Option<u8>,
     /// Guest SPE.
     pub spe: bool,
+    /// vCPUs (1 to [`CPUS`]); vCPU 0 boots, the others wait for PSCI
+    /// CPU_ON.
+    pub smp: usize,
     /// SPE_MAX_BUFFER_SIZE in bytes (0: [`DEFAULT_SPE_MAX_BUFFER`], or the
     /// SPU's own maximum when that is smaller).
     pub spe_max_buffer: u64,
@@ -148,8 +151,12 @@ const HOST_SLICE: u64 = 20_000;
 const GUEST_SLICE: u64 = 2_000_000;
 /// SPE_MAX_BUFFER_SIZE when `--spe-max-buffer` is not given.
 pub const DEFAULT_SPE_MAX_BUFFER: u64 = 4 << 20;
-/// CPUs of the machine: the vCPU moves between them each slice.
-const CPUS: usize = 2;
+/// CPUs of the machine: the vCPUs move between them each slice.
+pub const CPUS: usize = 2;
+/// Guest instructions of one turn when several vCPUs run in a round.
+const SMP_TURN: u64 = 64;
+/// Guest instructions of one turn of a vCPU running alone.
+const SOLO_TURN: u64 = 100_000;
 
 fn usage(e: impl std::fmt::Display) -> Error {
     Error::Usage(format!("boot: {e}"))
@@ -197,6 +204,12 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         return Err(usage(format!(
             "--mem {} MiB: give 1 to 4096 MiB",
             args.mem_mib
+        )));
+    }
+    if args.smp == 0 || args.smp > CPUS {
+        return Err(usage(format!(
+            "--smp {}: give 1 to {CPUS} vCPUs (one per CPU of the machine)",
+            args.smp
         )));
     }
     if args.nvhe && args.pmu == PmuMode::Partitioned {
@@ -258,41 +271,21 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         spe: args.spe,
         pmu_v3: args.pmu != PmuMode::Off,
     };
-    let vcpu = kvm
-        .create_vcpu(vm, features)
-        .map_err(|e| usage(format!("create_vcpu: {e}")))?;
-    if args.spe {
-        let (spu, spu_max) = kvm
-            .spus()
-            .first()
-            .map(|s| (s.id, s.max_buffer_size()))
-            .ok_or_else(|| usage("the machine has no SPE unit"))?;
-        // 0 asks for the default: 4 MiB, or the SPU's own maximum when
-        // that is smaller (0 there: no limit).
-        let max = match (args.spe_max_buffer, spu_max) {
-            (0, 0) => DEFAULT_SPE_MAX_BUFFER,
-            (0, m) => m.min(DEFAULT_SPE_MAX_BUFFER),
-            (b, _) => b,
-        };
-        kvm.configure_spe(vcpu, spu, 21, max)
-            .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;
+    let mut vcpus = Vec::new();
+    for _ in 0..args.smp {
+        let vcpu = kvm
+            .create_vcpu(vm, features)
+            .map_err(|e| usage(format!("create_vcpu: {e}")))?;
+        configure_vcpu(&mut kvm, vcpu, args)?;
+        vcpus.push(vcpu);
     }
-    if args.pmu != PmuMode::Off {
-        let setup = PmuSetup {
-            irq: 23,
-            partitioned: args.pmu == PmuMode::Partitioned,
-            nr_counters: args.pmu_counters,
-            filters: Vec::new(),
-        };
-        kvm.configure_pmu(vcpu, &setup)
-            .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
-    }
+    let vcpu = vcpus[0];
     let opts = BootOptions {
         bootargs: args.append.clone(),
         pmu: features.pmu_v3,
         spe: features.spe,
     };
-    let mut board = BoardVm::boot(&mut kvm, vm, ram, &[vcpu], &args.image, &opts)
+    let mut board = BoardVm::boot(&mut kvm, vm, ram, &vcpus, &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
 
     let mut problems = Vec::new();
@@ -311,19 +304,26 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         for (cpu, h) in host.iter_mut().enumerate() {
             host_slice(&mut kvm, cpu, h, HOST_SLICE, host_el)?;
         }
-        let cpu = (rounds % CPUS as u64) as usize;
-        kvm.load(vcpu, cpu)
-            .map_err(|e| usage(format!("load: {e}")))?;
+        // Each vCPU that can run is loaded on its own CPU (they swap CPUs
+        // every round) and put at the end of the round.
+        let live: Vec<usize> = (0..vcpus.len()).filter(|&i| board.runnable(i)).collect();
+        for (k, &i) in live.iter().enumerate() {
+            let cpu = (k + rounds as usize) % CPUS;
+            kvm.load(vcpus[i], cpu)
+                .map_err(|e| usage(format!("load: {e}")))?;
+        }
         let slice = GUEST_SLICE.min(args.max_insns - insns);
-        let r = board.run_vcpu(&mut kvm, 0, slice);
-        kvm.put(vcpu)
-            .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
+        let ran = run_round(&mut board, &mut kvm, &live, slice);
+        for &i in &live {
+            kvm.put(vcpus[i])
+                .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
+        }
         let out = board.take_console();
         console
             .write_all(&out)
             .and_then(|_| console.flush())
             .map_err(|e| Error::io("<stdout>", e))?;
-        match r {
+        match ran {
             Ok(n) => insns += n,
             Err(e) => {
                 return Err(Error::Run(format!(
@@ -452,6 +452,79 @@ fn image_comm(name: &str) -> String {
     std::path::Path::new(n)
         .file_stem()
         .map_or_else(|| n.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Gives `vcpu` the guest SPE and PMU `args` asks for.
+fn configure_vcpu(kvm: &mut Kvm, vcpu: usize, args: &BootArgs) -> Result<()> {
+    if args.spe {
+        let (spu, spu_max) = kvm
+            .spus()
+            .first()
+            .map(|s| (s.id, s.max_buffer_size()))
+            .ok_or_else(|| usage("the machine has no SPE unit"))?;
+        // 0 asks for the default: 4 MiB, or the SPU's own maximum when
+        // that is smaller (0 there: no limit).
+        let max = match (args.spe_max_buffer, spu_max) {
+            (0, 0) => DEFAULT_SPE_MAX_BUFFER,
+            (0, m) => m.min(DEFAULT_SPE_MAX_BUFFER),
+            (b, _) => b,
+        };
+        kvm.configure_spe(vcpu, spu, 21, max)
+            .map_err(|(attr, e)| usage(format!("guest SPE attribute {attr}: {e}")))?;
+    }
+    if args.pmu != PmuMode::Off {
+        let setup = PmuSetup {
+            irq: 23,
+            partitioned: args.pmu == PmuMode::Partitioned,
+            nr_counters: args.pmu_counters,
+            filters: Vec::new(),
+        };
+        kvm.configure_pmu(vcpu, &setup)
+            .map_err(|(attr, e)| usage(format!("guest PMU attribute {attr}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs the loaded vCPUs `live` for about `slice` instructions each: one
+/// alone runs the slice in turns of [`SOLO_TURN`] and stops early when it
+/// powers another vCPU on (so that the next round runs both); several take
+/// turns of [`SMP_TURN`] instructions, so that their accesses to shared
+/// memory interleave as on CPUs running side by side. Returns the
+/// instructions retired.
+fn run_round(
+    board: &mut BoardVm,
+    kvm: &mut Kvm,
+    live: &[usize],
+    slice: u64,
+) -> std::result::Result<u64, hyperprof_board::vm::BoardError> {
+    let mut total = 0;
+    if let [i] = live {
+        let others = |b: &BoardVm| (0..b.vcpus().len()).any(|j| j != *i && b.runnable(j));
+        while total < slice && board.runnable(*i) && !others(board) {
+            let n = board.run_vcpu(kvm, *i, SOLO_TURN.min(slice - total))?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        return Ok(total);
+    }
+    let mut left = slice;
+    while left > 0 {
+        let mut progressed = false;
+        for &i in live {
+            if board.runnable(i) {
+                let n = board.run_vcpu(kvm, i, SMP_TURN.min(left))?;
+                total += n;
+                progressed |= n > 0;
+            }
+        }
+        if !progressed || board.finished() {
+            break;
+        }
+        left = left.saturating_sub(SMP_TURN);
+    }
+    Ok(total)
 }
 
 fn per(a: AccessStats, n: u64) -> f64 {

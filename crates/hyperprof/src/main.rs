@@ -157,6 +157,9 @@ struct BootCli {
     /// Give the guest SPE.
     #[arg(long)]
     spe: bool,
+    /// vCPUs (1 or 2): vCPU 0 boots, the other waits for PSCI CPU_ON.
+    #[arg(long, default_value_t = 1)]
+    smp: usize,
     /// SPE_MAX_BUFFER_SIZE in bytes [default: 4 MiB, or the SPU's own
     /// maximum when that is smaller].
     #[arg(long, default_value_t = 0)]
@@ -849,6 +852,7 @@ fn boot(args: BootCli) -> ExitCode {
             },
             pmu_counters: args.pmu_counters,
             spe: args.spe,
+            smp: args.smp,
             spe_max_buffer: args.spe_max_buffer,
             max_insns: args.max_insns,
             seed: args.seed,

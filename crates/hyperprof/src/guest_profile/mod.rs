@@ -156,7 +156,10 @@ fn simulator_stacks(g: &GuestRecords<'_>) -> FoldedStacks {
 /// Writes the guest profile `g` into `dir` (`NAME.perf.data`,
 /// `vmlinux-NAME.elf`, `NAME.svg`, `NAME.json`); returns hyperprof's report
 /// of it and the files written.
-pub fn write_vm_profile(dir: &Path, g: &GuestRecords<'_>) -> Result<(GuestProfileReport, Vec<PathBuf>)> {
+pub fn write_vm_profile(
+    dir: &Path,
+    g: &GuestRecords<'_>,
+) -> Result<(GuestProfileReport, Vec<PathBuf>)> {
     let stem = file_stem(g.vm);
     let mut all = Vec::new();
     let mut agg = Aggregator::default();

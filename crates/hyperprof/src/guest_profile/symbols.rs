@@ -123,7 +123,9 @@ pub fn image_symbols(elf: &[u8]) -> Result<ImageSymbols, SymbolsError> {
     let shentsize = u64::from(u16_at(ehdr, 0x3a));
     let shnum = u64::from(u16_at(ehdr, 0x3c));
     if shnum > 0 && shentsize < 64 {
-        return Err(SymbolsError::BadSymtab("section header entries under 64 bytes"));
+        return Err(SymbolsError::BadSymtab(
+            "section header entries under 64 bytes",
+        ));
     }
     let table = r.slice(
         "the section headers",
@@ -159,7 +161,9 @@ pub fn image_symbols(elf: &[u8]) -> Result<ImageSymbols, SymbolsError> {
     }
     let strsec = sections
         .get(symtab.link as usize)
-        .ok_or(SymbolsError::BadSymtab("its string table link names no section"))?;
+        .ok_or(SymbolsError::BadSymtab(
+            "its string table link names no section",
+        ))?;
     let strtab = r.slice("the string table", strsec.offset, strsec.size)?;
     let syms = r.slice("the symbol table", symtab.offset, symtab.size)?;
 
@@ -345,10 +349,7 @@ mod tests {
             "spe_irq",
             "vector_common",
         ] {
-            assert!(
-                s.functions.iter().any(|f| f.name == name),
-                "{name} missing"
-            );
+            assert!(s.functions.iter().any(|f| f.name == name), "{name} missing");
         }
         // Ranges do not overlap.
         for w in s.functions.windows(2) {
