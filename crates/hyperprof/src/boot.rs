@@ -79,6 +79,9 @@ pub struct BootArgs {
     /// vCPUs (1 to [`CPUS`]); vCPU 0 boots, the others wait for PSCI
     /// CPU_ON.
     pub smp: usize,
+    /// The most bytes of SPE records the guest may hand over (0: the
+    /// VMM's default, `hyperprof_board::vendor::DEFAULT_STORE_LIMIT`).
+    pub records_limit: u64,
     /// SPE_MAX_BUFFER_SIZE in bytes (0: [`DEFAULT_SPE_MAX_BUFFER`], or the
     /// SPU's own maximum when that is smaller).
     pub spe_max_buffer: u64,
@@ -287,6 +290,9 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     };
     let mut board = BoardVm::boot(&mut kvm, vm, ram, &vcpus, &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
+    if args.records_limit != 0 {
+        board.set_records_limit(args.records_limit);
+    }
 
     let mut problems = Vec::new();
     let mut rounds = 0u64;

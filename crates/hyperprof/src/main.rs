@@ -160,6 +160,10 @@ struct BootCli {
     /// vCPUs (1 or 2): vCPU 0 boots, the other waits for PSCI CPU_ON.
     #[arg(long, default_value_t = 1)]
     smp: usize,
+    /// The most bytes of SPE records the guest's profiler may hand over
+    /// [default: 256 MiB]; what does not fit is refused and reported.
+    #[arg(long, default_value_t = 0)]
+    guest_records_limit: u64,
     /// SPE_MAX_BUFFER_SIZE in bytes [default: 4 MiB, or the SPU's own
     /// maximum when that is smaller].
     #[arg(long, default_value_t = 0)]
@@ -853,6 +857,7 @@ fn boot(args: BootCli) -> ExitCode {
             pmu_counters: args.pmu_counters,
             spe: args.spe,
             smp: args.smp,
+            records_limit: args.guest_records_limit,
             spe_max_buffer: args.spe_max_buffer,
             max_insns: args.max_insns,
             seed: args.seed,
