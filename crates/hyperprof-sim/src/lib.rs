@@ -8,7 +8,8 @@
 //! - [`spe`]: the Statistical Profiling Extension unit.
 //! - [`pe`]: a processing element: registers, strict synchronization, the
 //!   `Cpu` interface, skip-ahead execution; [`translate`]: its regimes.
-//! - [`uarch`]: caches, TLB, branch predictor and timing for real code.
+//! - [`uarch`]: caches, TLB, branch predictor and timing for real code;
+//!   [`stack`]: call stacks of sampled instructions from frame pointers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod pe;
 pub mod pmu;
 pub mod probe;
 pub mod spe;
+pub mod stack;
 pub mod translate;
 pub mod uarch;
 pub mod workload;

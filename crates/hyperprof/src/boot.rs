@@ -293,6 +293,10 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     if args.records_limit != 0 {
         board.set_records_limit(args.records_limit);
     }
+    if args.spe && args.out.is_some() {
+        // For the guest profile's flame graph: SPE records no stacks.
+        board.capture_stacks();
+    }
 
     let mut problems = Vec::new();
     let mut rounds = 0u64;
@@ -345,6 +349,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         .map(|i| VcpuRecords {
             bytes: board.take_spe_records(i),
             truncations: board.records().truncations(i),
+            stacks: board.take_stacks(i).0,
         })
         .collect();
     let handed = HandedOver {
@@ -398,7 +403,6 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             image: &image,
             interval,
             ram_bytes: ram,
-            stacks: &[],
         };
         let (report, files) = write_vm_profile(dir, &g)?;
         wrote.extend(files);

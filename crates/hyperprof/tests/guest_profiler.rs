@@ -162,6 +162,22 @@ fn two_vcpus_run_the_false_sharing_pair_each_with_its_own_queue() {
     }
     assert!(top_names(&r).iter().any(|n| n == "bump_counter"));
     assert_eq!(r["outside_text"], 0);
+
+    // The flame graph's stacks are the simulator's walks of the guests'
+    // frame pointers: each vCPU's samples hang under its entry point.
+    assert_eq!(r["stacks"], "simulator");
+    assert_eq!(r["records_with_stacks"], r["records"]);
+    let svg = std::fs::read_to_string(dir.join("guest.svg")).unwrap();
+    assert!(
+        svg.contains("stacks from the simulator") && svg.contains("SPE records none"),
+        "the title says where the stacks come from"
+    );
+    for caller in ["_start (", "main (", "run_copy (", "secondary_main ("] {
+        assert!(
+            svg.contains(&format!("<title>{caller}")),
+            "no {caller} frame"
+        );
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ pub mod symbols;
 use std::path::{Path, PathBuf};
 
 use hyperprof_sim::op::Symbol;
+use hyperprof_sim::stack::SampledStack;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ pub struct VcpuRecords {
     pub bytes: Vec<u8>,
     /// Pieces the guest flagged as following lost records.
     pub truncations: u64,
+    /// The stacks the simulator read at the instructions it sampled, in
+    /// sampling order (empty when it did not capture them).
+    pub stacks: Vec<SampledStack>,
 }
 
 /// What a VM's guest profiler handed over, and what it profiled.
@@ -63,9 +67,6 @@ pub struct GuestRecords<'a> {
     pub interval: u64,
     /// The guest's RAM in bytes.
     pub ram_bytes: u64,
-    /// Call stacks of the samples, when the simulator captured them:
-    /// `(vCPU, sampled PC, callers' return addresses innermost first)`.
-    pub stacks: &'a [(u32, u64, Vec<u64>)],
 }
 
 /// One vCPU's share of a guest profile.
@@ -111,6 +112,9 @@ pub struct GuestProfileReport {
     /// frame-pointer chain at each sampled instruction) or `function` (the
     /// sampled function alone).
     pub stacks: &'static str,
+    /// Records whose stack the simulator captured (the others are drawn
+    /// by their function alone).
+    pub records_with_stacks: u64,
 }
 
 /// perf's address for an EL1 PC: bits 55:0 with the top byte set
@@ -138,19 +142,41 @@ fn outside_text(data: &[u8], image: &ImageSymbols) -> u64 {
         .count() as u64
 }
 
-/// The flame graph's stacks from the simulator's frame-pointer chains:
-/// `vm;comm;outermost;...;sampled function`.
-fn simulator_stacks(g: &GuestRecords<'_>) -> FoldedStacks {
+/// How far past the last matched stack a record's stack is looked for: a
+/// sampled instruction whose record the unit dropped (a collision, a
+/// filter, a full buffer) leaves a stack with no record.
+const STACK_LOOKAHEAD: usize = 256;
+
+/// The flame graph's stacks: each record's stack, matched in sampling
+/// order by its PC with the simulator's frame-pointer walks, as
+/// `vm;comm;outermost caller;...;sampled function`; a record with no
+/// matching walk as `vm;comm;function`. Returns the stacks and how many
+/// records had a walk.
+fn simulator_stacks(g: &GuestRecords<'_>) -> (FoldedStacks, u64) {
     let mut folded = FoldedStacks::new();
+    let mut matched = 0;
     let name = |pc: u64| function_at(&g.image.functions, pc).unwrap_or("[unknown]");
-    for (_, pc, callers) in g.stacks {
-        let mut frames: Vec<&str> = vec![g.vm, g.comm];
-        // A return address lies just after its call: name the call.
-        frames.extend(callers.iter().rev().map(|&ra| name(ra.wrapping_sub(4))));
-        frames.push(name(*pc));
-        folded.add(&frames, 1);
+    for v in &g.vcpus {
+        let mut next = 0;
+        for (_, r) in RecordDecoder::new(&v.bytes).filter_map(|r| r.ok()) {
+            let Some(pc) = r.pc.map(|pc| pc.virtual_address()) else {
+                continue;
+            };
+            let mut frames: Vec<&str> = vec![g.vm, g.comm];
+            let window = v.stacks.get(next..).unwrap_or_default();
+            let found = window.iter().take(STACK_LOOKAHEAD).position(|s| s.pc == pc);
+            if let Some(k) = found {
+                let s = &window[k];
+                // A return address lies just after its call: name the call.
+                frames.extend(s.callers.iter().rev().map(|&ra| name(ra.wrapping_sub(4))));
+                next += k + 1;
+                matched += 1;
+            }
+            frames.push(name(pc));
+            folded.add(&frames, 1);
+        }
     }
-    folded
+    (folded, matched)
 }
 
 /// Writes the guest profile `g` into `dir` (`NAME.perf.data`,
@@ -184,10 +210,11 @@ pub fn write_vm_profile(
     }
     let stats = agg.finish();
     let profile = Profile::of(&all, g.vm, g.comm, 1, &g.image.functions);
-    let (stacks, source) = if g.stacks.is_empty() {
-        (profile.stacks, "function")
+    let (stacks, source, with_stacks) = if g.vcpus.iter().all(|v| v.stacks.is_empty()) {
+        (profile.stacks, "function", 0)
     } else {
-        (simulator_stacks(g), "simulator")
+        let (folded, matched) = simulator_stacks(g);
+        (folded, "simulator", matched)
     };
     let report = GuestProfileReport {
         vm: g.vm.to_string(),
@@ -202,6 +229,7 @@ pub fn write_vm_profile(
         top_functions: profile.functions,
         stats,
         stacks: source,
+        records_with_stacks: with_stacks,
     };
 
     std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
