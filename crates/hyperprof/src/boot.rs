@@ -133,6 +133,9 @@ pub struct BootOutcome {
     pub handed: HandedOver,
     /// hyperprof's report of the guest's profile, when `--out` wrote it.
     pub guest_profile: Option<GuestProfileReport>,
+    /// Why the guest profile names no functions (the image's symbols could
+    /// not be read), when so.
+    pub unnamed: Option<String>,
 }
 
 /// What a guest profiler handed to the VMM (SPE_RECORDS), all vCPUs.
@@ -385,12 +388,14 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         wrote = crate::perf::write_domain(dir, "host.perf.data", &d)?;
     }
     let mut guest_profile = None;
+    let mut unnamed = None;
     if let (Some(dir), true) = (&args.out, handed.pieces + handed.refused_bytes > 0) {
-        // A stripped or raw image still gives a profile, its PCs unnamed.
-        let image = match image_symbols(&args.image) {
-            Ok(s) => s,
-            Err(_) => ImageSymbols::default(),
-        };
+        // A stripped or raw image still gives a profile, its PCs unnamed
+        // (the summary says why).
+        let image = image_symbols(&args.image).unwrap_or_else(|e| {
+            unnamed = Some(e.to_string());
+            ImageSymbols::default()
+        });
         let interval = kvm
             .get_one_reg(vcpu, hyperprof_arch::SysReg::PMSIRR_EL1)
             .map_or(0, |v| v & 0xFFFF_FF00);
@@ -452,6 +457,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         wrote,
         handed,
         guest_profile,
+        unnamed,
     })
 }
 
@@ -597,6 +603,9 @@ impl BootOutcome {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+        }
+        if let Some(why) = &self.unnamed {
+            s += &format!("guest profile: functions unnamed: {why}\n");
         }
         for f in &self.wrote {
             s += &format!("wrote {}\n", f.display());

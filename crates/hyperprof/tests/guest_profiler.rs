@@ -230,3 +230,25 @@ fn bad_profiler_settings_and_vcpu_counts_are_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("--smp 3: give 1 to 2 vCPUs"));
 }
+
+#[test]
+fn a_raw_image_gives_a_profile_with_its_functions_unnamed_and_says_why() {
+    let dir = scratch("raw");
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/images/profiler.bin");
+    let o = hyperprof()
+        .arg("boot")
+        .arg(&raw)
+        .args(["--spe", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("guest profile: functions unnamed: not an ELF64 little-endian AArch64 image"),
+        "{err}"
+    );
+    let r = report(&dir);
+    assert_eq!(top_names(&r), ["[unknown]"]);
+    assert!(r["records"].as_u64().unwrap() > 1000);
+}
