@@ -54,6 +54,8 @@ struct session {
     u8 *base;
     u64 size;
     u64 pieces;      /* hand-overs the VMM accepted */
+    u64 records;     /* whole records in them */
+    u64 bad;         /* pieces that did not decode as whole records */
     u64 bytes;       /* bytes it accepted */
     u64 refused;     /* bytes it refused (its store was full) */
     u64 truncations; /* pieces flagged: records lost before them */
@@ -111,15 +113,26 @@ static int spe_probe(void)
     return 1;
 }
 
-/* Hands [base, base + len) to the VMM; a refusal marks records lost. */
+static void count_record(const struct spe_record *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+/* Hands [base, base + len) to the VMM; a refusal marks records lost.
+   Called with sampling stopped (PMBSR_EL1.S set, or PMSCR_EL1 cleared), so
+   counting the piece's records samples nothing. */
 static void hand_over(struct session *s, u64 len)
 {
     if (len == 0)
         return;
+    struct spe_decoded d = spe_decode(s->base, len, count_record, 0);
     u64 flags = s->lost ? SPE_RECORDS_LOST : 0;
     u64 r = hvc4(HVC_SPE_RECORDS, (u64)s->base, len, flags);
     if (r == 0) {
         s->pieces++;
+        s->records += d.records;
+        s->bad += d.bad || d.bytes != len;
         s->bytes += len;
         s->truncations += s->lost;
         s->lost = 0;
@@ -463,26 +476,30 @@ static void put_field(const char *name, u64 v)
 
 static void summary(u64 cpus)
 {
-    u64 bytes = 0, pieces = 0, refused = 0, truncations = 0;
+    u64 bytes = 0, pieces = 0, records = 0, refused = 0, truncations = 0;
     for (u64 c = 0; c < cpus; c++) {
         struct session *s = &sessions[c];
         put_field("profiler: cpu ", c);
         put_field(": ", s->pieces);
         put_field(" pieces, ", s->bytes);
-        put_field(" bytes handed over, ", s->irqs);
+        put_field(" bytes, ", s->records);
+        put_field(" records handed over, ", s->irqs);
         put_field(" buffer-full interrupts, ", s->truncations);
         put_field(" truncations, ", s->refused);
         put_field(" bytes refused, ", s->collisions);
         put_field(" collisions, ", s->faults);
-        puts(" faults\n");
+        put_field(" faults, ", s->bad);
+        puts(" bad pieces\n");
         bytes += s->bytes;
         pieces += s->pieces;
+        records += s->records;
         refused += s->refused;
         truncations += s->truncations;
     }
     put_field("profiler: ", pieces);
     put_field(" pieces, ", bytes);
-    put_field(" bytes, ", truncations);
+    put_field(" bytes, ", records);
+    put_field(" records, ", truncations);
     put_field(" truncations, ", refused);
     puts(" bytes refused\n");
 }

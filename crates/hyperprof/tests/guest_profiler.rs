@@ -46,8 +46,8 @@ fn report(dir: &Path) -> Value {
 }
 
 /// The console's per-CPU line of the profiler for `cpu`, as numbers:
-/// pieces, bytes, interrupts, truncations, refused bytes, collisions,
-/// faults.
+/// pieces, bytes, records, interrupts, truncations, refused bytes,
+/// collisions, faults, bad pieces.
 fn cpu_line(console: &str, cpu: u64) -> Vec<u64> {
     let prefix = format!("profiler: cpu {cpu}: ");
     let line = console
@@ -83,17 +83,19 @@ fn every_setup_hands_the_records_over_and_names_the_workloads() {
         );
         let r = report(&dir);
         let line = cpu_line(&out, 0);
-        let (pieces, bytes, irqs) = (line[0], line[1], line[2]);
+        let (pieces, bytes, records, irqs) = (line[0], line[1], line[2], line[3]);
         // The 16 KiB buffer filled and wrapped several times; every piece
         // the guest handed over is in the profile, none refused or lost.
         assert!(irqs >= 3, "{what}: {irqs} buffer-full interrupts");
         assert_eq!(pieces, irqs + 1, "{what}: a piece per wrap, and the rest");
         assert_eq!(r["bytes"], bytes, "{what}");
-        assert_eq!(&line[3..], [0, 0, 0, 0], "{what}: {out}");
+        // The guest decoded, before each hand-over, the records the VMM
+        // decodes.
+        assert_eq!(r["records"], records, "{what}");
+        assert_eq!(&line[4..], [0, 0, 0, 0, 0], "{what}: {out}");
         assert_eq!(r["refused_bytes"], 0, "{what}");
         assert_eq!(r["truncations"], 0, "{what}");
         // Whole records, all of EL1 code in the image's text.
-        let records = r["records"].as_u64().unwrap();
         assert!(records > 1000, "{what}: {records} records");
         assert_eq!(r["undecodable"], 0, "{what}");
         assert_eq!(r["foreign"], 0, "{what}");
@@ -158,6 +160,7 @@ fn two_vcpus_run_the_false_sharing_pair_each_with_its_own_queue() {
     for (cpu, v) in vcpus.iter().enumerate() {
         let line = cpu_line(&out, cpu as u64);
         assert_eq!(v["bytes"], line[1], "vCPU {cpu}");
+        assert_eq!(v["records"], line[2], "vCPU {cpu}");
         assert!(v["records"].as_u64().unwrap() > 100, "vCPU {cpu}: {v}");
     }
     assert!(top_names(&r).iter().any(|n| n == "bump_counter"));
@@ -187,13 +190,14 @@ fn what_the_vmm_refuses_is_reported_by_both_sides() {
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{out}{err}");
     let line = cpu_line(&out, 0);
-    let (bytes, refused) = (line[1], line[4]);
+    let (bytes, records, refused) = (line[1], line[2], line[5]);
     assert!(bytes <= 40000 && refused > 0, "{out}");
     let r = report(&dir);
     assert_eq!(r["bytes"], bytes);
     assert_eq!(r["refused_bytes"], refused);
+    assert_eq!(r["records"], records);
     // A piece accepted after a refusal carries the flag.
-    assert_eq!(r["truncations"], line[3]);
+    assert_eq!(r["truncations"], line[4]);
     assert!(err.contains(&format!("{refused} bytes refused")), "{err}");
     assert_eq!(r["undecodable"], 0, "pieces stay whole records");
 }
