@@ -117,7 +117,7 @@ pub struct BootOutcome {
     pub insns: u64,
     /// Wall-clock seconds of the run.
     pub seconds: f64,
-    /// The hypervisor's counts for the vCPU.
+    /// The hypervisor's counts for vCPU 0 (the one that boots).
     pub vcpu: VcpuStats,
     /// The VMM's counts.
     pub vmm: VmmStats,
