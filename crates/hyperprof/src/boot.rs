@@ -603,6 +603,9 @@ impl BootOutcome {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            for m in &g.malformed {
+                s += &format!("guest profile: records malformed: {m}\n");
+            }
         }
         if let Some(why) = &self.unnamed {
             s += &format!("guest profile: functions unnamed: {why}\n");

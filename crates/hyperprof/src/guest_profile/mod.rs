@@ -99,6 +99,9 @@ pub struct GuestProfileReport {
     pub truncations: u64,
     /// Bytes that did not decode as records (0 for a well-behaved guest).
     pub undecodable: u64,
+    /// Where a vCPU's bytes stopped decoding as packets, and why (none for
+    /// a well-behaved guest); the counts in `stats` stop there.
+    pub malformed: Vec<String>,
     /// Records whose PC is not at EL1, the level the guest samples.
     pub foreign: u64,
     /// Records whose PC lies outside the image's executable sections.
@@ -191,15 +194,15 @@ pub fn write_vm_profile(
     let mut agg = Aggregator::default();
     let mut vcpus = Vec::new();
     let mut outside = 0;
+    let mut malformed = Vec::new();
     for (j, v) in g.vcpus.iter().enumerate() {
         all.extend_from_slice(&v.bytes);
         let before = agg.finish().records;
-        agg.add_buffer(&v.bytes, 0).map_err(|(off, why)| {
-            Error::malformed(
-                format!("{stem}: vCPU {j}'s records"),
-                format!("byte offset {off:#x}: {why}"),
-            )
-        })?;
+        // The bytes are the guest's: whatever they hold, the profile is
+        // written and the report says where they stopped making sense.
+        if let Err((off, why)) = agg.add_buffer(&v.bytes, 0) {
+            malformed.push(format!("vCPU {j}: byte offset {off:#x}: {why}"));
+        }
         vcpus.push(VcpuSummary {
             vcpu: j as u32,
             bytes: v.bytes.len() as u64,
@@ -224,6 +227,7 @@ pub fn write_vm_profile(
         vcpus,
         refused_bytes: g.refused_bytes,
         undecodable: profile.undecodable,
+        malformed,
         foreign: profile.foreign,
         outside_text: outside,
         top_functions: profile.functions,
@@ -293,6 +297,140 @@ pub fn write_vm_profile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(pc: u64) -> Vec<u8> {
+        let r = Record {
+            pc: Some(hyperprof_spe::record::CodeAddress {
+                addr: pc,
+                el: 1,
+                ns: true,
+            }),
+            ..Record::default()
+        };
+        let mut buf = [0u8; 64];
+        let n = r.encode(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn a_guests_bad_bytes_are_reported_and_the_profile_still_written() {
+        let dir =
+            std::env::temp_dir().join(format!("hyperprof-guest-profile-{}", std::process::id()));
+        let image = ImageSymbols {
+            functions: vec![Symbol {
+                name: "work".into(),
+                start: 0x4008_0000,
+                end: 0x4008_0100,
+            }],
+            text: vec![(0x4008_0000, 0x4008_0100)],
+        };
+        let mut good = record(0x4008_0010);
+        good.extend(record(0x4008_0200));
+        let mut bad = record(0x4008_0020);
+        bad.extend([0xb7, 0x01]);
+        let g = GuestRecords {
+            vm: "vm 1",
+            comm: "work",
+            vcpus: vec![
+                VcpuRecords {
+                    bytes: good,
+                    ..VcpuRecords::default()
+                },
+                VcpuRecords {
+                    bytes: bad,
+                    truncations: 2,
+                    ..VcpuRecords::default()
+                },
+            ],
+            refused_bytes: 64,
+            image: &image,
+            interval: 1024,
+            ram_bytes: 1 << 27,
+        };
+        let (r, wrote) = write_vm_profile(&dir, &g).unwrap();
+        assert_eq!(r.vcpus[0].records, 2);
+        assert_eq!(r.vcpus[1].records, 1);
+        assert_eq!(r.malformed.len(), 1, "{:?}", r.malformed);
+        assert!(
+            r.malformed[0].starts_with("vCPU 1: byte offset 0x"),
+            "{:?}",
+            r.malformed
+        );
+        assert_eq!((r.truncations, r.refused_bytes), (2, 64));
+        assert_eq!(r.outside_text, 1, "the PC at 0x40080200");
+        assert_eq!(r.stacks, "function");
+        let names: Vec<_> = wrote
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "vmlinux-vm_1.elf",
+                "vm_1.perf.data",
+                "vm_1.svg",
+                "vm_1.json"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_are_matched_to_the_simulators_stacks_by_pc_in_order() {
+        let image = ImageSymbols {
+            functions: vec![
+                Symbol {
+                    name: "main".into(),
+                    start: 0x1000,
+                    end: 0x1100,
+                },
+                Symbol {
+                    name: "leaf".into(),
+                    start: 0x2000,
+                    end: 0x2100,
+                },
+            ],
+            text: vec![(0x1000, 0x2100)],
+        };
+        let mut bytes = record(0x2010);
+        bytes.extend(record(0x2020));
+        bytes.extend(record(0x1010));
+        let stacks = vec![
+            // A sample whose record was dropped.
+            SampledStack {
+                pc: 0x2004,
+                callers: vec![0x1008],
+            },
+            SampledStack {
+                pc: 0x2010,
+                callers: vec![0x1044],
+            },
+            // 0x2020's walk is missing: drawn by its function alone.
+            SampledStack {
+                pc: 0x1010,
+                callers: vec![],
+            },
+        ];
+        let g = GuestRecords {
+            vm: "vm",
+            comm: "c",
+            vcpus: vec![VcpuRecords {
+                bytes,
+                truncations: 0,
+                stacks,
+            }],
+            refused_bytes: 0,
+            image: &image,
+            interval: 1024,
+            ram_bytes: 1 << 20,
+        };
+        let (folded, matched) = simulator_stacks(&g);
+        assert_eq!(matched, 2);
+        assert_eq!(
+            folded.to_folded_text(),
+            "vm;c;leaf 1\nvm;c;main 1\nvm;c;main;leaf 1\n"
+        );
+    }
 
     #[test]
     fn el1_pcs_get_perfs_top_byte() {
