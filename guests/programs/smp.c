@@ -138,13 +138,17 @@ static long pmu_follows(void)
     return b - a == 2 * n;
 }
 
+/* The MPIDR_EL1 each CPU read for itself. The boot CPU prints them, so
+   that the console does not depend on how the CPUs' runs interleave. */
+static u64 seen_mpidr[MAX_CPUS];
+
 static void say_mpidr(u64 index)
 {
     spin_lock(&console_lock);
     puts("cpu");
     put_dec(index);
     puts(": MPIDR ");
-    put_hex(read_sysreg(mpidr_el1));
+    put_hex(seen_mpidr[index]);
     putc('\n');
     spin_unlock(&console_lock);
 }
@@ -160,7 +164,7 @@ static void count_work(u64 index)
 
 static void secondary(struct secondary *s)
 {
-    say_mpidr(s->index);
+    seen_mpidr[s->index] = read_sysreg(mpidr_el1);
     store_release(&started[s->index], 1);
     if (!wait_for(&go, 1))
         return;
@@ -236,6 +240,7 @@ int main(u64 dtb)
     report((long)psci_call(PSCI_FEATURES, 0x8400001fUL, 0, 0) == PSCI_NOT_SUPPORTED,
            "psci: features: an unknown function is not supported");
 
+    seen_mpidr[0] = read_sysreg(mpidr_el1);
     say_mpidr(0);
     report(affinity_info(self) == AFFINITY_ON, "psci: affinity-info: the boot CPU is on");
     for (u64 i = 1; i < ncpus; i++) {
@@ -247,6 +252,8 @@ int main(u64 dtb)
         s->index = i;
         report_cpu(cpu_on(s) == PSCI_SUCCESS, "psci: cpu-on", i);
         int up = wait_for(&started[i], 1);
+        if (up)
+            say_mpidr(i);
         report_cpu(up, "smp: the secondary runs", i);
         if (!up)
             continue;

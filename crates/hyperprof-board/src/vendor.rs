@@ -48,6 +48,7 @@ pub fn is_vendor_call(fid: u32) -> bool {
 #[derive(Clone, Debug)]
 pub struct RecordStore {
     per_vcpu: Vec<Vec<u8>>,
+    pieces: Vec<u64>,
     truncations: Vec<u64>,
     held: u64,
     limit: u64,
@@ -59,6 +60,7 @@ impl RecordStore {
     pub fn new(vcpus: usize, limit: u64) -> RecordStore {
         RecordStore {
             per_vcpu: vec![Vec::new(); vcpus],
+            pieces: vec![0; vcpus],
             truncations: vec![0; vcpus],
             held: 0,
             limit,
@@ -79,6 +81,7 @@ impl RecordStore {
         }
         buf.extend_from_slice(bytes);
         self.held += len;
+        self.pieces[vcpu] += 1;
         if truncated {
             self.truncations[vcpu] += 1;
         }
@@ -109,6 +112,11 @@ impl RecordStore {
             .unwrap_or_default();
         self.held -= out.len() as u64;
         out
+    }
+
+    /// How many pieces vCPU `vcpu` handed over (accepted ones).
+    pub fn pieces(&self, vcpu: usize) -> u64 {
+        self.pieces.get(vcpu).copied().unwrap_or(0)
     }
 
     /// How many pieces of vCPU `vcpu` said records were lost before them.
@@ -209,6 +217,11 @@ mod tests {
         assert_eq!(s.take(0), vec![1, 2, 3, 4, 5]);
         assert_eq!(s.take(1), vec![9]);
         assert_eq!(s.truncations(1), 1);
+        assert_eq!(
+            (s.pieces(0), s.pieces(1)),
+            (2, 1),
+            "refused pieces are not counted"
+        );
         assert_eq!(s.held(), 0);
         assert!(s.push(0, &[0; 10], false), "space is free again");
     }

@@ -10,6 +10,7 @@
 use hyperprof_kvm::uapi::Errno;
 use hyperprof_kvm::vm::{Exit, Kvm, Mmio, GUEST_RAM_IPA};
 use hyperprof_sim::pe::CodeContext;
+use hyperprof_sim::stack::SampledStack;
 use thiserror::Error;
 
 use crate::fdt::{self, BoardDesc};
@@ -227,11 +228,28 @@ impl BoardVm {
         &self.image
     }
 
-    /// The console bytes written so far, taken out.
     /// Takes the SPE records vCPU `i` handed over ([`vendor::SPE_RECORDS`])
     /// since the last take, in the order it handed them.
     pub fn take_spe_records(&mut self, i: usize) -> Vec<u8> {
         self.records.take(i)
+    }
+
+    /// Has the simulator read the stack (frame-pointer chain) of every
+    /// instruction the vCPUs' SPE units sample from now on.
+    pub fn capture_stacks(&mut self) {
+        for v in &mut self.vcpus {
+            v.ctx.stacks.get_or_insert_with(Default::default);
+        }
+    }
+
+    /// Takes vCPU `i`'s sampled stacks captured since the last take, and
+    /// how many it dropped (its log was full); empty without
+    /// [`BoardVm::capture_stacks`].
+    pub fn take_stacks(&mut self, i: usize) -> (Vec<SampledStack>, u64) {
+        self.vcpus
+            .get_mut(i)
+            .and_then(|v| v.ctx.stacks.as_mut())
+            .map_or((Vec::new(), 0), |log| (log.take(), log.dropped()))
     }
 
     /// The store of handed-over records (its truncation and refusal counts).
@@ -244,6 +262,7 @@ impl BoardVm {
         self.records.set_limit(limit);
     }
 
+    /// The console bytes written so far, taken out.
     pub fn take_console(&mut self) -> Vec<u8> {
         self.uart.take_output()
     }
@@ -352,6 +371,8 @@ impl BoardVm {
                 let mpidr = t.ctx.mpidr & psci::MPIDR_AFFINITY;
                 let mut ctx = CodeContext::new(entry, mpidr);
                 ctx.cpu.set_x(0, context_id);
+                // Stack capture goes on across the restart.
+                ctx.stacks = t.ctx.stacks.take();
                 t.ctx = ctx;
                 t.power = PowerState::On;
                 t.idle = false;

@@ -8,7 +8,8 @@
 //! - [`spe`]: the Statistical Profiling Extension unit.
 //! - [`pe`]: a processing element: registers, strict synchronization, the
 //!   `Cpu` interface, skip-ahead execution; [`translate`]: its regimes.
-//! - [`uarch`]: caches, TLB, branch predictor and timing for real code.
+//! - [`uarch`]: caches, TLB, branch predictor and timing for real code;
+//!   [`stack`]: call stacks of sampled instructions from frame pointers.
 //! - [`gic`]: the GICv3 CPU interface's virtualization part (ICH_*_EL2,
 //!   the ICV_* registers a guest reaches through the ICC_* names).
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod pe;
 pub mod pmu;
 pub mod probe;
 pub mod spe;
+pub mod stack;
 pub mod translate;
 pub mod uarch;
 pub mod workload;

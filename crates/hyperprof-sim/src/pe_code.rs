@@ -24,6 +24,7 @@ use crate::gic::GicRoute;
 use crate::memory::{FrameId, PhysMem, PAGE_SIZE};
 use crate::mmu::{translate_two_stage, walk_stage2, Access as MmuAccess, Fault};
 use crate::op::Op;
+use crate::stack::{walk_frames, SampledStack, StackLog};
 use crate::translate::STAGE2_START_LEVEL;
 use crate::uarch::{BranchInfo, Hierarchy, Tally};
 
@@ -76,6 +77,9 @@ pub struct CodeContext {
     pub midr: u64,
     /// What MPIDR_EL1 reads (VMPIDR_EL2 for a guest).
     pub mpidr: u64,
+    /// When set, the stack of every instruction the SPE unit samples, read
+    /// from the code's frame-pointer chain ([`crate::stack`]).
+    pub stacks: Option<StackLog>,
     tlb: SoftTlb,
 }
 
@@ -90,6 +94,7 @@ impl CodeContext {
             el1: El1Regs::default(),
             midr: MIDR_NEOVERSE_N1,
             mpidr: mpidr | 1 << 31,
+            stacks: None,
             tlb: SoftTlb::new(),
         }
     }
@@ -508,8 +513,8 @@ impl PeBus<'_> {
     /// PMU and the SPE unit: before software touches a register the PE
     /// models (a counter read must see every operation before it), and at
     /// the end of the run (`at_end`), where the last operation is sampled
-    /// if it is the sample point.
-    fn flush(&mut self, at_end: bool) {
+    /// if it is the sample point. Returns whether it was.
+    fn flush(&mut self, at_end: bool) -> bool {
         let ops = self.ops;
         for (i, el) in [ExceptionLevel::EL0, ExceptionLevel::EL1]
             .into_iter()
@@ -528,7 +533,7 @@ impl PeBus<'_> {
         self.ops = [0; 2];
         self.plain = [0; 2];
         if !self.sampling {
-            return;
+            return false;
         }
         let counted = self.pe.count_sampled_ops(&ops);
         self.counted += counted;
@@ -544,6 +549,15 @@ impl PeBus<'_> {
         } else if let Some(spe) = self.pe.spe.as_mut() {
             spe.skip(counted);
         }
+        hit
+    }
+
+    /// The stack of the instruction just sampled at `pc`, from the frame
+    /// pointer `fp`, read through the code's regime at its level.
+    fn sampled_stack(&mut self, pc: u64, fp: u64) -> SampledStack {
+        let el = self.el;
+        let callers = walk_frames(fp, |va| self.read_bytes(va, 8, el).ok().map(|(v, _)| v));
+        SampledStack { pc, callers }
     }
 
     /// A change of the regime: cached translations go.
@@ -925,7 +939,11 @@ impl Pe {
             };
             let taken = ctx.cpu.exceptions_taken();
             let exit = ctx.cpu.run(&mut bus, chunk);
-            bus.flush(true);
+            if bus.flush(true) {
+                if let Some(log) = ctx.stacks.as_mut() {
+                    log.push(bus.sampled_stack(bus.last_pc, ctx.cpu.x(29)));
+                }
+            }
             *done += bus.total;
             match exit {
                 // The engine spent its budget taking exceptions and retired

@@ -34,23 +34,14 @@ use hyperprof_sim::spe::SpeConfig;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::guest_profile::{
+    image_symbols, write_vm_profile, GuestProfileReport, GuestRecords, ImageSymbols, VcpuRecords,
+};
 use crate::run::engine::{
     host_slice, start_host, stop_host, HostCpuOutcome, HostSetup, Invariant, SpeSetup,
     HOST_KERNEL_PID,
 };
 use crate::run::presets::host_events;
-
-/// The images built into the binary (guests/images, built from guests/
-/// by `make -C guests`).
-pub const BUILTIN_IMAGES: [(&str, &[u8]); 4] = [
-    ("hello", include_bytes!("../../../guests/images/hello.bin")),
-    (
-        "selftest",
-        include_bytes!("../../../guests/images/selftest.bin"),
-    ),
-    ("spin", include_bytes!("../../../guests/images/spin.bin")),
-    ("smp", include_bytes!("../../../guests/images/smp.bin")),
-];
 
 /// The guest PMU a boot gives its vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,8 +82,12 @@ pub struct BootArgs {
     /// Seed of the host's workload.
     pub seed: u64,
     /// Where to write the host's profile (`host.perf.data` and its symbol
-    /// files), if anywhere.
+    /// files) and the guest's, when its profiler handed records over
+    /// (`guest.perf.data`, see [`crate::guest_profile`]), if anywhere.
     pub out: Option<std::path::PathBuf>,
+    /// The most bytes of SPE records the guest may hand over (0: the
+    /// VMM's default, `hyperprof_board::vendor::DEFAULT_STORE_LIMIT`).
+    pub records_limit: u64,
     /// vCPUs of the VM (`--smp`): vCPU 0 boots, the others wait for PSCI
     /// CPU_ON. 1 to [`max_redistributors`].
     pub smp: usize,
@@ -197,7 +192,31 @@ pub struct BootOutcome {
     pub idle_ticks: u64,
     /// The files `--out` wrote.
     pub wrote: Vec<std::path::PathBuf>,
+    /// What the guest's profiler handed over.
+    pub handed: HandedOver,
+    /// hyperprof's report of the guest's profile, when `--out` wrote it.
+    pub guest_profile: Option<GuestProfileReport>,
+    /// Why the guest profile names no functions (the image's symbols could
+    /// not be read), when so.
+    pub unnamed: Option<String>,
 }
+
+/// What a guest profiler handed to the VMM (SPE_RECORDS), all vCPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HandedOver {
+    /// Pieces the VMM accepted.
+    pub pieces: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Pieces the guest flagged as following lost records.
+    pub truncations: u64,
+    /// Bytes the VMM refused (its store was full).
+    pub refused_bytes: u64,
+}
+
+/// Guest instructions of one turn of a vCPU while others of its round run
+/// on the other CPUs.
+const SIDE_BY_SIDE_TURN: u64 = 64;
 
 /// Host operations per CPU between two guest slices.
 const HOST_SLICE: u64 = 20_000;
@@ -215,13 +234,10 @@ fn usage(e: impl std::fmt::Display) -> Error {
     Error::Usage(format!("boot: {e}"))
 }
 
-/// The image named `builtin:NAME`, or `None` for another name.
+/// The image named `builtin:NAME` ([`crate::builtin`]), or `None` for
+/// another name.
 pub fn builtin(name: &str) -> Option<&'static [u8]> {
-    let n = name.strip_prefix("builtin:")?;
-    BUILTIN_IMAGES
-        .iter()
-        .find(|(b, _)| *b == n)
-        .map(|(_, bytes)| *bytes)
+    crate::builtin::find(name.strip_prefix(crate::builtin::PREFIX)?)
 }
 
 fn machine_config(mem_mib: u64, cpus: usize) -> MachineConfig {
@@ -383,6 +399,13 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
     };
     let mut board = BoardVm::boot(&mut kvm, vm, ram, &vcpus, &args.image, &opts)
         .map_err(|e| Error::malformed(&args.name, e.to_string()))?;
+    if args.records_limit != 0 {
+        board.set_records_limit(args.records_limit);
+    }
+    if args.spe && args.out.is_some() {
+        // For the guest profile's flame graph: SPE records no stacks.
+        board.capture_stacks();
+    }
 
     let mut problems = Vec::new();
     let mut rounds = 0u64;
@@ -442,41 +465,86 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         for (cpu, h) in host.iter_mut().enumerate() {
             host_slice(&mut kvm, cpu, h, HOST_SLICE, host_el)?;
         }
-        for (i, cpu) in schedule::placements(rounds, args.cpus, &runnable) {
-            // A vCPU of this round may have ended the VM's run.
-            if insns >= args.max_insns || !board.runnable(i) {
-                continue;
-            }
-            let vcpu = vcpus[i];
-            kvm.load(vcpu, cpu)
+        // The round's vCPUs are loaded on their CPUs and run side by side:
+        // turns of SIDE_BY_SIDE_TURN instructions each, so that their
+        // accesses to shared lines interleave as on CPUs running at once.
+        let placed: Vec<(usize, usize)> = schedule::placements(rounds, args.cpus, &runnable);
+        for &(i, cpu) in &placed {
+            kvm.load(vcpus[i], cpu)
                 .map_err(|e| usage(format!("load: {e}")))?;
-            let slice = args.slice.min(args.max_insns - insns);
-            let r = board.run_vcpu(&mut kvm, i, slice);
-            looping[i] = board.context(i).and_then(exception_loop);
-            kvm.put(vcpu)
+        }
+        let budget = args.max_insns - insns;
+        let slice = args.slice.min(budget);
+        let mut ran = vec![0u64; placed.len()];
+        let mut failed = None;
+        'round: loop {
+            let mut progressed = false;
+            for (k, &(i, _)) in placed.iter().enumerate() {
+                let spent: u64 = ran.iter().sum();
+                if ran[k] >= slice || spent >= budget || !board.runnable(i) {
+                    continue;
+                }
+                let turn = if placed.len() == 1 {
+                    slice - ran[k]
+                } else {
+                    SIDE_BY_SIDE_TURN.min(slice - ran[k])
+                }
+                .min(budget - spent);
+                match board.run_vcpu(&mut kvm, i, turn) {
+                    Ok(n) => {
+                        ran[k] += n;
+                        progressed |= n > 0;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'round;
+                    }
+                }
+                looping[i] = board.context(i).and_then(exception_loop);
+            }
+            // A vCPU powered on meanwhile waits for a free CPU: end the
+            // round so that the next one places it beside the others.
+            let woken =
+                (0..vcpus.len()).any(|j| board.runnable(j) && placed.iter().all(|&(i, _)| i != j));
+            if !progressed || board.finished() || (woken && placed.len() < args.cpus) {
+                break;
+            }
+        }
+        for (k, &(i, cpu)) in placed.iter().enumerate() {
+            kvm.put(vcpus[i])
                 .map_err(|e| Error::Run(format!("boot: put: {e}")))?;
-            let out = board.take_console();
-            console
-                .write_all(&out)
-                .and_then(|_| console.flush())
-                .map_err(|e| Error::io("<stdout>", e))?;
             let run = &mut runs[i];
             run.slice_on(cpu, last_cpu[i]);
             last_cpu[i] = Some(cpu);
-            match r {
-                Ok(n) => {
-                    insns += n;
-                    run.insns += n;
-                }
-                Err(e) => {
-                    return Err(Error::Run(format!(
-                        "boot: {}: {e} (after {insns} instructions)",
-                        args.name
-                    )))
-                }
-            }
+            run.insns += ran[k];
+            insns += ran[k];
+        }
+        let out = board.take_console();
+        console
+            .write_all(&out)
+            .and_then(|_| console.flush())
+            .map_err(|e| Error::io("<stdout>", e))?;
+        if let Some(e) = failed {
+            return Err(Error::Run(format!(
+                "boot: {}: {e} (after {insns} instructions)",
+                args.name
+            )));
         }
         rounds += 1;
+    };
+    let vcpu_count = board.vcpus().len();
+    let guest_records: Vec<VcpuRecords> = (0..vcpu_count)
+        .map(|i| VcpuRecords {
+            bytes: board.take_spe_records(i),
+            truncations: board.records().truncations(i),
+            stacks: board.take_stacks(i).0,
+        })
+        .collect();
+    let handed = HandedOver {
+        pieces: (0..vcpu_count).map(|i| board.records().pieces(i)).sum(),
+        bytes: guest_records.iter().map(|v| v.bytes.len() as u64).sum(),
+        truncations: guest_records.iter().map(|v| v.truncations).sum(),
+        refused_bytes: board.records().refused_bytes(),
     };
     let host_symbols = host
         .first()
@@ -503,6 +571,32 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
             interval: host_setup.spe.map_or(0, |s| s.session.interval.into()),
         };
         wrote = crate::perf::write_domain(dir, "host.perf.data", &d)?;
+    }
+    let mut guest_profile = None;
+    let mut unnamed = None;
+    if let (Some(dir), true) = (&args.out, handed.pieces + handed.refused_bytes > 0) {
+        // A stripped or raw image still gives a profile, its PCs unnamed
+        // (the summary says why).
+        let image = image_symbols(&args.image).unwrap_or_else(|e| {
+            unnamed = Some(e.to_string());
+            ImageSymbols::default()
+        });
+        let interval = kvm
+            .get_one_reg(vcpus[0], hyperprof_arch::SysReg::PMSIRR_EL1)
+            .map_or(0, |v| v & 0xFFFF_FF00);
+        let comm = image_comm(&args.name);
+        let g = GuestRecords {
+            vm: "guest",
+            comm: &comm,
+            vcpus: guest_records,
+            refused_bytes: handed.refused_bytes,
+            image: &image,
+            interval,
+            ram_bytes: ram,
+        };
+        let (report, files) = write_vm_profile(dir, &g)?;
+        wrote.extend(files);
+        guest_profile = Some(report);
     }
     for h in &host_out {
         // The host's counts must be those of its own work, exactly.
@@ -558,7 +652,19 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         nvhe: args.nvhe,
         idle_ticks,
         wrote,
+        handed,
+        guest_profile,
+        unnamed,
     })
+}
+
+/// The process name of an image: `builtin:NAME`'s NAME, or the file's
+/// stem.
+fn image_comm(name: &str) -> String {
+    let n = name.strip_prefix("builtin:").unwrap_or(name);
+    std::path::Path::new(n)
+        .file_stem()
+        .map_or_else(|| n.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
 /// A vCPU stuck taking one exception forever.
@@ -726,6 +832,36 @@ impl BootOutcome {
                 r.mpidr, r.insns, r.slices, r.migrations, r.stats.entries, r.cpus
             );
         }
+        let h = &self.handed;
+        if h.pieces + h.refused_bytes > 0 {
+            s += &format!(
+                "guest records: {} bytes in {} pieces ({:.0} bytes per hand-over), {} truncated, {} bytes refused\n",
+                h.bytes,
+                h.pieces,
+                h.bytes as f64 / h.pieces.max(1) as f64,
+                h.truncations,
+                h.refused_bytes
+            );
+        }
+        if let Some(g) = &self.guest_profile {
+            s += &format!(
+                "guest profile: {} records ({:.0} per second handed over), top {}\n",
+                g.records,
+                g.records as f64 / self.seconds.max(1e-9),
+                g.top_functions
+                    .iter()
+                    .take(5)
+                    .map(|f| format!("{} {:.1}%", f.function, f.percent))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for m in &g.malformed {
+                s += &format!("guest profile: records malformed: {m}\n");
+            }
+        }
+        if let Some(why) = &self.unnamed {
+            s += &format!("guest profile: functions unnamed: {why}\n");
+        }
         for h in &self.host {
             s += &format!(
                 "host cpu {}: {} kernel operations, {} SPE bytes, {} PMBIRQs\n",
@@ -808,6 +944,8 @@ impl BootOutcome {
                 "pmbirqs": h.pmbirqs,
                 "pmu_counts": h.pmu_counts,
             })).collect::<Vec<_>>(),
+            "guest_records": self.handed,
+            "guest_profile": self.guest_profile,
             "invariants": self.problems.iter().map(|(i, w)| format!("{i:?}: {w}")).collect::<Vec<_>>(),
         })
     }

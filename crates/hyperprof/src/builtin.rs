@@ -29,6 +29,13 @@ pub const IMAGES: &[(&str, &[u8])] = &[
         include_bytes!("../../../guests/images/spesuite.elf"),
     ),
     ("spin", include_bytes!("../../../guests/images/spin.elf")),
+    ("smp", include_bytes!("../../../guests/images/smp.elf")),
+    ("gic", include_bytes!("../../../guests/images/gic.elf")),
+    ("timer", include_bytes!("../../../guests/images/timer.elf")),
+    (
+        "profiler",
+        include_bytes!("../../../guests/images/profiler.elf"),
+    ),
 ];
 
 /// The built-in image `name` (without the prefix).

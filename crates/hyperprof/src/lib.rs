@@ -13,6 +13,7 @@ pub mod explore;
 pub mod files;
 pub mod flame;
 pub mod fuzzing;
+pub mod guest_profile;
 pub mod perf;
 pub mod rng;
 pub mod run;

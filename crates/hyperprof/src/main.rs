@@ -137,8 +137,8 @@ enum Command {
 #[derive(clap::Args)]
 struct BootCli {
     /// An ELF64 AArch64 image (loaded by its program headers), a raw image
-    /// (loaded at RAM + 0x80000), or builtin:NAME (hello, selftest, spin,
-    /// smp).
+    /// (loaded at RAM + 0x80000), or builtin:NAME (every program of
+    /// guests/, e.g. hello, selftest, spin, smp, gic, timer, profiler).
     image: String,
     /// The kernel command line (/chosen/bootargs).
     #[arg(long, default_value = "")]
@@ -158,6 +158,10 @@ struct BootCli {
     /// Give the guest SPE.
     #[arg(long)]
     spe: bool,
+    /// The most bytes of SPE records the guest's profiler may hand over
+    /// [default: 256 MiB]; what does not fit is refused and reported.
+    #[arg(long, default_value_t = 0)]
+    guest_records_limit: u64,
     /// SPE_MAX_BUFFER_SIZE in bytes [default: 4 MiB, or the SPU's own
     /// maximum when that is smaller].
     #[arg(long, default_value_t = 0)]
@@ -172,7 +176,9 @@ struct BootCli {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write the host's SPE profile here: host.perf.data and the symbol
-    /// files perf needs (`hyperprof perf-setup DIR`, then perf report).
+    /// files perf needs (`hyperprof perf-setup DIR`, then perf report);
+    /// and, when the guest's profiler handed records over, guest.perf.data,
+    /// vmlinux-guest.elf, guest.svg and guest.json.
     #[arg(long)]
     out: Option<PathBuf>,
     /// vCPUs of the VM, 1 to 123 (the GICv3 redistributor region's
@@ -841,11 +847,7 @@ fn boot(args: BootCli) -> ExitCode {
         None if args.image.starts_with("builtin:") => Err(Error::Usage(format!(
             "boot: no built-in image {:?} (there are: {})",
             args.image,
-            hyperprof::boot::BUILTIN_IMAGES
-                .iter()
-                .map(|(n, _)| format!("builtin:{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            hyperprof::builtin::names().join(", ")
         ))),
         None => std::fs::read(&args.image).map_err(|e| Error::io(&args.image, e)),
     };
@@ -868,6 +870,7 @@ fn boot(args: BootCli) -> ExitCode {
             seed: args.seed,
             out: args.out,
             smp: args.smp,
+            records_limit: args.guest_records_limit,
             cpus: args.cpus,
             slice: args.slice,
         };

@@ -597,3 +597,87 @@ fn the_demo_profile_names_its_synthetic_functions() {
         "{text}"
     );
 }
+
+/// The guest profiler's own perf.data (`hyperprof boot builtin:profiler
+/// --spe --out DIR`, the records its driver handed to the VMM), in every
+/// host and PMU set-up where guest SPE applies: perf names the workloads'
+/// functions with the shares of hyperprof's report of it (guest.json) and
+/// counts the events that report counts; with two vCPUs perf c2c finds the
+/// line the false-sharing pair shares.
+#[test]
+fn the_guest_profilers_perf_data_opens_in_perf_report_script_mem_and_c2c() {
+    if !perf_available() {
+        return;
+    }
+    let setups: [&[&str]; 5] = [
+        &["--pmu", "partitioned", "--smp", "2"],
+        &["--pmu", "emulated"],
+        &["--nvhe", "--pmu", "emulated"],
+        &["--pmu", "off"],
+        &["--nvhe", "--pmu", "off"],
+    ];
+    for (k, setup) in setups.iter().enumerate() {
+        let dir = scratch(&format!("guest-profiler-{k}"));
+        ok(
+            hyperprof()
+                .args(["boot", "builtin:profiler", "--spe", "--out"])
+                .arg(&dir)
+                .args(*setup)
+                .output()
+                .unwrap(),
+            &format!("boot builtin:profiler {setup:?}"),
+        );
+        check_guest_profile(&dir, setup.contains(&"--smp"));
+    }
+}
+
+/// The checks of one guest profile in `dir`; `pair`: the false-sharing
+/// pair ran on two vCPUs.
+fn check_guest_profile(dir: &Path, pair: bool) {
+    let home = perf_setup(dir);
+    let data = dir.join("guest.perf.data");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("guest.json")).unwrap()).unwrap();
+    let shares: Vec<(String, f64)> = report["top_functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap().to_string(),
+                f["percent"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut workloads = vec!["copy_words", "hash_lookup", "chase_pointers", "interpret"];
+    if pair {
+        workloads.push("bump_counter");
+    }
+    for w in workloads {
+        assert!(shares.iter().any(|(f, _)| f == w), "{w} not sampled");
+    }
+    let expect = Expect {
+        functions: shares.iter().map(|(f, _)| f.clone()).collect(),
+        shares: shares.clone(),
+        complete: true,
+        comm: &["profiler"],
+    };
+    check_profile(&home, &data, &expect);
+    // check_profile compared perf's counts with spe stats of the file;
+    // hyperprof's report of the guest counts the same.
+    let st = stats(&data);
+    assert_eq!(report["stats"]["events"], st["events"]);
+    assert_eq!(report["stats"]["ops"], st["ops"]);
+    assert_eq!(report["records"], st["records"]);
+    if pair {
+        let text = stdout_of(
+            perf(&home)
+                .args(["c2c", "report", "--stdio", "-i"])
+                .arg(&data),
+            "perf c2c report",
+        );
+        assert_eq!(c2c_figure(&text, "Total Shared Cache Lines"), 1, "{text}");
+        assert!(c2c_figure(&text, "Load HIT Local Peer") > 0, "{text}");
+        assert!(text.contains("bump_counter"), "{text}");
+    }
+}

@@ -19,6 +19,17 @@ use crate::spe::export::write_atomically;
 /// CONTEXTIDR_EL1 a bare-metal image leaves at its reset value.
 const CODE_KERNEL_PID: u32 = 0;
 
+/// The threads of an image's kernel in its profile: [`CODE_KERNEL_PID`]
+/// and every CONTEXTIDR_EL1 its records carry, ascending.
+fn code_threads<'a>(buffers: impl Iterator<Item = &'a [u8]>) -> Vec<u32> {
+    let mut tids = std::collections::BTreeSet::from([CODE_KERNEL_PID]);
+    for b in buffers {
+        let records = hyperprof_spe::record::RecordDecoder::new(b).map_while(|r| r.ok());
+        tids.extend(records.filter_map(|(_, r)| r.context_el1));
+    }
+    tids.into_iter().collect()
+}
+
 /// A function of an image's kernel at the address perf computes for its
 /// samples ([`crate::perf::perf_ip`] of an EL1 PC), whatever half of the
 /// address space the image was linked in.
@@ -101,13 +112,14 @@ pub fn write(
             continue;
         };
         // A workload VM's samples are its user process's; an image's are
-        // its kernel's (the image's own functions), whose CONTEXTIDR it
-        // leaves at 0 unless it runs processes of its own.
+        // its kernel's (the image's own functions). perf takes a record's
+        // CONTEXTIDR_EL1 as its thread, so every value the image's records
+        // carry (a profiler's per-CPU ids, say) is a thread of the kernel.
         let (process, interval) = match &vm.code {
             Some(code) => (
                 Process {
                     pid: CODE_KERNEL_PID,
-                    tids: vec![CODE_KERNEL_PID],
+                    tids: code_threads(vm.vcpus.iter().map(|c| c.spe_data.as_slice())),
                     comm: code.image.label.clone(),
                     symbols: vm.symbols.iter().map(as_perf_kernel_text).collect(),
                     kernel: true,
