@@ -140,6 +140,9 @@ pub struct Pe {
     /// The instructions software runs through [`Cpu`] are operations the
     /// SPE unit samples ([`Pe::set_instruction_sampling`]).
     instruction_sampling: bool,
+    /// Direct writes of SPE registers other than PMBPTR_EL1 and PMBSR_EL1
+    /// reach the unit at once ([`Pe::set_early_spe_writes`]).
+    early_spe_writes: bool,
 }
 
 /// Where the instructions software runs through [`Cpu`] (register
@@ -183,6 +186,7 @@ impl Pe {
             synced_pmbptr: 0,
             synced_pmbsr: 0,
             instruction_sampling: false,
+            early_spe_writes: false,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -243,6 +247,18 @@ impl Pe {
     /// these operations.
     pub fn set_instruction_sampling(&mut self, on: bool) {
         self.instruction_sampling = on;
+    }
+
+    /// Makes every direct write of an SPE register reach the unit at once,
+    /// except PMBPTR_EL1 and PMBSR_EL1, which wait for the next context
+    /// synchronization event as in strict mode. One of the orders the Arm
+    /// ARM allows (an indirect read is guaranteed to see a direct write only
+    /// after a context synchronization event, and may see it before, in any
+    /// order with other writes): software that enables the buffer right
+    /// after writing its pointer, with no ISB between, has the unit use the
+    /// old pointer. Off by default.
+    pub fn set_early_spe_writes(&mut self, on: bool) {
+        self.early_spe_writes = on;
     }
 
     /// One instruction of software's, sampled when instruction sampling is
@@ -513,7 +529,14 @@ impl Pe {
                 },
             )?,
             r => match self.spe.as_mut() {
-                Some(spe) => spe.write(r, val),
+                Some(spe) => {
+                    spe.write(r, val);
+                    if self.early_spe_writes
+                        && !matches!(r, SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1)
+                    {
+                        spe.take_write_early(r);
+                    }
+                }
                 None => return undefined(),
             },
         }
