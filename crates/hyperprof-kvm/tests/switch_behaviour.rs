@@ -2,7 +2,7 @@
 //! found untested (issue 12, scripts/cargo-mutants-survivors.md): each test
 //! checks what the guest or the host sees, not what the switch costs.
 
-use hyperprof_arch::{Cpu, PmsVer, PmuVer, SysReg};
+use hyperprof_arch::{pmbidr_el1, Cpu, PmsVer, PmuVer, SysReg};
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::vm::{Exit, Kvm};
 use hyperprof_sim::machine::{Machine, MachineConfig};
@@ -13,6 +13,10 @@ mod spe_vcpu;
 
 /// Two PEs with FGT, a six-counter PMUv3p5 and an SPEv1p4 unit (FnE, FDS).
 fn v1p4_machine() -> Machine {
+    v1p4_machine_fgt(true)
+}
+
+fn v1p4_machine_fgt(fgt: bool) -> Machine {
     let pe = PeConfig {
         pmu: PmuConfig {
             counters: 6,
@@ -24,7 +28,7 @@ fn v1p4_machine() -> Machine {
             pms_ver: PmsVer::V1p4,
             ..SpeConfig::default()
         }),
-        fgt: true,
+        fgt,
         uarch: Default::default(),
     };
     Machine::new(&MachineConfig {
@@ -140,10 +144,7 @@ fn a_lazy_nvhe_guest_never_inherits_the_hosts_sampling_registers() {
         &mut kvm,
         vcpu,
         &mut Once(|env: &mut dyn GuestEnv| {
-            seen = vec![
-                env.read(SysReg::PMSIRR_EL1),
-                env.read(SysReg::PMSEVFR_EL1),
-            ];
+            seen = vec![env.read(SysReg::PMSIRR_EL1), env.read(SysReg::PMSEVFR_EL1)];
         }),
     );
     assert_eq!(seen, vec![Ok(0), Ok(0)]);
@@ -185,4 +186,23 @@ fn each_vm_runs_with_its_own_vmid() {
         let (a, b) = vmids_of_two_vms(nvhe);
         assert!(a != 0 && b != 0 && a != b, "nVHE {nvhe}: VMIDs {a} and {b}");
     }
+}
+
+/// Without FEAT_FGT PMBIDR_EL1 cannot be trapped, so an nVHE vCPU's SPE
+/// state goes live at load (not lazily at its first access): the guest's
+/// very first read of PMBIDR_EL1 finds the buffer its own (P clear), as it
+/// will be when it uses it.
+#[test]
+fn without_fgt_an_nvhe_guest_first_reads_its_buffer_as_allowed() {
+    let mut kvm = Kvm::new_nvhe(v1p4_machine_fgt(false));
+    let (_, vcpu) = spe_vcpu::spe_vcpu(&mut kvm, 64 << 20, u64::MAX, 0);
+    kvm.load(vcpu, 0).unwrap();
+    let mut pmbidr = Err(hyperprof_arch::AccessFault::Undefined);
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| pmbidr = env.read(SysReg::PMBIDR_EL1)),
+    );
+    let pmbidr = pmbidr.unwrap();
+    assert!(!pmbidr_el1::P.is_set(pmbidr), "PMBIDR_EL1 {pmbidr:#x}");
 }

@@ -531,8 +531,7 @@ impl Pe {
             r => match self.spe.as_mut() {
                 Some(spe) => {
                     spe.write(r, val);
-                    if self.early_spe_writes
-                        && !matches!(r, SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1)
+                    if self.early_spe_writes && !matches!(r, SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1)
                     {
                         spe.take_write_early(r);
                     }

@@ -185,7 +185,11 @@ mod tests {
         b.write(Reg::Pmblimitr, 0x2001);
         b.take_early(Reg::Pmblimitr);
         assert_eq!(b.effective(Reg::Pmblimitr), 0x2001);
-        assert_eq!(b.effective(Reg::Pmbptr), 0, "the pointer waits for the sync");
+        assert_eq!(
+            b.effective(Reg::Pmbptr),
+            0,
+            "the pointer waits for the sync"
+        );
         assert!(!b.written(Reg::Pmblimitr) && b.written(Reg::Pmbptr));
         // Unwritten since the sync: nothing to take.
         b.hw_write(Reg::Pmbsr, 0x8);
