@@ -10,7 +10,9 @@ mod pmu_common;
 use pmu_common::{enter, evcntr, evtyper, pmu_setup, pmu_vm, start_host_pmu, Hw};
 
 const E: u64 = 1 << 0;
+const D: u64 = 1 << 3;
 const LC: u64 = 1 << 6;
+const LP: u64 = 1 << 7;
 const MEM_ACCESS: u64 = 0x13;
 
 /// A guest program made of a closure, run once.
@@ -85,4 +87,37 @@ fn a_pending_overflow_flag_raises_the_physical_interrupt_once_the_guest_enables_
     let lines = kvm.machine().pe(0).unwrap().irq_lines();
     assert!(lines.pmuirq, "the physical PMU interrupt is asserted");
     kvm.put(vcpu).unwrap();
+}
+
+/// What a VHE guest wrote to PMCR_EL0 is what it reads after put and load,
+/// in both modes (partitioned: the register is the guest's own on the
+/// hardware; emulated: trapped and read from the vCPU): put saves only the
+/// guest's state bits, it does not add the others.
+#[test]
+fn a_guests_pmcr_survives_put_and_load_as_written() {
+    for partitioned in [true, false] {
+        let (mut kvm, vcpu) = pmu_vm(Hw::default(), &pmu_setup(partitioned, None, Vec::new()));
+        let mut seen = Vec::new();
+        for value in [LC, E | LC] {
+            let exit = enter(
+                &mut kvm,
+                vcpu,
+                0,
+                &mut Once(|env: &mut dyn GuestEnv| {
+                    env.write(SysReg::PMCR_EL0, value).unwrap();
+                }),
+            );
+            assert_eq!(exit, Exit::Halt);
+            enter(
+                &mut kvm,
+                vcpu,
+                1,
+                &mut Once(|env: &mut dyn GuestEnv| {
+                    // Without N, which the guest cannot write.
+                    seen.push(env.read(SysReg::PMCR_EL0).unwrap() & (E | D | LC | LP));
+                }),
+            );
+        }
+        assert_eq!(seen, vec![LC, E | LC], "partitioned {partitioned}");
+    }
 }
