@@ -206,3 +206,52 @@ fn without_fgt_an_nvhe_guest_first_reads_its_buffer_as_allowed() {
     let pmbidr = pmbidr.unwrap();
     assert!(!pmbidr_el1::P.is_set(pmbidr), "PMBIDR_EL1 {pmbidr:#x}");
 }
+
+/// A vCPU whose SPE state is live, moved to a CPU outside its SPU (here one
+/// with no SPE unit at all): the load completes without touching SPE (the
+/// CPU has none to switch), KVM_RUN fails entry as CPU unsupported, and
+/// back on its SPU's CPU the guest finds its sampling registers as it left
+/// them.
+#[test]
+fn a_live_spe_vcpu_loaded_outside_its_spu_fails_entry_and_keeps_its_state() {
+    let pe = |spe: bool| PeConfig {
+        pmu: PmuConfig {
+            counters: 6,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: spe.then(SpeConfig::default),
+        fgt: true,
+        uarch: Default::default(),
+    };
+    let machine = Machine::new(&MachineConfig {
+        pes: vec![pe(true), pe(false)],
+        ram_base: 0x8000_0000,
+        ram_size: 256 << 20,
+    })
+    .unwrap();
+    let mut kvm = Kvm::new(machine);
+    let (_, vcpu) = spe_vcpu::spe_vcpu(&mut kvm, 16 << 20, u64::MAX, 1 << 20);
+    kvm.load(vcpu, 0).unwrap();
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| env.write(SysReg::PMSIRR_EL1, 0x300).unwrap()),
+    );
+    kvm.put(vcpu).unwrap();
+    kvm.load(vcpu, 1).unwrap();
+    let Exit::FailEntry(why) = kvm.run(vcpu, &mut Once(|_: &mut dyn GuestEnv| {})) else {
+        panic!("entered on a CPU without the SPU")
+    };
+    assert!(why.contains("CPU_UNSUPPORTED"), "{why}");
+    kvm.put(vcpu).unwrap();
+    kvm.load(vcpu, 0).unwrap();
+    let mut seen = Ok(0);
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| seen = env.read(SysReg::PMSIRR_EL1)),
+    );
+    assert_eq!(seen, Ok(0x300));
+}
