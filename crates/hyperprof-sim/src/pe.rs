@@ -4,9 +4,12 @@
 //!
 //! Strict mode: a system register write is visible to reads at once but
 //! reaches the profiling units only at the next context synchronization
-//! event ([`Cpu::isb`], exception entry, exception return); the SPE unit's
-//! own updates of PMBPTR_EL1 and PMBSR_EL1 reach software's reads only at
-//! the next one too. Profiling buffer writes that `PSB CSYNC` (or a full
+//! event ([`Cpu::isb`], exception entry, exception return; with
+//! [`Pe::set_early_spe_writes`], SPE writes other than PMBPTR_EL1 and
+//! PMBSR_EL1 reach the unit at once, another order the architecture
+//! allows); the SPE unit's own updates of PMBPTR_EL1 and PMBSR_EL1 reach
+//! software's reads only at the next one too. Profiling buffer writes that
+//! `PSB CSYNC` (or a full
 //! record queue) releases complete only at the next `DSB`, translated by
 //! the owning regime of that moment; until then memory does not hold them.
 
