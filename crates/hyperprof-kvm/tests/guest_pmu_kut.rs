@@ -957,6 +957,7 @@ fn a_pending_overflow_interrupt_is_delivered_once_across_put_and_load() {
         assert_eq!(taken, 1, "{mode:?}");
         let s = kvm.vcpu_stats(vcpu).unwrap();
         assert_eq!(s.pmu_virqs, 1, "{mode:?}: delivered exactly once");
+        assert_eq!(s.pmu_overflows, 1, "{mode:?}: one overflow, counted once");
     }
 }
 

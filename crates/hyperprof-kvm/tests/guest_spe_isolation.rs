@@ -241,6 +241,33 @@ fn a_host_collision_flag_does_not_reach_the_guests_buffer_event() {
     }
 }
 
+/// A collision flag the guest has not cleared is still in its PMBSR_EL1
+/// when its buffer then raises an event: the exit merges the unit's event
+/// with the flag the guest's copy kept (the hardware kept it too).
+#[test]
+fn a_guest_collision_flag_survives_its_next_buffer_event() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+    let mut seen = 0;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 2 * 4096);
+            env.execute(&mut Loads(1000), 5_000);
+            // Trapped: an exit moves the flag into the guest's copy.
+            env.read(SysReg::PMSIDR_EL1).unwrap();
+            let (_, stop) = env.execute(&mut Loads(1), 200_000);
+            assert_eq!(stop, hyperprof_guest::guest::ExecStop::VirtualIrq);
+            seen = env.read(SysReg::PMBSR_EL1).unwrap();
+        }),
+    );
+    assert!(unit(&mut kvm).collided > 0);
+    assert!(pmbsr_el1::S.is_set(seen), "{seen:#x}");
+    assert_eq!(ec(seen), Some(PmbsrEc::BUF));
+    assert!(pmbsr_el1::COLL.is_set(seen), "{seen:#x}: the guest's COLL");
+}
+
 #[test]
 fn a_guest_collision_flag_stays_the_guests_and_never_reaches_the_host() {
     let mut kvm = Kvm::new(machine(SpeConfig::default(), true));

@@ -4,9 +4,12 @@
 //!
 //! Strict mode: a system register write is visible to reads at once but
 //! reaches the profiling units only at the next context synchronization
-//! event ([`Cpu::isb`], exception entry, exception return); the SPE unit's
-//! own updates of PMBPTR_EL1 and PMBSR_EL1 reach software's reads only at
-//! the next one too. Profiling buffer writes that `PSB CSYNC` (or a full
+//! event ([`Cpu::isb`], exception entry, exception return; with
+//! [`Pe::set_early_spe_writes`], SPE writes other than PMBPTR_EL1 and
+//! PMBSR_EL1 reach the unit at once, another order the architecture
+//! allows); the SPE unit's own updates of PMBPTR_EL1 and PMBSR_EL1 reach
+//! software's reads only at the next one too. Profiling buffer writes that
+//! `PSB CSYNC` (or a full
 //! record queue) releases complete only at the next `DSB`, translated by
 //! the owning regime of that moment; until then memory does not hold them.
 
@@ -158,6 +161,9 @@ pub struct Pe {
     instruction_sampling: bool,
     /// The GIC CPU interface's virtualization part (ICH_*_EL2, ICV_*).
     gic: VirtualCpuIf,
+    /// Direct writes of SPE registers other than PMBPTR_EL1 and PMBSR_EL1
+    /// reach the unit at once ([`Pe::set_early_spe_writes`]).
+    early_spe_writes: bool,
 }
 
 /// Where the instructions software runs through [`Cpu`] (register
@@ -211,6 +217,7 @@ impl Pe {
             synced_pmbsr: 0,
             instruction_sampling: false,
             gic: VirtualCpuIf::new(),
+            early_spe_writes: false,
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -274,6 +281,18 @@ impl Pe {
     /// these operations.
     pub fn set_instruction_sampling(&mut self, on: bool) {
         self.instruction_sampling = on;
+    }
+
+    /// Makes every direct write of an SPE register reach the unit at once,
+    /// except PMBPTR_EL1 and PMBSR_EL1, which wait for the next context
+    /// synchronization event as in strict mode. One of the orders the Arm
+    /// ARM allows (an indirect read is guaranteed to see a direct write only
+    /// after a context synchronization event, and may see it before, in any
+    /// order with other writes): software that enables the buffer right
+    /// after writing its pointer, with no ISB between, has the unit use the
+    /// old pointer. Off by default.
+    pub fn set_early_spe_writes(&mut self, on: bool) {
+        self.early_spe_writes = on;
     }
 
     /// One instruction of software's, sampled when instruction sampling is
@@ -575,7 +594,13 @@ impl Pe {
                 },
             )?,
             r => match self.spe.as_mut() {
-                Some(spe) => spe.write(r, val),
+                Some(spe) => {
+                    spe.write(r, val);
+                    if self.early_spe_writes && !matches!(r, SysReg::PMBPTR_EL1 | SysReg::PMBSR_EL1)
+                    {
+                        spe.take_write_early(r);
+                    }
+                }
                 None => return undefined(),
             },
         }

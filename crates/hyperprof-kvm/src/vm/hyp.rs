@@ -32,6 +32,10 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[self.vcpu];
+        // switch::enter and switch::exit check the saved buffer is enabled
+        // themselves; `live` adds the pin, and what counts as a profiling
+        // round trip (a buffer left unpinned has an Rlimit exit pending,
+        // before which nothing of the guest's runs).
         let live = spe && !v.needs_repin && v.spe.buffer.enabled() && self.buffer_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
@@ -184,6 +188,7 @@ impl GuestCpu<'_> {
             self.repin_if_needed();
         }
         let v = &self.kvm.vcpus[vcpu];
+        // As in `enter`: the pin, and the round trips counted as profiling.
         let live = spe_state && !v.needs_repin && v.spe.buffer.enabled() && self.buffer_pinned();
         let guest = v.spe;
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;

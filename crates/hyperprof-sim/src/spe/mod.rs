@@ -246,6 +246,19 @@ impl Spe {
         }
     }
 
+    /// Software's write of `reg` since the last [`Spe::sync`] reaches the
+    /// unit now, before the next context synchronization (allowed: indirect
+    /// reads are only guaranteed to see a direct write after one). Records
+    /// still queued are lost if the buffer is no longer enabled.
+    pub fn take_write_early(&mut self, reg: SysReg) {
+        if let Some(r) = Reg::from_sysreg(reg) {
+            self.bank.take_early(r);
+            if !self.queue.is_empty() && !self.profiling_buffer_enabled() {
+                self.lose_queue();
+            }
+        }
+    }
+
     /// Whether software wrote `reg` since the last [`Spe::sync`].
     pub fn written_since_sync(&self, reg: SysReg) -> bool {
         Reg::from_sysreg(reg).is_some_and(|r| self.bank.written(r))

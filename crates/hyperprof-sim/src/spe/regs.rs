@@ -136,6 +136,15 @@ impl Bank {
         }
     }
 
+    /// A direct write of `r` reaching the unit before the next
+    /// synchronization (which the architecture allows, in any order).
+    pub(crate) fn take_early(&mut self, r: Reg) {
+        if self.written(r) {
+            self.effective[r.index()] = self.visible[r.index()];
+            self.dirty &= !r.bit();
+        }
+    }
+
     /// Context synchronization: every register written since becomes
     /// effective.
     pub(crate) fn sync(&mut self) {
@@ -167,6 +176,27 @@ mod tests {
         assert_eq!(Reg::from_sysreg(SysReg::PMSIDR_EL1), None);
         assert_eq!(Reg::from_sysreg(SysReg::PMBIDR_EL1), None);
         assert_eq!(Reg::from_sysreg(SysReg::HCR_EL2), None);
+    }
+
+    #[test]
+    fn an_early_write_reaches_the_unit_alone_and_only_once() {
+        let mut b = Bank::default();
+        b.write(Reg::Pmbptr, 0x1000);
+        b.write(Reg::Pmblimitr, 0x2001);
+        b.take_early(Reg::Pmblimitr);
+        assert_eq!(b.effective(Reg::Pmblimitr), 0x2001);
+        assert_eq!(
+            b.effective(Reg::Pmbptr),
+            0,
+            "the pointer waits for the sync"
+        );
+        assert!(!b.written(Reg::Pmblimitr) && b.written(Reg::Pmbptr));
+        // Unwritten since the sync: nothing to take.
+        b.hw_write(Reg::Pmbsr, 0x8);
+        b.take_early(Reg::Pmbsr);
+        assert_eq!(b.effective(Reg::Pmbsr), 0x8);
+        b.sync();
+        assert_eq!(b.effective(Reg::Pmbptr), 0x1000);
     }
 
     #[test]
