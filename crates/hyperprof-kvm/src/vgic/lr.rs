@@ -112,7 +112,7 @@ impl VgicV3 {
         }
         let c = &mut self.cpus[index];
         c.in_lrs = written;
-        add(&mut c.stats, &cost);
+        c.stats += cost;
         Ok(())
     }
 
@@ -146,7 +146,7 @@ impl VgicV3 {
             cost.lr_writes += 1;
             self.fold(index, id, written, now, &mut cost);
         }
-        add(&mut self.cpus[index].stats, &cost);
+        self.cpus[index].stats += cost;
         Ok(())
     }
 
@@ -219,20 +219,4 @@ impl VgicV3 {
             reads: c.stats.lr_reads,
         })
     }
-}
-
-fn add(to: &mut VgicStats, d: &VgicStats) {
-    to.flushes += d.flushes;
-    to.flushes_with_lrs += d.flushes_with_lrs;
-    to.lr_writes += d.lr_writes;
-    to.lr_reads += d.lr_reads;
-    to.other_accesses += d.other_accesses;
-    to.maintenance_exits += d.maintenance_exits;
-    to.mmio += d.mmio;
-    to.sgi_traps += d.sgi_traps;
-    to.acked_sgi += d.acked_sgi;
-    to.acked_pmu += d.acked_pmu;
-    to.acked_spe += d.acked_spe;
-    to.acked_other += d.acked_other;
-    to.overflows += d.overflows;
 }

@@ -121,26 +121,32 @@ pub struct VgicStats {
     pub overflows: u64,
 }
 
+impl std::ops::AddAssign for VgicStats {
+    /// Adds the counts of `o` (another stretch of time, or another vCPU).
+    fn add_assign(&mut self, o: VgicStats) {
+        self.flushes += o.flushes;
+        self.flushes_with_lrs += o.flushes_with_lrs;
+        self.lr_writes += o.lr_writes;
+        self.lr_reads += o.lr_reads;
+        self.other_accesses += o.other_accesses;
+        self.maintenance_exits += o.maintenance_exits;
+        self.mmio += o.mmio;
+        self.sgi_traps += o.sgi_traps;
+        self.acked_sgi += o.acked_sgi;
+        self.acked_pmu += o.acked_pmu;
+        self.acked_spe += o.acked_spe;
+        self.acked_other += o.acked_other;
+        self.overflows += o.overflows;
+    }
+}
+
 impl std::ops::Add for VgicStats {
     type Output = VgicStats;
 
     /// The counts of two vCPUs together.
-    fn add(self, o: VgicStats) -> VgicStats {
-        VgicStats {
-            flushes: self.flushes + o.flushes,
-            flushes_with_lrs: self.flushes_with_lrs + o.flushes_with_lrs,
-            lr_writes: self.lr_writes + o.lr_writes,
-            lr_reads: self.lr_reads + o.lr_reads,
-            other_accesses: self.other_accesses + o.other_accesses,
-            maintenance_exits: self.maintenance_exits + o.maintenance_exits,
-            mmio: self.mmio + o.mmio,
-            sgi_traps: self.sgi_traps + o.sgi_traps,
-            acked_sgi: self.acked_sgi + o.acked_sgi,
-            acked_pmu: self.acked_pmu + o.acked_pmu,
-            acked_spe: self.acked_spe + o.acked_spe,
-            acked_other: self.acked_other + o.acked_other,
-            overflows: self.overflows + o.overflows,
-        }
+    fn add(mut self, o: VgicStats) -> VgicStats {
+        self += o;
+        self
     }
 }
 

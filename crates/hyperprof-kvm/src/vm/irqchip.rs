@@ -244,13 +244,20 @@ impl GuestCpu<'_> {
         if !self.has_vgic() {
             return Ok(());
         }
+        let before = self.kvm.vgic_stats(self.vcpu).unwrap_or_default();
         let i = self.kvm.vgic_index(self.vcpu);
         let Kvm { machine, vms, .. } = &mut *self.kvm;
         let mut c = machine.cpu(self.cpu).ok_or("no such CPU")?;
-        match vms[self.vm].vgic.as_mut() {
-            Some(g) => g.sync(i, &mut c),
-            None => Ok(()),
+        if let Some(g) = vms[self.vm].vgic.as_mut() {
+            g.sync(i, &mut c)?;
         }
+        // The PMBIRQs and PMU interrupts the guest took: the vCPU's counts,
+        // as the single-line path keeps them.
+        let after = self.kvm.vgic_stats(self.vcpu).unwrap_or_default();
+        let s = &mut self.kvm.vcpus[self.vcpu].stats;
+        s.virqs += after.acked_spe - before.acked_spe;
+        s.pmu_virqs += after.acked_pmu - before.acked_pmu;
+        Ok(())
     }
 
     /// Counts an exit for the maintenance interrupt.

@@ -710,6 +710,9 @@ impl System {
                     out.error = k.error().map(|e| e.to_string());
                 }
                 Guest::Code(n) => {
+                    // The image's own driver counts nothing for us: the
+                    // unit's buffer-full events are the vCPU's.
+                    out.spe_buffer_full = v.spe_unit.buffer_full_events;
                     if let Some((c, records)) = code_out[v.vm].as_mut() {
                         out.spe_data = records.get_mut(*n).map(std::mem::take).unwrap_or_default();
                         out.error = c.error.clone().filter(|_| *n == 0);
