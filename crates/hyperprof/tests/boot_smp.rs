@@ -7,39 +7,13 @@
 #[allow(dead_code)] // the perf helpers serve the other end-to-end tests
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{hyperprof, scratch};
+use common::{guest_image as image, hyperprof, qemu_console, scratch};
 
-fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../guests/images")
-        .join(name)
-}
-
-/// qemu-system-aarch64's console for `name` on a virt board with `cpus`
-/// CPUs; `None` when QEMU is missing and CI is not set.
+/// qemu-system-aarch64's console for `name` with `cpus` CPUs.
 fn qemu(name: &str, cpus: usize) -> Option<String> {
-    let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
-    c.args(["-smp", &cpus.to_string()]);
-    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
-    c.arg("-kernel").arg(image(name));
-    match c.output() {
-        Ok(o) => {
-            assert!(o.status.success(), "QEMU failed on {name}: {:?}", o.status);
-            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
-            );
-            eprintln!("skipped: qemu-system-aarch64 is not installed ({e})");
-            None
-        }
-    }
+    qemu_console(name, &["-smp", &cpus.to_string()])
 }
 
 fn boot(args: &[&str]) -> Output {

@@ -10,10 +10,7 @@
 #[allow(dead_code)] // the perf and scratch helpers serve the other tests
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::hyperprof;
+use common::{guest_image as image, hyperprof, qemu_console};
 use hyperprof_arch::{PmsVer, PmuVer};
 use hyperprof_board::map::GicLayout;
 use hyperprof_board::vm::{BoardVm, BootOptions, VmState};
@@ -25,34 +22,9 @@ use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 
-fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../guests/images")
-        .join(name)
-}
-
-/// QEMU's console for gic.bin with `cpus` CPUs; `None` when QEMU is
-/// missing and CI is not set.
+/// qemu-system-aarch64's console for gic.bin with `cpus` CPUs.
 fn qemu(cpus: u32) -> Option<String> {
-    let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
-    c.args(["-smp", &cpus.to_string()]);
-    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
-    c.arg("-kernel").arg(image("gic.bin"));
-    match c.output() {
-        Ok(o) => {
-            assert!(o.status.success(), "QEMU failed: {:?}", o.status);
-            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
-            );
-            eprintln!("skipped: qemu-system-aarch64 is not installed ({e})");
-            None
-        }
-    }
+    qemu_console("gic.bin", &["-smp", &cpus.to_string()])
 }
 
 /// Every line passes (or, with one CPU, the two-CPU group skips) and the

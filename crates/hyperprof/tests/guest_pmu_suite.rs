@@ -7,13 +7,12 @@
 #[allow(dead_code)] // the perf and scratch helpers serve the other tests
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-use common::hyperprof;
+use common::{guest_image, hyperprof, qemu_console};
 
 fn image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/images/pmu.bin")
+    guest_image("pmu.bin")
 }
 
 /// The set-ups a guest PMU exists in: the partitioned PMU on a VHE host, the
@@ -227,30 +226,8 @@ fn the_whole_suite_adapts_to_the_number_of_counters() {
     assert!(out.starts_with("SKIP: pmu: no PMUv3"), "{out}");
 }
 
-/// The suite on qemu-system-aarch64 (`-icount shift=0`, so that its cycle
-/// and instruction counts follow the code); `None` when QEMU is missing and
-/// CI is not set.
 fn qemu() -> Option<String> {
-    let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
-    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
-    c.args(["-icount", "shift=0"]);
-    c.arg("-kernel").arg(image());
-    match c.output() {
-        Ok(o) => {
-            let o: Output = o;
-            assert!(o.status.success(), "QEMU failed: {:?}", o.status);
-            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
-            );
-            eprintln!("skipped: qemu-system-aarch64 is not installed ({e})");
-            None
-        }
-    }
+    qemu_console("pmu.bin", &["-icount", "shift=0"])
 }
 
 /// QEMU passes what it can (it has neither MEM_ACCESS nor CHAIN, so those

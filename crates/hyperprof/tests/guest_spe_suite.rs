@@ -8,13 +8,13 @@
 #[allow(dead_code)] // the perf helpers serve the other end-to-end tests
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use common::hyperprof;
+use common::{guest_image, hyperprof, qemu_console};
 
 fn image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/images/spesuite.bin")
+    guest_image("spesuite.bin")
 }
 
 /// The board's SPE is FEAT_SPEv1p5 (PMSVer 6), the version that defines
@@ -198,27 +198,8 @@ fn spe_timestamps_and_contextidr() {
     );
 }
 
-/// qemu-system-aarch64's console for the suite; `None` when QEMU is
-/// missing and CI is not set.
 fn qemu() -> Option<String> {
-    let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
-    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
-    c.arg("-kernel").arg(image());
-    match c.output() {
-        Ok(o) => {
-            assert!(o.status.success(), "QEMU failed: {:?}", o.status);
-            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
-            );
-            eprintln!("skipped the QEMU comparison: qemu-system-aarch64 is not installed ({e})");
-            None
-        }
-    }
+    qemu_console("spesuite.bin", &[])
 }
 
 #[test]

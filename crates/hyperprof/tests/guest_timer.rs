@@ -7,13 +7,13 @@
 #[allow(dead_code)] // the perf and scratch helpers serve the other tests
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use common::hyperprof;
+use common::{guest_image, hyperprof, qemu_console};
 
 fn image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/images/timer.bin")
+    guest_image("timer.bin")
 }
 
 const SETUPS: [&[&str]; 5] = [
@@ -102,28 +102,8 @@ fn a_guest_waiting_for_nothing_is_wedged_with_one_line_and_status_3() {
     }
 }
 
-/// The polled subtests on qemu-system-aarch64 (its GIC is there, but the
-/// runtime has no driver for it, so the interrupt subtests stay off);
-/// `None` when QEMU is missing and CI is not set.
 fn qemu() -> Option<String> {
-    let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
-    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
-    c.arg("-kernel").arg(image());
-    match c.output() {
-        Ok(o) => {
-            assert!(o.status.success(), "QEMU failed: {:?}", o.status);
-            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
-            );
-            eprintln!("skipped: qemu-system-aarch64 is not installed ({e})");
-            None
-        }
-    }
+    qemu_console("timer.bin", &[])
 }
 
 #[test]

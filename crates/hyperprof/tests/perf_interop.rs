@@ -10,6 +10,7 @@ use std::path::Path;
 use hyperprof_spe::packet::{OpClass, Packet};
 use hyperprof_spe::perf_data::{self, AuxBuffer};
 
+#[allow(dead_code)] // the guest image and QEMU helpers serve the boot tests
 mod common;
 use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 

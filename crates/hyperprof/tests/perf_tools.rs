@@ -17,6 +17,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[allow(dead_code)] // the guest image and QEMU helpers serve the boot tests
 mod common;
 use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+#[allow(dead_code)] // the guest image and QEMU helpers serve the boot tests
 mod common;
 use common::{hyperprof, ok, perf_available, perf_report_d, scratch};
 

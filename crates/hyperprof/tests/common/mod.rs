@@ -4,6 +4,39 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The guest image `name` of guests/images.
+pub fn guest_image(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../guests/images")
+        .join(name)
+}
+
+/// qemu-system-aarch64's console for guest image `name` on QEMU's virt
+/// board (GICv3, `-cpu max`, 128 MiB) with `extra` arguments (`-smp`,
+/// `-icount`); `None` when QEMU is missing and CI is not set (a failure
+/// when it is: .ci/run installs QEMU).
+pub fn qemu_console(name: &str, extra: &[&str]) -> Option<String> {
+    let mut c = Command::new("qemu-system-aarch64");
+    c.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M"]);
+    c.args(["-nographic", "-nodefaults", "-serial", "stdio"]);
+    c.args(extra);
+    c.arg("-kernel").arg(guest_image(name));
+    match c.output() {
+        Ok(o) => {
+            assert!(o.status.success(), "QEMU failed on {name}: {:?}", o.status);
+            Some(String::from_utf8(o.stdout).expect("QEMU's console is text"))
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "qemu-system-aarch64 is missing and CI=true ({e}): .ci/run installs it"
+            );
+            eprintln!("skipped the QEMU comparison: qemu-system-aarch64 is not installed ({e})");
+            None
+        }
+    }
+}
+
 pub fn hyperprof() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hyperprof"))
 }
