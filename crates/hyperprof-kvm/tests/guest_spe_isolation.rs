@@ -241,6 +241,29 @@ fn a_host_collision_flag_does_not_reach_the_guests_buffer_event() {
     }
 }
 
+/// An exit without a buffer event leaves a guest that never collided with
+/// a clear PMBSR_EL1: only a COLL the hardware shows is carried into the
+/// guest's copy, never one of its own making.
+#[test]
+fn an_exit_without_an_event_adds_no_collision_flag() {
+    let mut kvm = Kvm::new(machine(SpeConfig::default(), true));
+    let (_, vcpu, ttbr) = spe_vm(&mut kvm, 1 << 20, 2);
+    let mut seen = u64::MAX;
+    run_to_halt(
+        &mut kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| {
+            enable(env, ttbr, 2 * 4096);
+            env.execute(&mut Loads(1), 2_000);
+            // Trapped: an exit and an entry with the buffer live.
+            env.read(SysReg::PMSIDR_EL1).unwrap();
+            seen = env.read(SysReg::PMBSR_EL1).unwrap();
+        }),
+    );
+    assert_eq!(unit(&mut kvm).collided, 0, "the guest never collided");
+    assert_eq!(seen, 0, "{seen:#x}: no event, no collision");
+}
+
 /// A collision flag the guest has not cleared is still in its PMBSR_EL1
 /// when its buffer then raises an event: the exit merges the unit's event
 /// with the flag the guest's copy kept (the hardware kept it too).
