@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{guest_image as image, hyperprof, qemu_console, scratch};
+use common::{
+    boot, guest_image as image, hyperprof, qemu_console, scratch, stderr, stdout, BOOT_SETUPS,
+};
 
 /// qemu-system-aarch64's console for `name`, with `-icount shift=0` when
 /// `icount`.
@@ -16,27 +18,7 @@ fn qemu(name: &str, icount: bool) -> Option<String> {
     qemu_console(name, if icount { &["-icount", "shift=0"] } else { &[] })
 }
 
-fn boot(args: &[&str]) -> Output {
-    hyperprof().arg("boot").args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Host and guest PMU set-ups: VHE with either PMU, nVHE with the emulated
-/// one (the partitioned PMU needs VHE), and no PMU.
-const SETUPS: [&[&str]; 5] = [
-    &["--pmu", "partitioned"],
-    &["--pmu", "emulated"],
-    &["--nvhe", "--pmu", "emulated"],
-    &["--pmu", "off"],
-    &["--nvhe", "--pmu", "off"],
-];
+const SETUPS: [&[&str]; 5] = BOOT_SETUPS;
 
 fn in_setup(image: &Path, setup: &[&str], extra: &[&str]) -> Output {
     let mut args = vec![image.to_str().unwrap()];

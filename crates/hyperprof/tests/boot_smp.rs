@@ -9,34 +9,14 @@ mod common;
 
 use std::process::Output;
 
-use common::{guest_image as image, hyperprof, qemu_console, scratch};
+use common::{boot, guest_image as image, qemu_console, scratch, stderr, stdout, BOOT_SETUPS};
 
 /// qemu-system-aarch64's console for `name` with `cpus` CPUs.
 fn qemu(name: &str, cpus: usize) -> Option<String> {
     qemu_console(name, &["-smp", &cpus.to_string()])
 }
 
-fn boot(args: &[&str]) -> Output {
-    hyperprof().arg("boot").args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Host and guest PMU set-ups (the host profiles its kernel with SPE and
-/// counts it on its reserved counters in every one).
-const SETUPS: [&[&str]; 5] = [
-    &["--pmu", "partitioned"],
-    &["--pmu", "emulated"],
-    &["--nvhe", "--pmu", "emulated"],
-    &["--pmu", "off"],
-    &["--nvhe", "--pmu", "off"],
-];
+const SETUPS: [&[&str]; 5] = BOOT_SETUPS;
 
 fn assert_clean(o: &Output, what: &str) {
     assert!(

@@ -37,6 +37,33 @@ pub fn qemu_console(name: &str, extra: &[&str]) -> Option<String> {
     }
 }
 
+/// `hyperprof boot ARGS`, run to its end.
+pub fn boot(args: &[&str]) -> Output {
+    hyperprof().arg("boot").args(args).output().unwrap()
+}
+
+/// A run's stdout (a guest's console), which must be text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A run's stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `hyperprof boot`'s host and guest PMU set-ups: VHE with either PMU,
+/// nVHE with the emulated one (the partitioned PMU needs VHE), and no PMU;
+/// the host profiles its kernel with SPE and counts it on its reserved
+/// counters in every one.
+pub const BOOT_SETUPS: [&[&str]; 5] = [
+    &["--pmu", "partitioned"],
+    &["--pmu", "emulated"],
+    &["--nvhe", "--pmu", "emulated"],
+    &["--pmu", "off"],
+    &["--nvhe", "--pmu", "off"],
+];
+
 pub fn hyperprof() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hyperprof"))
 }
