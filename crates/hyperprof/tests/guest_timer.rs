@@ -26,9 +26,9 @@ const SETUPS: [&[&str]; 5] = [
 
 /// The subtests without bootargs (polled), and with `irq=1 cntfrq=N`: the
 /// frequency's value, the counter's rate, the virtual timer's interrupt,
-/// IMASK, the physical timer's interrupt and WFI.
+/// IMASK, the physical timer's interrupt (and its promptness) and WFI.
 const POLLED: usize = 15;
-const WITH_IRQ: usize = POLLED + 1 + 1 + 3 + 2 + 1 + 1;
+const WITH_IRQ: usize = POLLED + 1 + 1 + 3 + 2 + 2 + 1;
 
 fn boot(args: &[&str], append: &str) -> Output {
     hyperprof()
