@@ -5,7 +5,7 @@
 
 use hyperprof_arch::{maxbuffsize, pmbsr_el1, Cpu, PmbsrEc, PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::{Buffer, IrqOutcome, SpeSessionConfig};
-use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram, GuestStep};
+use hyperprof_guest::guest::{GuestEnv, GuestKernel, GuestProgram};
 use hyperprof_kvm::uapi::*;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
@@ -15,6 +15,7 @@ use hyperprof_sim::spe::SpeConfig;
 use hyperprof_sim::workload::{by_name, Workload};
 use hyperprof_spe::RecordDecoder;
 mod spe_vcpu;
+use spe_vcpu::Once;
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -92,15 +93,6 @@ fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
         }
     }
     panic!("the guest never halted");
-}
-
-/// A guest program made of a closure, run once.
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
 }
 
 #[test]

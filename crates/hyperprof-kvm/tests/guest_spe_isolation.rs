@@ -6,9 +6,9 @@
 use hyperprof_arch::{
     pmbsr_el1, pmscr_el1, pmsidr_el1, AccessFault, Cpu, PmbsrEc, PmsVer, PmuVer, SysReg,
 };
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
+use hyperprof_guest::guest::GuestEnv;
 use hyperprof_kvm::uapi::*;
-use hyperprof_kvm::vm::{Exit, Kvm, VmConfig, GUEST_RAM_IPA};
+use hyperprof_kvm::vm::{Kvm, VmConfig, GUEST_RAM_IPA};
 use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::op::{Op, OpKind, Symbol};
@@ -17,6 +17,7 @@ use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::{by_name, Workload};
 mod spe_vcpu;
+use spe_vcpu::{run_to_halt, Once};
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -48,26 +49,6 @@ fn spe_vm(kvm: &mut Kvm, max_buffer: u64, pages: u64) -> (usize, usize, u64) {
     let ttbr = kvm.guest_map(vm, BUF_VA, BUF_IPA, pages * 4096).unwrap();
     kvm.load(vcpu, 0).unwrap();
     (vm, vcpu, ttbr)
-}
-
-fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
-    for _ in 0..1_000 {
-        match kvm.run(vcpu, p) {
-            Exit::Halt => return,
-            Exit::Yield => continue,
-            e => panic!("unexpected exit {e:?}"),
-        }
-    }
-    panic!("the guest never halted");
-}
-
-/// A guest program made of a closure, run once.
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
 }
 
 /// What a guest kernel writes to profile itself at EL1 every 256

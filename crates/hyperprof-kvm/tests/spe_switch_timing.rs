@@ -18,14 +18,15 @@
 
 use hyperprof_arch::{pmbsr_el1, pmscr_el1, PmuVer, SysReg};
 use hyperprof_guest::drivers::spe::SpeSessionConfig;
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
-use hyperprof_kvm::vm::{Exit, Kvm, GUEST_RAM_IPA};
+use hyperprof_guest::guest::GuestEnv;
+use hyperprof_kvm::vm::{Kvm, GUEST_RAM_IPA};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::{Pe, PeConfig};
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::by_name;
 mod spe_vcpu;
+use spe_vcpu::{run_to_halt, Once};
 
 const BUF_VA: u64 = 0x0000_0040_0000_0000;
 const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
@@ -53,26 +54,6 @@ fn machine() -> Machine {
         ram_size: 512 << 20,
     })
     .unwrap()
-}
-
-/// A guest program made of a closure, run once.
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
-}
-
-fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
-    for _ in 0..1_000 {
-        match kvm.run(vcpu, p) {
-            Exit::Halt => return,
-            Exit::Yield => continue,
-            e => panic!("unexpected exit {e:?}"),
-        }
-    }
-    panic!("the guest never halted");
 }
 
 fn unit(kvm: &mut Kvm) -> SpeStats {

@@ -3,13 +3,14 @@
 //! checks what the guest or the host sees, not what the switch costs.
 
 use hyperprof_arch::{pmbidr_el1, Cpu, PmsVer, PmuVer, SysReg};
-use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
+use hyperprof_guest::guest::GuestEnv;
 use hyperprof_kvm::vm::{Exit, Kvm};
 use hyperprof_sim::machine::{Machine, MachineConfig};
 use hyperprof_sim::pe::PeConfig;
 use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 mod spe_vcpu;
+use spe_vcpu::{run_to_halt, Once};
 
 /// Two PEs with FGT, a six-counter PMUv3p5 and an SPEv1p4 unit (FnE, FDS).
 fn v1p4_machine() -> Machine {
@@ -37,26 +38,6 @@ fn v1p4_machine_fgt(fgt: bool) -> Machine {
         ram_size: 512 << 20,
     })
     .unwrap()
-}
-
-/// A guest program made of a closure, run once.
-struct Once<F: FnMut(&mut dyn GuestEnv)>(F);
-impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
-    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
-        (self.0)(env);
-        GuestStep::Done
-    }
-}
-
-fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
-    for _ in 0..1_000 {
-        match kvm.run(vcpu, p) {
-            Exit::Halt => return,
-            Exit::Yield => continue,
-            e => panic!("unexpected exit {e:?}"),
-        }
-    }
-    panic!("the guest never halted");
 }
 
 /// The sampling registers an SPEv1p2 guest has (PMSDSFR_EL1 is FDS's, v1p4),

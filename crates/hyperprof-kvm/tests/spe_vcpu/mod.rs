@@ -1,8 +1,12 @@
 //! The VMM steps every guest-SPE test starts from, shared so each test says
 //! only what differs: the VM's RAM, its memlock limit and MaxBuffSize.
 
+// Each test binary that includes this module uses some of it.
+#![allow(dead_code)]
+
+use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::VcpuFeatures;
-use hyperprof_kvm::vm::{Kvm, VmConfig};
+use hyperprof_kvm::vm::{Exit, Kvm, VmConfig};
 
 /// PPI of the guest's profiling buffer interrupt in these tests.
 pub const SPE_PPI: u32 = 21;
@@ -24,4 +28,26 @@ pub fn spe_vcpu(kvm: &mut Kvm, ram_bytes: u64, memlock: u64, max_buffer: u64) ->
     let vcpu = kvm.create_vcpu(vm, features).unwrap();
     kvm.configure_spe(vcpu, 0, SPE_PPI, max_buffer).unwrap();
     (vm, vcpu)
+}
+
+/// A guest program made of a closure, run once.
+pub struct Once<F: FnMut(&mut dyn GuestEnv)>(pub F);
+impl<F: FnMut(&mut dyn GuestEnv)> GuestProgram for Once<F> {
+    fn run(&mut self, env: &mut dyn GuestEnv) -> GuestStep {
+        (self.0)(env);
+        GuestStep::Done
+    }
+}
+
+/// KVM_RUN until the guest halts (at most 1,000 runs); any other exit
+/// fails the test.
+pub fn run_to_halt(kvm: &mut Kvm, vcpu: usize, p: &mut dyn GuestProgram) {
+    for _ in 0..1_000 {
+        match kvm.run(vcpu, p) {
+            Exit::Halt => return,
+            Exit::Yield => continue,
+            e => panic!("unexpected exit {e:?}"),
+        }
+    }
+    panic!("the guest never halted");
 }
