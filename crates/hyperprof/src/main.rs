@@ -186,8 +186,9 @@ struct BootCli {
     #[arg(long, default_value_t = 1)]
     smp: usize,
     /// Physical CPUs of the machine, 1 to 16. Each round the host runs on
-    /// every CPU, then the vCPUs that can run take turns on the CPUs,
-    /// round-robin, a slice each, moving between CPUs from lap to lap.
+    /// every CPU, then up to one vCPU per CPU runs a slice, the round's
+    /// vCPUs side by side (in turns of 64 instructions); vCPUs take rounds
+    /// round-robin and move between CPUs from lap to lap.
     #[arg(long, default_value_t = hyperprof::boot::DEFAULT_CPUS)]
     cpus: usize,
     /// Guest instructions per slice: a vCPU is loaded on a CPU, runs this
