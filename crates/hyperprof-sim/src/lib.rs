@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod buffer_tlb;
 pub mod event;
 pub mod gic;
 pub mod machine;

@@ -104,6 +104,14 @@ impl Machine {
         self.pes.get_mut(i)
     }
 
+    /// A broadcast TLB invalidation (`TLBI ...IS`) reaching every PE's SPE
+    /// unit cache: VMID `vmid`'s EL1&0 entries, or with `None` all.
+    pub fn invalidate_buffer_tlbs(&mut self, vmid: Option<u16>) {
+        for pe in &mut self.pes {
+            pe.invalidate_buffer_tlb(vmid);
+        }
+    }
+
     /// Software's view of PE `i`.
     pub fn cpu(&mut self, i: usize) -> Option<PeCpu<'_>> {
         let mem = &mut self.mem;

@@ -12,6 +12,13 @@
 //! `PSB CSYNC` (or a full
 //! record queue) releases complete only at the next `DSB`, translated by
 //! the owning regime of that moment; until then memory does not hold them.
+//! The unit translates through its own translation cache
+//! ([`crate::buffer_tlb`]), tagged with the context of each walk and
+//! flushed only by TLB maintenance ([`Pe::invalidate_buffer_tlb`]); it
+//! walks the page of its pointer whenever an ISB leaves its buffer enabled
+//! and whenever software writes a translation table base while it is
+//! enabled (a walk may happen at any such time; these are the moments a
+//! missing barrier shows).
 
 use hyperprof_arch::predicates::{profiling_buffer_owner, ExceptionLevel};
 use hyperprof_arch::{
@@ -19,10 +26,11 @@ use hyperprof_arch::{
     SysReg, Unit,
 };
 
+use crate::buffer_tlb::{BufferTlb, TlbTag};
 use crate::event::{Event, EventCounts};
 use crate::gic::{GicRoute, IcvFault, VirtualCpuIf};
 use crate::memory::{PhysMem, PAGE_SIZE};
-use crate::mmu::Access;
+use crate::mmu::{Access, Fault};
 use crate::op::{Op, OpKind};
 use crate::pmu::{Pmu, PmuConfig, View};
 use crate::spe::{BufferFault, BufferPort, Control, SampleContext, Spe, SpeConfig};
@@ -166,6 +174,8 @@ pub struct Pe {
     /// Direct writes of SPE registers other than PMBPTR_EL1 and PMBSR_EL1
     /// reach the unit at once ([`Pe::set_early_spe_writes`]).
     early_spe_writes: bool,
+    /// The SPE unit's translation cache.
+    buffer_tlb: BufferTlb,
 }
 
 /// Where the instructions software runs through [`Cpu`] (register
@@ -220,6 +230,7 @@ impl Pe {
             instruction_sampling: false,
             gic: VirtualCpuIf::new(),
             early_spe_writes: false,
+            buffer_tlb: BufferTlb::default(),
         };
         // MDCR_EL2.HPMN resets to N; the fine-grained traps to trapping
         // nothing (their reset values are UNKNOWN; firmware clears them);
@@ -490,11 +501,14 @@ impl Pe {
     /// Lends the SPE unit and its path to memory (the owning regime) to `f`.
     fn with_spe_port(&mut self, mem: &mut PhysMem, f: impl FnOnce(&mut Spe, &mut Port<'_>)) {
         let regime = self.buffer_regime();
+        let tag = self.buffer_tag();
         if let Some(spe) = self.spe.as_mut() {
             let mut port = Port {
                 mem,
                 pending: &mut self.pending,
                 regime,
+                tag,
+                tlb: &mut self.buffer_tlb,
                 segments: Vec::new(),
             };
             f(spe, &mut port);
@@ -515,10 +529,12 @@ impl Pe {
         if self.pending.is_empty() {
             return;
         }
-        let regime = self.buffer_regime();
+        let (regime, tag) = (self.buffer_regime(), self.buffer_tag());
         let mut segments = Vec::new();
         for w in std::mem::take(&mut self.pending) {
-            if buffer_segments(mem, &regime, w.va, w.bytes.len(), &mut segments).is_err() {
+            let tlb = &mut self.buffer_tlb;
+            let mut walk = |va| unit_translate(mem, &regime, tag, tlb, va);
+            if buffer_segments(mem, &mut walk, w.va, w.bytes.len(), &mut segments).is_err() {
                 continue;
             }
             for seg in &segments {
@@ -526,6 +542,49 @@ impl Pe {
                 let _ = mem.write(seg.pa, &w.bytes[seg.offset..seg.offset + seg.len]);
             }
         }
+    }
+
+    /// The context the unit's walks are tagged with now: the owning regime
+    /// (as last synchronized), its TTBR0's ASID and, for EL1&0, the VMID.
+    fn buffer_tag(&self) -> TlbTag {
+        let owner = self.buffer_owner();
+        let ttbr0 = if owner == ExceptionLevel::EL2 {
+            self.regs.ttbr0_el2
+        } else {
+            self.regs.ttbr0_el1
+        };
+        TlbTag::new(owner, ttbr0, self.regs.vttbr_el2)
+    }
+
+    /// The unit walks the page of its pointer if its buffer is enabled,
+    /// and caches the result in place of any entry of the same context and
+    /// page (a walk may happen whether or not one is cached; where the two
+    /// differ, software broke the rules and the newer one wins, one of the
+    /// outcomes the Arm ARM allows for conflicting entries). A walk that
+    /// faults caches nothing and reports nothing.
+    fn walk_buffer_pointer(&mut self, mem: &PhysMem) {
+        let Some(spe) = self.spe.as_ref() else {
+            return;
+        };
+        if !spe.profiling_buffer_enabled() {
+            return;
+        }
+        let va = spe.effective(SysReg::PMBPTR_EL1);
+        let tag = self.buffer_tag();
+        if let Ok(pa) = self.buffer_regime().translate(mem, va, Access::WRITE) {
+            self.buffer_tlb.fill(tag, va, pa);
+        }
+    }
+
+    /// TLB maintenance reaching the SPE unit's translation cache: the
+    /// entries of VMID `vmid`'s EL1&0 regime, or with `None` all of them.
+    pub fn invalidate_buffer_tlb(&mut self, vmid: Option<u16>) {
+        self.buffer_tlb.invalidate(vmid);
+    }
+
+    /// The SPE unit's translation cache.
+    pub fn buffer_tlb(&self) -> &BufferTlb {
+        &self.buffer_tlb
     }
 
     /// Attaches (or with `None` removes) a probe on this PE's [`Cpu`]
@@ -540,19 +599,41 @@ impl Pe {
     }
 }
 
-/// The SPE unit's path to memory: the owning regime's translation; the data
-/// lands at the next DSB.
+/// A translation by the SPE unit: its cache's entry for `tag`, or a walk
+/// of `regime` that is cached when it succeeds.
+fn unit_translate(
+    mem: &PhysMem,
+    regime: &Regime,
+    tag: TlbTag,
+    tlb: &mut BufferTlb,
+    va: u64,
+) -> Result<u64, Fault> {
+    if let Some(pa) = tlb.lookup(tag, va) {
+        return Ok(pa);
+    }
+    let pa = regime.translate(mem, va, Access::WRITE)?;
+    tlb.fill(tag, va, pa);
+    Ok(pa)
+}
+
+/// The SPE unit's path to memory: the owning regime's translation (through
+/// the unit's cache); the data lands at the next DSB.
 struct Port<'a> {
     mem: &'a mut PhysMem,
     pending: &'a mut Vec<PendingWrite>,
     regime: Regime,
+    tag: TlbTag,
+    tlb: &'a mut BufferTlb,
     segments: Vec<Segment>,
 }
 
 impl BufferPort for Port<'_> {
     fn write(&mut self, va: u64, bytes: &[u8]) -> Result<(), BufferFault> {
         // A fault is reported now; the write itself completes at a DSB.
-        buffer_segments(self.mem, &self.regime, va, bytes.len(), &mut self.segments)?;
+        let (mem, regime, tag) = (&*self.mem, &self.regime, self.tag);
+        let tlb = &mut *self.tlb;
+        let mut walk = |va| unit_translate(mem, regime, tag, tlb, va);
+        buffer_segments(mem, &mut walk, va, bytes.len(), &mut self.segments)?;
         self.pending.push(PendingWrite {
             va,
             bytes: bytes.to_vec(),
@@ -607,13 +688,21 @@ impl Cpu for PeCpu<'_> {
         }
         self.pe.system_instruction(self.mem);
         self.pe.stats.writes += 1;
-        self.pe.write_reg(reg, val)
+        self.pe.write_reg(reg, val)?;
+        if matches!(
+            reg,
+            SysReg::TTBR0_EL1 | SysReg::TTBR0_EL12 | SysReg::TTBR0_EL2 | SysReg::VTTBR_EL2
+        ) {
+            self.pe.walk_buffer_pointer(self.mem);
+        }
+        Ok(())
     }
     fn isb(&mut self) {
         if self.probed(crate::probe::ProbeAccess::Isb) {
             self.pe.system_instruction(self.mem);
             self.pe.stats.isb += 1;
             self.pe.context_sync();
+            self.pe.walk_buffer_pointer(self.mem);
         }
     }
     fn dsb_nsh(&mut self) {

@@ -721,6 +721,9 @@ impl a64::Bus for PeBus<'_> {
             a64::SysOpKind::Tlbi => {
                 self.regime_changed();
                 self.uarch.flush_tlb(self.pe.id);
+                // Over-invalidation is allowed: any TLBI empties the SPE
+                // unit's cache too.
+                self.pe.invalidate_buffer_tlb(None);
                 a64::SysRegWrite::Done
             }
             _ => a64::SysRegWrite::Engine,

@@ -81,13 +81,14 @@ pub struct Segment {
     pub len: usize,
 }
 
-/// Translates a profiling buffer write of `len` bytes at `va` page by page
-/// (a privileged write through the owning regime). A translation fault is a
-/// stage-1 or stage-2 buffer fault with its FSC; a physical address outside
-/// RAM is an external abort.
+/// Splits a profiling buffer write of `len` bytes at `va` into physically
+/// contiguous pieces, page by page, each page's address given by `walk`
+/// (a privileged write through the owning regime, or the unit's cached
+/// translation of it). A translation fault is a stage-1 or stage-2 buffer
+/// fault with its FSC; a physical address outside RAM is an external abort.
 pub fn buffer_segments(
     mem: &PhysMem,
-    regime: &Regime,
+    walk: &mut dyn FnMut(u64) -> Result<u64, Fault>,
     va: u64,
     len: usize,
     out: &mut Vec<Segment>,
@@ -98,12 +99,10 @@ pub fn buffer_segments(
         let at = va.wrapping_add(done as u64);
         let in_page = (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize;
         let n = in_page.min(len - done);
-        let pa = regime
-            .translate(mem, at, Access::WRITE)
-            .map_err(|f| match f.stage {
-                2 => BufferFault::Stage2 { fsc: f.fsc() },
-                _ => BufferFault::Stage1 { fsc: f.fsc() },
-            })?;
+        let pa = walk(at).map_err(|f| match f.stage {
+            2 => BufferFault::Stage2 { fsc: f.fsc() },
+            _ => BufferFault::Stage1 { fsc: f.fsc() },
+        })?;
         if !mem.is_ram(pa) || !mem.is_ram(pa + n as u64 - 1) {
             return Err(BufferFault::External);
         }

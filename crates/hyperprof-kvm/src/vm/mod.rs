@@ -581,6 +581,9 @@ impl Kvm {
             .map_err(|_| Errno::EFAULT)?;
         v.s2.map(&mut m.mem, &mut m.alloc, ipa, new, PAGE_SIZE, S2Perm::RW)
             .map_err(|_| Errno::ENOMEM)?;
+        // kvm_tlb_flush_vmid_ipa(): every CPU's cached walks of the VM
+        // (the SPE units' among them) go with the old mapping.
+        self.machine.invalidate_buffer_tlbs(Some(v.vmid as u16));
         for c in self.vcpus.iter_mut().filter(|c| c.vm == vm) {
             if c.pins
                 .invalidate(old..old + PAGE_SIZE, &mut self.vms[vm].memlock)
@@ -611,6 +614,10 @@ impl Kvm {
         tables
             .map(&mut gmem, &mut v.guest_frames, va, ipa, size, Perm::RW)
             .map_err(|_| Errno::EINVAL)?;
+        // The guest's TLBI after changing its tables (a remap must not
+        // leave its old translation cached).
+        let vmid = v.vmid as u16;
+        self.machine.invalidate_buffer_tlbs(Some(vmid));
         Ok(tables.root)
     }
 

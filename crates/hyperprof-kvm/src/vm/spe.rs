@@ -79,7 +79,12 @@ impl Kvm {
             PAGE_SIZE,
             perm,
         )
-        .map_err(|_| Errno::EFAULT)
+        .map_err(|_| Errno::EFAULT)?;
+        // The TLB flush after a stage-2 change: the SPE units' cached walks
+        // of the VM go with the old permission.
+        let vmid = v.vmid as u16;
+        self.machine.invalidate_buffer_tlbs(Some(vmid));
+        Ok(())
     }
 
     /// Whether the guest's sampling registers must trap (MDCR_EL2.TPMS)
