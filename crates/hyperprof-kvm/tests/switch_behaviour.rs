@@ -134,9 +134,25 @@ fn a_lazy_nvhe_guest_never_inherits_the_hosts_sampling_registers() {
     assert_eq!(c.read(SysReg::PMSIRR_EL1), Ok(0x1000), "the host's, back");
 }
 
-/// VTTBR_EL2.VMID (bits 63:48) while a guest of each VM runs, read at EL2
-/// after its exit.
-fn vmids_of_two_vms(nvhe: bool) -> (u64, u64) {
+/// Records the VMIDs (bits 63:48) of the VTTBR_EL2 values software writes.
+struct VttbrWrites(std::sync::Mutex<Vec<u64>>);
+
+impl hyperprof_sim::probe::Probe for VttbrWrites {
+    fn before(
+        &self,
+        _: &mut hyperprof_sim::pe::PeCpu<'_>,
+        access: hyperprof_sim::probe::ProbeAccess,
+    ) -> hyperprof_sim::probe::ProbeVerdict {
+        if let hyperprof_sim::probe::ProbeAccess::Write(SysReg::VTTBR_EL2, v) = access {
+            self.0.lock().unwrap().push(v >> 48);
+        }
+        hyperprof_sim::probe::ProbeVerdict::Proceed
+    }
+}
+
+/// The VMID VTTBR_EL2 held while a guest of each VM ran (the one its entry
+/// wrote), and VTTBR_EL2.VMID read at EL2 after each guest's exit.
+fn vmids_of_two_vms(nvhe: bool) -> ((u64, u64), (u64, u64)) {
     let mut kvm = if nvhe {
         Kvm::new_nvhe(v1p4_machine())
     } else {
@@ -145,27 +161,45 @@ fn vmids_of_two_vms(nvhe: bool) -> (u64, u64) {
     let vmid = |kvm: &mut Kvm| {
         let (_, vcpu) = spe_vcpu::spe_vcpu(kvm, 16 << 20, u64::MAX, 0);
         kvm.load(vcpu, 0).unwrap();
+        let writes = std::sync::Arc::new(VttbrWrites(Default::default()));
+        let handle = hyperprof_sim::probe::ProbeHandle(writes.clone());
+        kvm.machine().pe_mut(0).unwrap().set_probe(Some(handle));
         run_to_halt(kvm, vcpu, &mut Once(|_: &mut dyn GuestEnv| {}));
+        kvm.machine().pe_mut(0).unwrap().set_probe(None);
         let pe = kvm.machine().pe_mut(0).unwrap();
         let el = pe.el();
         pe.exception_entry(hyperprof_arch::ExceptionLevel::EL2);
-        let vttbr = kvm.machine().cpu(0).unwrap().read(SysReg::VTTBR_EL2);
+        let after = kvm.machine().cpu(0).unwrap().read(SysReg::VTTBR_EL2);
         kvm.machine().pe_mut(0).unwrap().eret(el);
         kvm.put(vcpu).unwrap();
-        vttbr.unwrap() >> 48
+        let entered = writes.0.lock().unwrap().first().copied();
+        (
+            entered.expect("entry writes VTTBR_EL2"),
+            after.unwrap() >> 48,
+        )
     };
-    (vmid(&mut kvm), vmid(&mut kvm))
+    let a = vmid(&mut kvm);
+    let b = vmid(&mut kvm);
+    ((a.0, b.0), (a.1, b.1))
 }
 
 /// Each VM's guest runs with its own VMID in VTTBR_EL2, VHE and nVHE: the
-/// VMID tags its stage-2 translations in the TLBs, so two VMs sharing one
-/// would see each other's cached translations on silicon (the model caches
-/// no stage-2 translations, so only the register shows it).
+/// VMID tags its translations in the TLBs (the SPE unit's cache among
+/// them), so two VMs sharing one would see each other's cached
+/// translations. An nVHE host runs with VMID 0 again after every exit (the
+/// host's EL1&0 walks would be tagged as the guest's otherwise:
+/// spe_unit_tlb shows what follows); a VHE host's EL2&0 regime has no VMID
+/// and the register keeps the guest's.
 #[test]
 fn each_vm_runs_with_its_own_vmid() {
     for nvhe in [false, true] {
-        let (a, b) = vmids_of_two_vms(nvhe);
+        let ((a, b), (after_a, after_b)) = vmids_of_two_vms(nvhe);
         assert!(a != 0 && b != 0 && a != b, "nVHE {nvhe}: VMIDs {a} and {b}");
+        if nvhe {
+            assert_eq!((after_a, after_b), (0, 0), "the nVHE host's VMID");
+        } else {
+            assert_eq!((after_a, after_b), (a, b));
+        }
     }
 }
 

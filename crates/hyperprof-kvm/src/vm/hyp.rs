@@ -247,6 +247,9 @@ impl GuestCpu<'_> {
         for (reg, val) in [
             (SysReg::TTBR0_EL1, host.ttbr0_el1),
             (SysReg::CONTEXTIDR_EL1, host.contextidr_el1),
+            // The host's VMID (0), as __load_host_stage2(): the host's
+            // EL1&0 walks must not be tagged as the guest's.
+            (SysReg::VTTBR_EL2, 0),
             (SysReg::HCR_EL2, 0),
             (SysReg::CNTVOFF_EL2, 0),
             (
