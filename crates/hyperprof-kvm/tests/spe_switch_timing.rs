@@ -16,13 +16,12 @@
 //! PMBPTR_EL1 still holds the guest's pointer: put must have the host's
 //! pointer in effect before the host's buffer is enabled.
 
-use hyperprof_arch::{pmbsr_el1, pmscr_el1, PmuVer, SysReg};
+use hyperprof_arch::{pmbsr_el1, pmscr_el1, SysReg};
 use hyperprof_guest::drivers::spe::SpeSessionConfig;
 use hyperprof_guest::guest::GuestEnv;
 use hyperprof_kvm::vm::{Kvm, GUEST_RAM_IPA};
-use hyperprof_sim::machine::{Machine, MachineConfig};
-use hyperprof_sim::pe::{Pe, PeConfig};
-use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::machine::Machine;
+use hyperprof_sim::pe::Pe;
 use hyperprof_sim::spe::{SpeConfig, SpeStats};
 use hyperprof_sim::workload::by_name;
 mod spe_vcpu;
@@ -34,26 +33,13 @@ const HOST_BUF_VA: u64 = 0x0000_7000_0000_0000;
 
 /// A machine whose SPE units write every record as it is taken.
 fn machine() -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: 6,
-            version: PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: Some(SpeConfig {
+    spe_vcpu::spe_machine(
+        SpeConfig {
             queue_capacity: 0,
             ..SpeConfig::default()
-        }),
-        fgt: true,
-        uarch: Default::default(),
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; 2],
-        ram_base: 0x8000_0000,
-        ram_size: 512 << 20,
-    })
-    .unwrap()
+        },
+        2,
+    )
 }
 
 fn unit(kvm: &mut Kvm) -> SpeStats {

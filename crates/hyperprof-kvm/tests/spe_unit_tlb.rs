@@ -13,14 +13,12 @@
 //! between host and guest) with different translations, and checks that
 //! every guest record lands where the guest's own tables put it.
 
-use hyperprof_arch::{pmbsr_el1, pmscr_el1, Cpu, ExceptionLevel, PmuVer, SysReg};
-use hyperprof_guest::drivers::spe::SpeSessionConfig;
+use hyperprof_arch::{pmbsr_el1, pmscr_el1, Cpu, ExceptionLevel, SysReg};
+use hyperprof_guest::drivers::spe::{SpeDriver, SpeSessionConfig};
 use hyperprof_guest::guest::GuestEnv;
 use hyperprof_kvm::vm::{Kvm, GUEST_RAM_IPA};
-use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::machine::Machine;
 use hyperprof_sim::memory::PAGE_SIZE;
-use hyperprof_sim::pe::PeConfig;
-use hyperprof_sim::pmu::PmuConfig;
 use hyperprof_sim::spe::SpeConfig;
 use hyperprof_sim::workload::by_name;
 use hyperprof_spe::RecordDecoder;
@@ -34,23 +32,7 @@ const BUF_IPA: u64 = GUEST_RAM_IPA + (16 << 20);
 const PAGES: u64 = 64;
 
 fn machine() -> Machine {
-    let pe = PeConfig {
-        pmu: PmuConfig {
-            counters: 6,
-            version: PmuVer::V3p5,
-            hpmn0: false,
-            el2_implemented: true,
-        },
-        spe: Some(SpeConfig::default()),
-        fgt: true,
-        uarch: Default::default(),
-    };
-    Machine::new(&MachineConfig {
-        pes: vec![pe; 1],
-        ram_base: 0x8000_0000,
-        ram_size: 512 << 20,
-    })
-    .unwrap()
+    spe_vcpu::spe_machine(SpeConfig::default(), 1)
 }
 
 fn host_session() -> SpeSessionConfig {
@@ -72,6 +54,29 @@ fn guest_starts_profiling(env: &mut dyn GuestEnv, ttbr: u64, va: u64) {
     env.write(SysReg::PMBLIMITR_EL1, (va + PAGES * PAGE_SIZE) | 1)
         .unwrap();
     env.isb();
+}
+
+/// Load, a run in which the guest's kernel starts its session
+/// ([`guest_starts_profiling`]), put.
+fn start_guest_session(kvm: &mut Kvm, vcpu: usize, ttbr: u64, va: u64) {
+    kvm.load(vcpu, 0).unwrap();
+    run_to_halt(
+        kvm,
+        vcpu,
+        &mut Once(|env: &mut dyn GuestEnv| guest_starts_profiling(env, ttbr, va)),
+    );
+    kvm.put(vcpu).unwrap();
+}
+
+/// The host's session on CPU 0 stops with no buffer event and nothing in
+/// its buffer (the host ran nothing with sampling on: any record there is
+/// a guest's).
+fn host_buffer_stays_empty(kvm: &mut Kvm, mut host: SpeDriver) {
+    let mut c = kvm.machine().cpu(0).unwrap();
+    let pmbsr = c.read(SysReg::PMBSR_EL1).unwrap();
+    assert!(!pmbsr_el1::S.is_set(pmbsr), "host PMBSR_EL1 {pmbsr:#x}");
+    host.stop(&mut c).unwrap();
+    assert!(host.take_data().is_empty(), "records in the host's buffer");
 }
 
 /// `rounds` of load, a guest run of 3,000 operations at EL1, put.
@@ -134,7 +139,7 @@ fn vhe_put_resumes_the_host_session_only_once_el2_owns_the_buffer() {
     // The host profiles EL2 into its own buffer; it runs nothing here, so
     // its pointer stays at the buffer's start.
     let host_va = BUF_IPA + PAGE_SIZE;
-    let mut host = hyperprof_guest::host::start_session(
+    let host = hyperprof_guest::host::start_session(
         kvm.machine(),
         0,
         SysReg::TTBR0_EL2,
@@ -143,13 +148,7 @@ fn vhe_put_resumes_the_host_session_only_once_el2_owns_the_buffer() {
         host_session(),
     )
     .unwrap();
-    kvm.load(vcpu, 0).unwrap();
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| guest_starts_profiling(env, 0, BUF_IPA)),
-    );
-    kvm.put(vcpu).unwrap();
+    start_guest_session(&mut kvm, vcpu, 0, BUF_IPA);
     guest_rounds(&mut kvm, vcpu, 16);
     let ptr = kvm.guest_spe(vcpu).unwrap().buffer.pmbptr_el1;
     assert!(
@@ -159,11 +158,7 @@ fn vhe_put_resumes_the_host_session_only_once_el2_owns_the_buffer() {
     guest_records_at(&mut kvm, vm, vcpu, BUF_IPA, BUF_IPA);
     let tlb = *kvm.machine().pe(0).unwrap().buffer_tlb().stats();
     assert!(tlb.hits > 0 && tlb.fills > 0, "{tlb:?}");
-    let mut c = kvm.machine().cpu(0).unwrap();
-    let pmbsr = c.read(SysReg::PMBSR_EL1).unwrap();
-    assert!(!pmbsr_el1::S.is_set(pmbsr), "host PMBSR_EL1 {pmbsr:#x}");
-    host.stop(&mut c).unwrap();
-    assert!(host.take_data().is_empty(), "records in the host's buffer");
+    host_buffer_stays_empty(&mut kvm, host);
 }
 
 /// nVHE: exit synchronizes the disable of the guest's buffer (ISB) before
@@ -185,13 +180,7 @@ fn nvhe_exit_disables_the_guests_buffer_before_the_host_context_returns() {
         ExceptionLevel::EL1,
         "an nVHE host runs at EL1"
     );
-    kvm.load(vcpu, 0).unwrap();
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| guest_starts_profiling(env, ttbr, va)),
-    );
-    kvm.put(vcpu).unwrap();
+    start_guest_session(&mut kvm, vcpu, ttbr, va);
     guest_rounds(&mut kvm, vcpu, 6);
     guest_records_at(&mut kvm, vm, vcpu, va, BUF_IPA);
     let mut stray = vec![0u8; (PAGES * PAGE_SIZE) as usize];
@@ -212,7 +201,7 @@ fn nvhe_host_walks_are_never_tagged_with_a_guests_vmid() {
     let ttbr = kvm
         .guest_map(vm, SHARED_VA, BUF_IPA, PAGES * PAGE_SIZE)
         .unwrap();
-    let mut host = hyperprof_guest::host::start_session(
+    let host = hyperprof_guest::host::start_session(
         kvm.machine(),
         0,
         SysReg::TTBR0_EL1,
@@ -221,22 +210,10 @@ fn nvhe_host_walks_are_never_tagged_with_a_guests_vmid() {
         host_session(),
     )
     .unwrap();
-    kvm.load(vcpu, 0).unwrap();
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| guest_starts_profiling(env, ttbr, SHARED_VA)),
-    );
-    kvm.put(vcpu).unwrap();
+    start_guest_session(&mut kvm, vcpu, ttbr, SHARED_VA);
     guest_rounds(&mut kvm, vcpu, 6);
     guest_records_at(&mut kvm, vm, vcpu, SHARED_VA, BUF_IPA);
-    let mut c = kvm.machine().cpu(0).unwrap();
-    let pmbsr = c.read(SysReg::PMBSR_EL1).unwrap();
-    assert!(!pmbsr_el1::S.is_set(pmbsr), "host PMBSR_EL1 {pmbsr:#x}");
-    host.stop(&mut c).unwrap();
-    // The host ran nothing at EL1 with sampling on: its buffer holds no
-    // record, in particular none of the guest's.
-    assert!(host.take_data().is_empty(), "records in the host's buffer");
+    host_buffer_stays_empty(&mut kvm, host);
 }
 
 /// A stage-2 change (the host moving the page behind the guest's buffer)
@@ -249,13 +226,7 @@ fn a_moved_buffer_page_is_not_written_through_a_stale_entry() {
     let ttbr = kvm
         .guest_map(vm, SHARED_VA, BUF_IPA, PAGES * PAGE_SIZE)
         .unwrap();
-    kvm.load(vcpu, 0).unwrap();
-    run_to_halt(
-        &mut kvm,
-        vcpu,
-        &mut Once(|env: &mut dyn GuestEnv| guest_starts_profiling(env, ttbr, SHARED_VA)),
-    );
-    kvm.put(vcpu).unwrap();
+    start_guest_session(&mut kvm, vcpu, ttbr, SHARED_VA);
     guest_rounds(&mut kvm, vcpu, 2);
     let ptr = kvm.guest_spe(vcpu).unwrap().buffer.pmbptr_el1;
     let page_ipa = BUF_IPA + ((ptr - SHARED_VA) & !(PAGE_SIZE - 1));

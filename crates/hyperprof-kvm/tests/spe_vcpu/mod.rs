@@ -4,12 +4,39 @@
 // Each test binary that includes this module uses some of it.
 #![allow(dead_code)]
 
+use hyperprof_arch::PmuVer;
 use hyperprof_guest::guest::{GuestEnv, GuestProgram, GuestStep};
 use hyperprof_kvm::uapi::VcpuFeatures;
 use hyperprof_kvm::vm::{Exit, Kvm, VmConfig};
+use hyperprof_sim::machine::{Machine, MachineConfig};
+use hyperprof_sim::pe::PeConfig;
+use hyperprof_sim::pmu::PmuConfig;
+use hyperprof_sim::spe::SpeConfig;
 
 /// PPI of the guest's profiling buffer interrupt in these tests.
 pub const SPE_PPI: u32 = 21;
+
+/// A machine of `pes` PEs with the SPE unit `spe`, FEAT_FGT and a PMUv3p5
+/// of 6 counters, 512 MiB of RAM at 0x8000_0000.
+pub fn spe_machine(spe: SpeConfig, pes: usize) -> Machine {
+    let pe = PeConfig {
+        pmu: PmuConfig {
+            counters: 6,
+            version: PmuVer::V3p5,
+            hpmn0: false,
+            el2_implemented: true,
+        },
+        spe: Some(spe),
+        fgt: true,
+        uarch: Default::default(),
+    };
+    Machine::new(&MachineConfig {
+        pes: vec![pe; pes],
+        ram_base: 0x8000_0000,
+        ram_size: 512 << 20,
+    })
+    .unwrap()
+}
 
 /// A VM of `ram_bytes` under `memlock` with one vCPU that has SPE (and no
 /// PMUv3), configured on SPU 0 with MaxBuffSize `max_buffer`, not loaded.
