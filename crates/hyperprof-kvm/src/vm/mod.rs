@@ -614,10 +614,6 @@ impl Kvm {
         tables
             .map(&mut gmem, &mut v.guest_frames, va, ipa, size, Perm::RW)
             .map_err(|_| Errno::EINVAL)?;
-        // The guest's TLBI after changing its tables (a remap must not
-        // leave its old translation cached).
-        let vmid = v.vmid as u16;
-        self.machine.invalidate_buffer_tlbs(Some(vmid));
         Ok(tables.root)
     }
 
