@@ -368,28 +368,9 @@ pub fn collect(
     // A TTBR0_EL1 base of 0 is the model's stage 1 off (SCTLR_EL1.M = 0):
     // the buffer's addresses are IPAs and no stage-1 table needs a pin,
     // as the unit itself translates them.
-    if hyperprof_sim::translate::Regime::from_bases(s1_root_ipa, None)
+    let s1_off = hyperprof_sim::translate::Regime::from_bases(s1_root_ipa, None)
         .s1_root
-        .is_none()
-    {
-        let mut buffer = Vec::new();
-        let mut page = va;
-        while page < end {
-            let walk = s2.walk(mem, page, true)?;
-            buffer.push(PinnedPage {
-                ipa: page_of(page),
-                pa: page_of(walk.oa),
-            });
-            page = match page.checked_add(PAGE_SIZE) {
-                Some(next) => next,
-                None => break,
-            };
-        }
-        return Ok(PinSet {
-            buffer,
-            tables: Vec::new(),
-        });
-    }
+        .is_none();
     let regime = Translation {
         s1: Stage1Params::new(s1_root_ipa),
         s2: Some(*s2),
@@ -398,15 +379,23 @@ pub fn collect(
     let mut tables = BTreeSet::new();
     let mut page = va;
     while page < end {
-        let walk = regime.translate(mem, page, Access::WRITE)?;
-        buffer.insert(PinnedPage {
-            ipa: page_of(walk.ipa),
-            pa: page_of(walk.pa),
-        });
-        tables.extend(walk.s1_table_pages().iter().map(|t| PinnedPage {
-            ipa: page_of(t.ipa),
-            pa: page_of(t.pa),
-        }));
+        if s1_off {
+            let walk = s2.walk(mem, page, true)?;
+            buffer.insert(PinnedPage {
+                ipa: page_of(page),
+                pa: page_of(walk.oa),
+            });
+        } else {
+            let walk = regime.translate(mem, page, Access::WRITE)?;
+            buffer.insert(PinnedPage {
+                ipa: page_of(walk.ipa),
+                pa: page_of(walk.pa),
+            });
+            tables.extend(walk.s1_table_pages().iter().map(|t| PinnedPage {
+                ipa: page_of(t.ipa),
+                pa: page_of(t.pa),
+            }));
+        }
         page = match page.checked_add(PAGE_SIZE) {
             Some(next) => next,
             None => break,
