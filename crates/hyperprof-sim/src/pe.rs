@@ -83,6 +83,31 @@ impl AccessStats {
     }
 }
 
+impl std::ops::AddAssign for AccessStats {
+    fn add_assign(&mut self, o: AccessStats) {
+        self.reads += o.reads;
+        self.writes += o.writes;
+        self.isb += o.isb;
+        self.dsb += o.dsb;
+        self.psb += o.psb;
+    }
+}
+
+impl std::ops::Sub for AccessStats {
+    type Output = AccessStats;
+
+    /// What was spent between two readings (`self` the later one).
+    fn sub(self, o: AccessStats) -> AccessStats {
+        AccessStats {
+            reads: self.reads - o.reads,
+            writes: self.writes - o.writes,
+            isb: self.isb - o.isb,
+            dsb: self.dsb - o.dsb,
+            psb: self.psb - o.psb,
+        }
+    }
+}
+
 /// The interrupt lines a PE's profiling units drive (level sensitive PPIs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IrqLines {

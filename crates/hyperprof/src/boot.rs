@@ -639,7 +639,7 @@ pub fn boot(args: &BootArgs, console: &mut dyn Write) -> Result<BootOutcome> {
         insns,
         seconds: started.elapsed().as_secs_f64(),
         machine_seconds: busiest.unwrap_or(0) as f64 / CNTFRQ as f64,
-        vcpu: total(runs.iter().map(|r| &r.stats)),
+        vcpu: runs.iter().map(|r| r.stats).sum(),
         gic: vcpus
             .iter()
             .map(|&v| kvm.vgic_stats(v).unwrap_or_default())
@@ -695,46 +695,6 @@ fn exception_loop(ctx: &CodeContext) -> Option<ExceptionLoop> {
     (c.el() == 1 && pc == elr && pc == vbar.wrapping_add(SYNC_CURRENT_SPX)).then(|| ExceptionLoop {
         pc,
         esr: c.read_sysreg(regs::ESR_EL1).unwrap_or(0),
-    })
-}
-
-fn add_access(a: AccessStats, b: AccessStats) -> AccessStats {
-    AccessStats {
-        reads: a.reads + b.reads,
-        writes: a.writes + b.writes,
-        isb: a.isb + b.isb,
-        dsb: a.dsb + b.dsb,
-        psb: a.psb + b.psb,
-    }
-}
-
-/// The counts of several vCPUs added up.
-fn total<'a>(stats: impl Iterator<Item = &'a VcpuStats>) -> VcpuStats {
-    stats.fold(VcpuStats::default(), |t, s| VcpuStats {
-        entries: t.entries + s.entries,
-        live_trips: t.live_trips + s.live_trips,
-        trap_exits: t.trap_exits + s.trap_exits,
-        irq_exits: t.irq_exits + s.irq_exits,
-        spe_switch: add_access(t.spe_switch, s.spe_switch),
-        spe_switch_live: add_access(t.spe_switch_live, s.spe_switch_live),
-        spe_load_put: add_access(t.spe_load_put, s.spe_load_put),
-        loads: t.loads + s.loads,
-        virqs: t.virqs + s.virqs,
-        stage2_aborts: t.stage2_aborts + s.stage2_aborts,
-        invalidations: t.invalidations + s.invalidations,
-        pmu_trap_exits: t.pmu_trap_exits + s.pmu_trap_exits,
-        pmu_virqs: t.pmu_virqs + s.pmu_virqs,
-        pmu_overflows: t.pmu_overflows + s.pmu_overflows,
-        pmu_live_loads: t.pmu_live_loads + s.pmu_live_loads,
-        pmu_load_put: add_access(t.pmu_load_put, s.pmu_load_put),
-        pmu_switch: add_access(t.pmu_switch, s.pmu_switch),
-        pmu_emulate: add_access(t.pmu_emulate, s.pmu_emulate),
-        sysreg_exits: t.sysreg_exits + s.sysreg_exits,
-        hvc_exits: t.hvc_exits + s.hvc_exits,
-        mmio_exits: t.mmio_exits + s.mmio_exits,
-        wfi_exits: t.wfi_exits + s.wfi_exits,
-        timer_switch: add_access(t.timer_switch, s.timer_switch),
-        timer_irqs: t.timer_irqs + s.timer_irqs,
     })
 }
 

@@ -100,10 +100,7 @@ impl Kvm {
         let pending = cnt_ctl::output(t.ctl, now.wrapping_sub(offset), t.cval);
         c.pe().set_vtimer_irq_enabled(!pending);
         let after = c.pe().access_stats();
-        add_stats(
-            &mut self.vcpus[vcpu].stats.timer_switch,
-            diff(after, before),
-        );
+        self.vcpus[vcpu].stats.timer_switch += after - before;
         Ok(())
     }
 
@@ -123,7 +120,7 @@ impl Kvm {
         let after = c.pe().access_stats();
         let v = &mut self.vcpus[vcpu];
         v.timer.vtimer = saved;
-        add_stats(&mut v.stats.timer_switch, diff(after, before));
+        v.stats.timer_switch += after - before;
         Ok(())
     }
 
@@ -191,10 +188,7 @@ impl GuestCpu<'_> {
         let pending = cnt_ctl::output(t.ctl, now.wrapping_sub(offset), t.cval);
         c.pe().set_vtimer_irq_enabled(!pending);
         let after = c.pe().access_stats();
-        add_stats(
-            &mut self.kvm.vcpus[self.vcpu].stats.timer_switch,
-            diff(after, before),
-        );
+        self.kvm.vcpus[self.vcpu].stats.timer_switch += after - before;
         Ok(())
     }
 
@@ -211,7 +205,7 @@ impl GuestCpu<'_> {
         let after = c.pe().access_stats();
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.timer.vtimer = saved;
-        add_stats(&mut v.stats.timer_switch, diff(after, before));
+        v.stats.timer_switch += after - before;
         Ok(())
     }
 

@@ -164,7 +164,7 @@ impl Kvm {
         c.isb();
         let after = c.pe().access_stats();
         let v = &mut self.vcpus[vcpu];
-        add_stats(&mut v.stats.spe_load_put, diff(after, before));
+        v.stats.spe_load_put += after - before;
         v.host_spe = Some(host);
         v.spe_live = true;
         Ok(())
@@ -226,7 +226,7 @@ impl Kvm {
         v.ttbr0_el1 = ttbr;
         v.contextidr_el1 = ctx;
         if measured_mdcr {
-            add_stats(&mut v.stats.spe_load_put, diff(after, before));
+            v.stats.spe_load_put += after - before;
         }
         v.host_spe = None;
         v.loaded_on = None;

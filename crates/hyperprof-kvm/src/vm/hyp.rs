@@ -47,9 +47,9 @@ impl GuestCpu<'_> {
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.stats.entries += 1;
         v.stats.live_trips += live as u64;
-        add_stats(&mut v.stats.spe_switch, diff(after, before));
+        v.stats.spe_switch += after - before;
         if live {
-            add_stats(&mut v.stats.spe_switch_live, diff(after, before));
+            v.stats.spe_switch_live += after - before;
         }
         self.buffer_live = live;
         self.pmu_enter()?;
@@ -83,9 +83,9 @@ impl GuestCpu<'_> {
         c.isb();
         let v = &mut self.kvm.vcpus[self.vcpu];
         v.spe = guest;
-        add_stats(&mut v.stats.spe_switch, diff(after, before));
+        v.stats.spe_switch += after - before;
         if live {
-            add_stats(&mut v.stats.spe_switch_live, diff(after, before));
+            v.stats.spe_switch_live += after - before;
         }
         Ok(())
     }
@@ -121,7 +121,7 @@ impl GuestCpu<'_> {
         } else {
             switch::HostSpeNvhe::default()
         };
-        add_stats(&mut cost, diff(c.pe().access_stats(), t0));
+        cost += c.pe().access_stats() - t0;
         let h_ttbr = c
             .read(SysReg::TTBR0_EL1)
             .map_err(access(SysReg::TTBR0_EL1))?;
@@ -177,7 +177,7 @@ impl GuestCpu<'_> {
                 .map_err(|e| format!("sampling restore: {e}"))?;
         }
         let mut c = self.kvm.machine.cpu(self.cpu).ok_or("no such CPU")?;
-        add_stats(&mut cost, diff(c.pe().access_stats(), t1));
+        cost += c.pe().access_stats() - t1;
         self.kvm.vcpus[vcpu].nvhe_host = Some(NvheHost {
             spe: host_spe,
             ttbr0_el1: h_ttbr,
@@ -196,13 +196,13 @@ impl GuestCpu<'_> {
         if live {
             switch::enter(&mut c, &guest).map_err(|e| format!("SPE entry: {e}"))?;
         }
-        add_stats(&mut cost, diff(c.pe().access_stats(), t2));
+        cost += c.pe().access_stats() - t2;
         let v = &mut self.kvm.vcpus[vcpu];
         v.stats.entries += 1;
         v.stats.live_trips += live as u64;
-        add_stats(&mut v.stats.spe_switch, cost);
+        v.stats.spe_switch += cost;
         if live {
-            add_stats(&mut v.stats.spe_switch_live, cost);
+            v.stats.spe_switch_live += cost;
         }
         self.buffer_live = live;
         self.timer_enter_nvhe()?;
@@ -237,7 +237,7 @@ impl GuestCpu<'_> {
             guest.sampling =
                 switch::save_sampling(&mut c, f).map_err(|e| format!("sampling save: {e}"))?;
         }
-        add_stats(&mut cost, diff(c.pe().access_stats(), t0));
+        cost += c.pe().access_stats() - t0;
         let g_ttbr = c
             .read(SysReg::TTBR0_EL1)
             .map_err(access(SysReg::TTBR0_EL1))?;
@@ -265,7 +265,7 @@ impl GuestCpu<'_> {
         c.isb();
         switch::nvhe_restore_host(&mut c, &host.spe, hw_f)
             .map_err(|e| format!("nVHE host restore: {e}"))?;
-        add_stats(&mut cost, diff(c.pe().access_stats(), t1));
+        cost += c.pe().access_stats() - t1;
         let v = &mut self.kvm.vcpus[vcpu];
         if moved && stage2_fault_as_external_abort(&mut guest.buffer) {
             v.stats.stage2_aborts += 1;
@@ -274,9 +274,9 @@ impl GuestCpu<'_> {
         v.ttbr0_el1 = g_ttbr;
         v.contextidr_el1 = g_ctx;
         v.nvhe_host = None;
-        add_stats(&mut v.stats.spe_switch, cost);
+        v.stats.spe_switch += cost;
         if live {
-            add_stats(&mut v.stats.spe_switch_live, cost);
+            v.stats.spe_switch_live += cost;
         }
         self.pe().eret(ExceptionLevel::EL1);
         Ok(())

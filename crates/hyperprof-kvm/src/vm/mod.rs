@@ -172,6 +172,47 @@ pub struct VcpuStats {
     pub timer_irqs: u64,
 }
 
+impl std::ops::AddAssign for VcpuStats {
+    /// Adds the counts of `o` (another vCPU, or one the vCPU was before a
+    /// migration).
+    fn add_assign(&mut self, o: VcpuStats) {
+        self.entries += o.entries;
+        self.live_trips += o.live_trips;
+        self.trap_exits += o.trap_exits;
+        self.irq_exits += o.irq_exits;
+        self.spe_switch += o.spe_switch;
+        self.spe_switch_live += o.spe_switch_live;
+        self.spe_load_put += o.spe_load_put;
+        self.loads += o.loads;
+        self.virqs += o.virqs;
+        self.stage2_aborts += o.stage2_aborts;
+        self.invalidations += o.invalidations;
+        self.pmu_trap_exits += o.pmu_trap_exits;
+        self.pmu_virqs += o.pmu_virqs;
+        self.pmu_overflows += o.pmu_overflows;
+        self.pmu_live_loads += o.pmu_live_loads;
+        self.pmu_load_put += o.pmu_load_put;
+        self.pmu_switch += o.pmu_switch;
+        self.pmu_emulate += o.pmu_emulate;
+        self.sysreg_exits += o.sysreg_exits;
+        self.hvc_exits += o.hvc_exits;
+        self.mmio_exits += o.mmio_exits;
+        self.wfi_exits += o.wfi_exits;
+        self.timer_switch += o.timer_switch;
+        self.timer_irqs += o.timer_irqs;
+    }
+}
+
+impl std::iter::Sum for VcpuStats {
+    /// The counts of several vCPUs together.
+    fn sum<I: Iterator<Item = VcpuStats>>(iter: I) -> VcpuStats {
+        iter.fold(VcpuStats::default(), |mut t, s| {
+            t += s;
+            t
+        })
+    }
+}
+
 struct VmState {
     s2: Stage2Tables,
     /// Frames of guest RAM the guest's boot code builds its page tables in.
@@ -847,22 +888,4 @@ impl Kvm {
             },
         }
     }
-}
-
-fn diff(a: AccessStats, b: AccessStats) -> AccessStats {
-    AccessStats {
-        reads: a.reads - b.reads,
-        writes: a.writes - b.writes,
-        isb: a.isb - b.isb,
-        dsb: a.dsb - b.dsb,
-        psb: a.psb - b.psb,
-    }
-}
-
-fn add_stats(to: &mut AccessStats, d: AccessStats) {
-    to.reads += d.reads;
-    to.writes += d.writes;
-    to.isb += d.isb;
-    to.dsb += d.dsb;
-    to.psb += d.psb;
 }

@@ -9,7 +9,7 @@ use hyperprof_arch::{
 use hyperprof_sim::pe::AccessStats;
 use hyperprof_sim::pmu::View;
 
-use super::{add_stats, diff, GuestCpu, Kvm};
+use super::{GuestCpu, Kvm};
 use crate::pmu_attr::EventFilter;
 use crate::uapi::{
     Errno, UserPtr, KVM_ARM_VCPU_PMU_V3_CTRL, KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION,
@@ -97,7 +97,7 @@ impl Kvm {
         let before = c.pe().access_stats();
         let r = f(&mut v.pmu, &ctx, &mut c);
         let after = c.pe().access_stats();
-        add_stats(cost(&mut v.stats), diff(after, before));
+        *cost(&mut v.stats) += after - before;
         Some(r)
     }
 
@@ -435,8 +435,8 @@ impl GuestCpu<'_> {
                 let mut c = self.kvm.machine.cpu(cpu).ok_or("no such CPU")?;
                 let before = c.pe().access_stats();
                 let r = PmuSwitch::host_only(&mut c, events_host);
-                let cost = diff(c.pe().access_stats(), before);
-                add_stats(&mut self.kvm.vcpus[vcpu].stats.pmu_switch, cost);
+                let cost = c.pe().access_stats() - before;
+                self.kvm.vcpus[vcpu].stats.pmu_switch += cost;
                 r
             }
         };
@@ -455,8 +455,8 @@ impl GuestCpu<'_> {
         let mut c = self.kvm.machine.cpu(cpu).ok_or("no such CPU")?;
         let before = c.pe().access_stats();
         let r = sw.switch_to_host(&mut c);
-        let cost = diff(c.pe().access_stats(), before);
-        add_stats(&mut self.kvm.vcpus[vcpu].stats.pmu_switch, cost);
+        let cost = c.pe().access_stats() - before;
+        self.kvm.vcpus[vcpu].stats.pmu_switch += cost;
         r.map_err(|f| format!("PMU exit switch: {f}"))
     }
 

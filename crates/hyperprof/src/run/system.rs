@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use hyperprof_guest::drivers::pmu::EventSpec;
+use hyperprof_kvm::vm::VcpuStats;
 use hyperprof_sim::event::{Event, EventCounts};
 use hyperprof_sim::spe::SpeStats;
 use hyperprof_spe::RecordDecoder;
@@ -405,25 +406,21 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
         let mut data = Vec::new();
         let mut unit = SpeStats::default();
         let mut cost = HypervisorCost::default();
-        let (mut spe_live, mut spe_trip_cost, mut spe_lp, mut pmu_lp) = (0u64, 0u64, 0u64, 0u64);
-        let (mut pmu_irqs, mut spe_irqs, mut ops, mut bf) = (0, 0, 0, 0);
+        let (mut ops, mut bf) = (0, 0);
+        // A migrated vCPU's costs add up over every vCPU it has been.
+        let st: VcpuStats = vm
+            .vcpus
+            .iter()
+            .flat_map(|c| std::iter::once(c.stats).chain(c.former_stats.iter().copied()))
+            .sum();
+        cost.entries = st.entries;
+        cost.loads = st.loads;
+        cost.trap_exits = st.trap_exits;
+        cost.pmu_trap_exits = st.pmu_trap_exits;
+        cost.irq_exits = st.irq_exits;
+        cost.pmu_live_loads = st.pmu_live_loads;
+        cost.pmu_switch_accesses = st.pmu_switch.total();
         for c in &vm.vcpus {
-            // A migrated vCPU's costs add up over every vCPU it has been.
-            for st in std::iter::once(&c.stats).chain(&c.former_stats) {
-                cost.entries += st.entries;
-                cost.loads += st.loads;
-                cost.trap_exits += st.trap_exits;
-                cost.pmu_trap_exits += st.pmu_trap_exits;
-                cost.irq_exits += st.irq_exits;
-                cost.pmu_live_loads += st.pmu_live_loads;
-                cost.pmu_switch_accesses += st.pmu_switch.total();
-                spe_live += st.live_trips;
-                spe_trip_cost += st.spe_switch_live.total();
-                spe_lp += st.spe_load_put.total();
-                pmu_lp += st.pmu_load_put.total();
-                pmu_irqs += st.pmu_virqs;
-                spe_irqs += st.virqs;
-            }
             data.extend_from_slice(&c.spe_data);
             unit.add_window(&SpeStats::default(), &c.spe_unit);
             ops += c.ops;
@@ -436,9 +433,9 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             }
         }
         let per = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        cost.spe_per_round_trip = per(spe_trip_cost, spe_live);
-        cost.spe_per_load_put = per(spe_lp, cost.loads);
-        cost.pmu_per_load_put = per(pmu_lp, cost.pmu_live_loads);
+        cost.spe_per_round_trip = per(st.spe_switch_live.total(), st.live_trips);
+        cost.spe_per_load_put = per(st.spe_load_put.total(), cost.loads);
+        cost.pmu_per_load_put = per(st.pmu_load_put.total(), cost.pmu_live_loads);
         // A workload runs at EL0; an image's code at EL1 and EL0.
         let (workload, levels, where_) = match &v.image {
             Some(image) => (image.label.clone(), &[0u8, 1][..], "EL0 or EL1"),
@@ -517,8 +514,8 @@ pub fn build(o: &Outcome) -> (SystemReport, Stacks) {
             spe: v.spe.map(|_| spe_report(&p, &unit, data.len() as u64, bf)),
             derived: derived(&pmu),
             pmu,
-            pmu_interrupts: pmu_irqs,
-            spe_interrupts: spe_irqs,
+            pmu_interrupts: st.pmu_virqs,
+            spe_interrupts: st.virqs,
             pinned_peak_bytes: vm.pinned_peak,
             pinned_at_end_bytes: vm.pinned_at_end,
             hypervisor: cost,
