@@ -173,48 +173,12 @@ static void secondary(struct secondary *s)
 }
 
 /* The reg of every /cpus/cpu@... node, in the tree's order. */
-static void read_cpus(u64 dtb)
+static void read_cpu(void *ctx, const struct fdt_prop *p)
 {
-    const u8 *h = (const u8 *)dtb;
-    if (fdt_be32(h) != FDT_MAGIC)
-        return;
-    const u8 *s = h + fdt_be32(h + 8);
-    const char *strings = (const char *)h + fdt_be32(h + 12);
-    u64 size = fdt_be32(h + 36), off = 0;
-    int depth = 0, in_cpus = 0, in_cpu = 0;
-    while (off + 4 <= size) {
-        u32 tok = fdt_be32(s + off);
-        off += 4;
-        if (tok == FDT_BEGIN_NODE) {
-            const char *name = (const char *)s + off;
-            u64 n = 0;
-            while (off + n < size && name[n])
-                n++;
-            off = (off + n + 1 + 3) & ~3UL;
-            depth++;
-            if (depth == 2)
-                in_cpus = fdt_streq(name, "cpus");
-            if (depth == 3)
-                in_cpu = in_cpus && fdt_prefix(name, "cpu@");
-        } else if (tok == FDT_END_NODE) {
-            if (depth == 3)
-                in_cpu = 0;
-            if (depth == 2)
-                in_cpus = 0;
-            depth--;
-        } else if (tok == FDT_PROP) {
-            if (off + 8 > size)
-                return;
-            u32 len = fdt_be32(s + off);
-            const char *pname = strings + fdt_be32(s + off + 4);
-            const u8 *val = s + off + 8;
-            if (depth == 3 && in_cpu && fdt_streq(pname, "reg") && ncpus < MAX_CPUS)
-                mpidrs[ncpus++] = len == 8 ? fdt_be64(val) : fdt_be32(val);
-            off = (off + 8 + len + 3) & ~3UL;
-        } else if (tok != FDT_NOP) {
-            return;
-        }
-    }
+    (void)ctx;
+    if (p->depth == 3 && fdt_streq(p->parent, "cpus") && fdt_prefix(p->node, "cpu@") &&
+        fdt_streq(p->name, "reg") && ncpus < MAX_CPUS)
+        mpidrs[ncpus++] = p->len == 8 ? fdt_be64(p->val) : fdt_be32(p->val);
 }
 
 int main(u64 dtb)
@@ -222,7 +186,7 @@ int main(u64 dtb)
     struct fdt_info info = fdt_read(dtb);
     pmu_check = bootarg_u64(info.bootargs, "pmu", 0) != 0;
     mmu_enable(info.ram_base, info.ram_size, 0);
-    read_cpus(dtb);
+    fdt_walk(dtb, read_cpu, 0);
     u64 self = read_sysreg(mpidr_el1) & MPIDR_AFFINITY;
     report(ncpus >= 1 && mpidrs[0] == self, "smp: the boot CPU is the first in /cpus");
     puts("cpus: ");

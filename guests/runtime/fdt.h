@@ -1,6 +1,6 @@
-/* Reading the flattened device tree the VMM hands over in x0: the
-   /chosen/bootargs string and the first /memory node's size, and
-   "key=value" words in the bootargs. Header-only, so that only the
+/* Reading the flattened device tree the VMM hands over in x0: a walk
+   visiting every property, the /chosen/bootargs string and the first
+   /memory node's size, and "key=value" words in the bootargs. Header-only, so that only the
    programs that include it carry it. */
 #ifndef HYPERPROF_GUEST_FDT_H
 #define HYPERPROF_GUEST_FDT_H
@@ -42,28 +42,34 @@ static inline int fdt_streq(const char *a, const char *b)
     return *a == *b;
 }
 
-/* What the walk found: bootargs (NULL without /chosen/bootargs) and the
-   first memory node's reg (0 when absent). */
-struct fdt_info {
-    const char *bootargs;
-    u64 ram_base, ram_size;
+/* A property the walk visits, with the names of the node holding it and
+   of that node's parent. Depths count the root node as 1 (the root's
+   children are at 2); the root's name, and its parent's, are "". */
+struct fdt_prop {
+    int depth;
+    const char *parent, *node, *name;
+    const u8 *val;
+    u32 len;
 };
 
-/* Walks the structure block; stops at the first malformed token. Assumes
-   #address-cells = #size-cells = 2 for /memory, as the virt board has. */
-static inline struct fdt_info fdt_read(u64 dtb)
+/* Nodes deeper than this are walked through, their properties not
+   visited. */
+#define FDT_MAX_DEPTH 4
+
+/* Walks the structure block of the tree at `dtb`, calling visit(ctx, p)
+   for each property in the tree's order; stops at the first malformed
+   token, and does nothing without a tree. */
+static inline void fdt_walk(u64 dtb, void (*visit)(void *ctx, const struct fdt_prop *p), void *ctx)
 {
-    struct fdt_info info = {0};
     const u8 *h = (const u8 *)dtb;
     if (!dtb || fdt_be32(h) != FDT_MAGIC)
-        return info;
+        return;
     const u8 *s = h + fdt_be32(h + 8);
     const char *strings = (const char *)h + fdt_be32(h + 12);
     u64 size = fdt_be32(h + 36);
     u64 off = 0;
     int depth = 0;
-    /* Which depth-1 node the walk is in: 1 chosen, 2 memory, 0 other. */
-    int in = 0;
+    const char *names[FDT_MAX_DEPTH + 1] = {"", "", "", "", ""};
     while (off + 4 <= size) {
         u32 tok = fdt_be32(s + off);
         off += 4;
@@ -74,31 +80,57 @@ static inline struct fdt_info fdt_read(u64 dtb)
                 n++;
             off = (off + n + 1 + 3) & ~3UL;
             depth++;
-            if (depth == 2)
-                in = fdt_streq(name, "chosen") ? 1 : fdt_prefix(name, "memory") ? 2 : 0;
+            if (depth <= FDT_MAX_DEPTH)
+                names[depth] = name;
         } else if (tok == FDT_END_NODE) {
-            if (depth == 2)
-                in = 0;
             depth--;
         } else if (tok == FDT_PROP) {
             if (off + 8 > size)
-                break;
+                return;
             u32 len = fdt_be32(s + off);
-            const char *pname = strings + fdt_be32(s + off + 4);
-            const u8 *val = s + off + 8;
-            if (depth == 2 && in == 1 && fdt_streq(pname, "bootargs"))
-                info.bootargs = (const char *)val;
-            if (depth == 2 && in == 2 && !info.ram_size && fdt_streq(pname, "reg") && len >= 16) {
-                info.ram_base = fdt_be64(val);
-                info.ram_size = fdt_be64(val + 8);
+            if (depth >= 1 && depth <= FDT_MAX_DEPTH) {
+                struct fdt_prop p;
+                p.depth = depth;
+                p.parent = names[depth - 1];
+                p.node = names[depth];
+                p.name = strings + fdt_be32(s + off + 4);
+                p.val = s + off + 8;
+                p.len = len;
+                visit(ctx, &p);
             }
             off = (off + 8 + len + 3) & ~3UL;
-        } else if (tok == FDT_NOP) {
-            continue;
-        } else {
-            break;
+        } else if (tok != FDT_NOP) {
+            return;
         }
     }
+}
+
+/* What fdt_read found: bootargs (NULL without /chosen/bootargs) and the
+   first memory node's reg (0 when absent). */
+struct fdt_info {
+    const char *bootargs;
+    u64 ram_base, ram_size;
+};
+
+static inline void fdt_read_visit(void *ctx, const struct fdt_prop *p)
+{
+    struct fdt_info *info = ctx;
+    if (p->depth != 2)
+        return;
+    if (fdt_streq(p->node, "chosen") && fdt_streq(p->name, "bootargs"))
+        info->bootargs = (const char *)p->val;
+    if (fdt_prefix(p->node, "memory") && !info->ram_size && fdt_streq(p->name, "reg") && p->len >= 16) {
+        info->ram_base = fdt_be64(p->val);
+        info->ram_size = fdt_be64(p->val + 8);
+    }
+}
+
+/* /chosen/bootargs and the first /memory node's reg. Assumes
+   #address-cells = #size-cells = 2 for /memory, as the virt board has. */
+static inline struct fdt_info fdt_read(u64 dtb)
+{
+    struct fdt_info info = {0};
+    fdt_walk(dtb, fdt_read_visit, &info);
     return info;
 }
 
