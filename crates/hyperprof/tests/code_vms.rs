@@ -7,6 +7,7 @@
 //! from `run` and `scenario check`, never a panic or a hang.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -16,6 +17,13 @@ use common::{hyperprof, ok, scratch};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `hyperprof run FILE --out OUT`, for the caller to add to and run.
+fn run_scenario(file: impl AsRef<std::ffi::OsStr>, out: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = hyperprof();
+    c.arg("run").arg(file).arg("--out").arg(out);
+    c
 }
 
 fn report_of(dir: &Path) -> Value {
@@ -35,11 +43,7 @@ fn vm<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn the_migrated_vm_counts_exactly_as_its_unmigrated_twin() {
     let dir = scratch("migration");
     let out = ok(
-        hyperprof()
-            .arg("run")
-            .arg(workspace().join("examples/migration.toml"))
-            .arg("--out")
-            .arg(&dir)
+        run_scenario(workspace().join("examples/migration.toml"), &dir)
             .output()
             .unwrap(),
         "run migration.toml",
@@ -114,13 +118,7 @@ fn a_vm_that_moves_there_and_back_still_counts_as_its_twin() {
     let file = dir.join("round-trip.toml");
     std::fs::write(&file, text).unwrap();
     ok(
-        hyperprof()
-            .arg("run")
-            .arg(&file)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .output()
-            .unwrap(),
+        run_scenario(&file, dir.join("out")).output().unwrap(),
         "run round-trip",
     );
     let report = report_of(&dir.join("out"));
@@ -159,13 +157,7 @@ fn a_migration_after_the_vm_finished_fails_completion() {
         .replace("round = 8", "round = 500");
     let file = dir.join("late.toml");
     std::fs::write(&file, text).unwrap();
-    let out = hyperprof()
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
+    let out = run_scenario(&file, dir.join("out")).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "an invariant failed");
     let report = report_of(&dir.join("out"));
     let completion = report["invariants"]
@@ -312,11 +304,7 @@ fn a_relative_image_path_is_relative_to_the_scenario_and_runs() {
     .unwrap();
     let file = image_scenario(&dir, "hello.elf");
     let out = ok(
-        hyperprof()
-            .arg("run")
-            .arg(&file)
-            .arg("--out")
-            .arg(dir.join("out"))
+        run_scenario(&file, dir.join("out"))
             .current_dir("/")
             .output()
             .unwrap(),
@@ -344,13 +332,7 @@ fn an_image_that_never_stops_is_running_at_its_instruction_budget() {
     );
     std::fs::write(&file, text).unwrap();
     ok(
-        hyperprof()
-            .arg("run")
-            .arg(&file)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .output()
-            .unwrap(),
+        run_scenario(&file, dir.join("out")).output().unwrap(),
         "run spin",
     );
     let report = report_of(&dir.join("out"));
@@ -376,11 +358,8 @@ fn an_image_profiles_itself_beside_an_nvhe_host_with_an_emulated_pmu() {
     let file = dir.join("nvhe.toml");
     std::fs::write(&file, text).unwrap();
     ok(
-        hyperprof()
-            .arg("run")
-            .arg(&file)
-            .args(["--ops", "1000000", "--out"])
-            .arg(dir.join("out"))
+        run_scenario(&file, dir.join("out"))
+            .args(["--ops", "1000000"])
             .output()
             .unwrap(),
         "run nvhe",
@@ -412,13 +391,7 @@ fn the_vendor_call_checks_what_a_guest_hands_over_and_counts_lost_records() {
     let dir = scratch("handover");
     let file = image_scenario(&dir, "builtin:handover");
     let out = ok(
-        hyperprof()
-            .arg("run")
-            .arg(&file)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .output()
-            .unwrap(),
+        run_scenario(&file, dir.join("out")).output().unwrap(),
         "run handover",
     );
     let text = String::from_utf8(out.stdout).unwrap();
